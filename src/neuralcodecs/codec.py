@@ -1,0 +1,179 @@
+"""The one codec interface, and the top-level encode/decode/truncate/info built on it.
+
+A codec subclasses `Codec`, declares a frozen dataclass `Config` (always with `quality`), the standard
+rate points `qualities` (lowest to highest rate) and implements `encode_chunks` / `decode_chunks` on
+uint8 HxWxC arrays. Everything else is shared here: input validation, channel handling, padding to the
+codec's alignment, the file container, fingerprints, and turning any decoder failure into BitstreamError.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import container
+from .errors import BitstreamError
+from .image import as_image, pad, padded_shape
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecConfig:
+    quality: Any = None
+
+
+class Codec:
+    """Base of every codec, classical or learned.
+
+    Class attributes a codec sets:
+      Config          frozen dataclass of settings (validated in __post_init__; stored in every file)
+      qualities       the standard RD sweep, lowest rate first
+      default_quality quality used when none is given
+      channels        channel counts coded natively; gray (1) is otherwise coded as RGB and averaged back
+      pad_to, min_side  the codec sees images padded (edge replication) to a multiple of pad_to, at least
+                      min_side on each side; the file keeps the true size and decoding crops back
+      progressive     one chunk per step; a file cut at a chunk boundary decodes (see `truncate`)
+      native_ext      file suffix of the standard format `encode_native` writes, if the codec has one
+    """
+
+    Config: ClassVar[type] = CodecConfig
+    qualities: ClassVar[tuple] = ()
+    default_quality: ClassVar[Any] = None
+    channels: ClassVar[tuple[int, ...]] = (3,)
+    pad_to: ClassVar[int] = 1
+    min_side: ClassVar[int] = 1
+    progressive: ClassVar[bool] = False
+    native_ext: ClassVar[str | None] = None
+
+    def __init__(self, config: Any, name: str | None = None):
+        super().__init__()  # lets learned codecs also be torch.nn.Modules
+        self.config = config
+        self.name = name or type(self).__name__.lower()
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.config})"
+
+    # -- what a codec implements ---------------------------------------------------------------
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
+        """uint8 HxWxC (C in self.channels, already padded) -> the file's chunks."""
+        raise NotImplementedError
+
+    def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
+        """The chunks (a prefix for progressive codecs) -> uint8 array of `shape` (padded HxWxC)."""
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self) -> bytes:
+        """Identifies the weights a file needs (empty for codecs without weights)."""
+        return b""
+
+    def encode_native(self, image: np.ndarray) -> bytes:
+        """The image as a standard file (JPEG, WebP, ...) that any viewer opens, for codecs that have one."""
+        raise NotImplementedError(f"{self.name} has no native file format")
+
+    # -- shared ----------------------------------------------------------------------------------
+    @property
+    def settings(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    def _coded_channels(self, c: int) -> int:
+        if c in self.channels:
+            return c
+        if c == 1 and 3 in self.channels:
+            return 3
+        kind = {1: "grayscale", 4: "RGBA (alpha)"}.get(c, f"{c}-channel")
+        raise ValueError(f"{self.name} does not code {kind} images; it takes {self.channels} channels"
+                         + (" (drop the alpha channel, or use png)" if c == 4 else ""))
+
+    def encode(self, image: np.ndarray) -> bytes:
+        """uint8 HxWx3 (or HxW gray, HxWx4 where supported) -> the whole file as bytes."""
+        x = as_image(image)
+        h, w, c = x.shape
+        cc = self._coded_channels(c)
+        if cc != c:
+            x = np.repeat(x, cc, axis=2)
+        x = pad(x, self.pad_to, self.min_side)
+        chunks = self.encode_chunks(x)
+        return container.pack(self.name, self.settings, self.fingerprint, (h, w, c), chunks)
+
+    def decode_file(self, header: container.Header, chunks: list[bytes]) -> np.ndarray:
+        cc = self._coded_channels(header.channels)
+        ph, pw = padded_shape(header.height, header.width, self.pad_to, self.min_side)
+        try:
+            x = self.decode_chunks(chunks, (ph, pw, cc))
+        except BitstreamError:
+            raise
+        except Exception as e:  # a library's own error on damaged data is a bad bitstream to our callers
+            raise BitstreamError(f"corrupted file: {self.name} could not decode its data ({type(e).__name__}: {e})") from e
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape != (ph, pw, cc):
+            got = getattr(x, "shape", None)
+            raise BitstreamError(f"corrupted file: {self.name} decoded shape {got}, header says {(ph, pw, cc)}")
+        x = x[:header.height, :header.width]
+        if cc != header.channels:  # gray coded as RGB: average back
+            x = np.round(x.mean(axis=2, keepdims=True)).astype(np.uint8)
+        if header.channels == 1:
+            x = x[:, :, 0]
+        return np.ascontiguousarray(x)
+
+
+@functools.lru_cache(maxsize=16)
+def _decoder(name: str, settings_json: str) -> Codec:
+    from .registry import get_entry
+
+    try:
+        entry = get_entry(name)
+    except KeyError:
+        raise BitstreamError(f"file made by unknown codec {name!r}") from None
+    try:
+        cfg = entry.cls.Config(**json.loads(settings_json))
+        return entry.cls(cfg, name=name)
+    except (TypeError, ValueError) as e:
+        raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None
+
+
+def decoder_for(header: container.Header) -> Codec:
+    codec = _decoder(header.name, json.dumps(header.settings, sort_keys=True))
+    if header.fingerprint != codec.fingerprint:
+        raise BitstreamError(f"file was made with other weights for {header.name} "
+                             f"(file {header.fingerprint.hex()[:16]}, installed {codec.fingerprint.hex()[:16]})")
+    return codec
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Decode a neuralcodecs file; the file says which codec and settings made it."""
+    header = container.read_header(data)
+    codec = decoder_for(header)
+    chunks = container.read_chunks(data, header, allow_partial=codec.progressive)
+    return codec.decode_file(header, chunks)
+
+
+def encode(image: np.ndarray, codec: str = "jpeg", quality: Any = None, **settings: Any) -> bytes:
+    """Shortcut: create_codec(codec, quality, **settings).encode(image)."""
+    from .registry import create_codec
+
+    return create_codec(codec, quality, **settings).encode(image)
+
+
+def truncate(data: bytes, steps: int) -> bytes:
+    """Keep the first `steps` chunks of a progressive file as a valid (smaller, lower-quality) file."""
+    header = container.read_header(data)
+    codec = decoder_for(header)
+    if not codec.progressive:
+        raise BitstreamError(f"{header.name} files are not progressive; they cannot be truncated")
+    return container.truncate(data, steps)
+
+
+def info(data: bytes) -> dict:
+    """What a file holds: codec, settings, fingerprint, image size, chunk sizes, bytes and bpp."""
+    header = container.read_header(data)
+    codec = decoder_for(header)
+    chunks = container.read_chunks(data, header, allow_partial=codec.progressive)
+    return {
+        "codec": header.name, "settings": header.settings, "fingerprint": header.fingerprint.hex(),
+        "height": header.height, "width": header.width, "channels": header.channels,
+        "chunks": [len(c) for c in chunks], "declared_chunks": header.n_chunks,
+        "header_bytes": header.size, "bytes": len(data),
+        "bpp": 8 * len(data) / (header.height * header.width), "progressive": codec.progressive,
+    }

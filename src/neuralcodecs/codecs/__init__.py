@@ -1,0 +1,2 @@
+"""One module per method; importing them fills the registry."""
+from . import classical, fmm  # noqa: F401

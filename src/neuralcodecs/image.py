@@ -1,0 +1,127 @@
+"""Images: load and save, validation of the uint8 arrays codecs take, array <-> tensor, padding.
+
+Codecs work on uint8 arrays shaped HxWxC. Grayscale is HxW at the public API; `as_image` turns
+every accepted input into HxWxC and says clearly what it refuses.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MAX_SIDE = 65535
+MAX_PIXELS = 1 << 27  # ~134 Mpixel: larger claims are refused before anything is allocated
+
+
+def as_image(image: np.ndarray) -> np.ndarray:
+    """Validate an image and return it as a C-contiguous uint8 HxWxC array (C in 1, 3, 4)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (8-bit), got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must be HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA), got shape {image.shape}")
+    h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise ValueError(f"image of {w}x{h} is larger than this library handles")
+    return np.ascontiguousarray(image)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file into uint8 HxW (gray), HxWx3 or HxWx4; palette and 16-bit images are converted."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("L", "RGB", "RGBA"):
+                pass
+            elif im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F"):
+                im = im.convert("L") if im.mode == "1" else _to_8bit_gray(im)
+            elif im.mode in ("LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+            else:
+                im = im.convert("RGB")
+            return np.asarray(im).copy()
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from None
+
+
+def _to_8bit_gray(im: Image.Image) -> Image.Image:
+    a = np.asarray(im).astype(np.float64)
+    peak = 65535.0 if a.max() > 255 else 255.0
+    return Image.fromarray(np.clip(np.round(a * 255.0 / peak), 0, 255).astype(np.uint8))
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an image losslessly (PNG unless the suffix says otherwise), atomically."""
+    image = as_image(image)
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    buf = _encode_pil(pil, fmt)
+    write_atomic(path, buf)
+
+
+def _encode_pil(pil: Image.Image, fmt: str) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    pil.save(out, format=fmt)
+    return out.getvalue()
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, force: bool = True) -> None:
+    """Write bytes to `path` through a temporary file and a rename, so a reader never sees half a file.
+    With force=False an existing file is refused (FileExistsError)."""
+    path = Path(path)
+    if not force and path.exists():
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if not force:
+            # os.link fails if the target appeared meanwhile: no overwrite, even in a race
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def pad(image: np.ndarray, multiple: int, min_side: int = 1) -> np.ndarray:
+    """Pad HxWxC at the bottom and right by edge replication to a multiple of `multiple`
+    (and at least `min_side`); edge replication adds no new edges for a codec to spend bits on."""
+    h, w = image.shape[:2]
+    ph = max(-(-h // multiple) * multiple, -(-min_side // multiple) * multiple) - h
+    pw = max(-(-w // multiple) * multiple, -(-min_side // multiple) * multiple) - w
+    if ph == 0 and pw == 0:
+        return image
+    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+def padded_shape(h: int, w: int, multiple: int, min_side: int = 1) -> tuple[int, int]:
+    m = -(-min_side // multiple) * multiple
+    return max(-(-h // multiple) * multiple, m), max(-(-w // multiple) * multiple, m)
+
+
+def to_tensor(image: np.ndarray):
+    """uint8 HxWxC (or HxW) -> float32 tensor 1xCxHxW in [0, 1]."""
+    import torch
+
+    image = as_image(image)
+    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def from_tensor(x) -> np.ndarray:
+    """float tensor 1xCxHxW in [0, 1] -> uint8 HxWxC, rounded and clipped like any 8-bit decoder."""
+    x = x.detach().float().clamp(0, 1).mul(255.0).round().to("cpu")
+    return x[0].permute(1, 2, 0).numpy().astype(np.uint8)

@@ -1,0 +1,70 @@
+"""THE registry: codec name -> codec class and the settings that name implies.
+
+One place only: the CLI, evaluation, benchmarks and tests all read it. A class may be registered under
+several names (variants such as `jpeg444` or `fmm-entropy`): each name fixes some settings of the class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+_REGISTRY: dict[str, "Entry"] = {}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    cls: type
+    defaults: dict[str, Any] = field(default_factory=dict)  # settings this name implies
+
+
+def register(name: str, **defaults: Any) -> Callable[[type], type]:
+    """Class decorator: `@register("jpeg444", subsampling="444")`. Stackable for variants."""
+
+    def deco(cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"codec name {name!r} registered twice")
+        unknown = set(defaults) - set(cls.Config.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{name}: {sorted(unknown)} are not settings of {cls.__name__}")
+        _REGISTRY[name] = Entry(name, cls, dict(defaults))
+        return cls
+
+    return deco
+
+
+def list_codecs() -> list[str]:
+    """Names of all registered codecs, in registration order."""
+    _load()
+    return list(_REGISTRY)
+
+
+def get_entry(name: str) -> Entry:
+    _load()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown codec {name!r}; known: {', '.join(_REGISTRY)}") from None
+
+
+def create_codec(name: str, quality: Any = None, **settings: Any):
+    """Make a codec by name. `quality` picks a rate point (None: the codec's default); other keyword
+    arguments are settings of the codec's Config. Invalid settings raise ValueError."""
+    entry = get_entry(name)
+    cls = entry.cls
+    config = dict(entry.defaults)
+    config.update(settings)
+    config["quality"] = cls.default_quality if quality is None else quality
+    try:
+        cfg = cls.Config(**config)
+    except TypeError as e:
+        raise ValueError(f"{name}: bad settings ({e})") from None
+    fixed = {k: v for k, v in entry.defaults.items() if getattr(cfg, k) != v}
+    if fixed:
+        raise ValueError(f"{name} fixes {sorted(fixed)}; use the codec name that has the settings you want")
+    return cls(cfg, name=name)
+
+
+def _load() -> None:
+    # Importing the codec modules fills the registry (each decorates its classes).
+    from . import codecs  # noqa: F401
