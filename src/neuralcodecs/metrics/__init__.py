@@ -2,10 +2,12 @@
 
 PSNR on RGB (mean squared error over all channels), SSIM and MS-SSIM from pytorch-msssim (Gaussian
 window 11, sigma 1.5, data range 255, RGB averaged), PSNR-HVS and PSNR-HVS-M from psnr-hvsm on the
-BT.601 luma (the metrics are defined on one channel), bpp from the real file size.
+BT.601 luma (the metrics are defined on one channel, over whole 8x8 blocks), bpp from the real file size.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -76,12 +78,15 @@ def luma(image: np.ndarray) -> np.ndarray:
 
 def psnr_hvs(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(PSNR-HVS, PSNR-HVS-M) in dB on luma, from psnr-hvsm; NaN below one 8x8 block."""
-    from psnr_hvsm import psnr_hvs_hvsm
-
     a, b = _pair(a, b)
-    if min(a.shape[:2]) < 8:
+    h, w = (a.shape[0] // 8) * 8, (a.shape[1] // 8) * 8  # the metric is defined on whole 8x8 blocks
+    if h == 0 or w == 0:
         return math.nan, math.nan
-    hvs, hvsm = psnr_hvs_hvsm(luma(a), luma(b))
+    if np.array_equal(a[:h, :w], b[:h, :w]):
+        return math.inf, math.inf
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a note about its torch backend on import
+        from psnr_hvsm import psnr_hvs_hvsm
+    hvs, hvsm = psnr_hvs_hvsm(luma(a[:h, :w]), luma(b[:h, :w]))
     return float(hvs), float(hvsm)
 
 

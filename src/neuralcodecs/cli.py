@@ -1,0 +1,178 @@
+"""The `neuralcodecs` command line.
+
+    neuralcodecs list
+    neuralcodecs encode IN OUT --codec C [--quality Q] [--native] [--force]
+    neuralcodecs decode IN OUT [--force]
+    neuralcodecs info FILE
+    neuralcodecs truncate IN OUT --steps K [--force]
+    neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--workers N] [--anchor jpeg] [--reference F ...]
+    neuralcodecs plot JSON... --out PNG [--reference F ...]
+    neuralcodecs demo [--image PNG] [--codec C] [--out DIR]
+
+Outputs are written atomically and never overwrite an existing file without --force. Bad input prints
+one line on stderr and exits with status 1 (2 for usage errors), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEMO_IMAGE = Path(__file__).resolve().parents[2] / "samples" / "kodim23.png"
+
+
+def _quality(text: str):
+    """Qualities are ints for most codecs, floats for some (jpeg2000's target PSNR)."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def cmd_list(args) -> None:
+    from .registry import get_entry, list_codecs
+
+    for name in list_codecs():
+        cls = get_entry(name).cls
+        flags = " progressive" if cls.progressive else ""
+        print(f"{name:14s} default quality {cls.default_quality!s:6s} sweep {list(cls.qualities)}{flags}")
+
+
+def cmd_encode(args) -> None:
+    from . import create_codec, load_image, metrics
+    from .image import write_atomic
+
+    codec = create_codec(args.codec, quality=args.quality)
+    image = load_image(args.input)
+    data = codec.encode_native(image) if args.native else codec.encode(image)
+    write_atomic(args.output, data, force=args.force)
+    h, w = image.shape[:2]
+    print(f"{args.output}: {args.codec} q={codec.config.quality} {len(data)} bytes, "
+          f"{metrics.bpp(len(data), h, w):.4f} bpp")
+
+
+def cmd_decode(args) -> None:
+    from . import decode
+    from .image import save_image
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists (use --force to overwrite)")
+    save_image(out, decode(_read(args.input)))
+
+
+def cmd_info(args) -> None:
+    from . import info
+
+    print(json.dumps(info(_read(args.input)), indent=2))
+
+
+def cmd_truncate(args) -> None:
+    from . import truncate
+    from .image import write_atomic
+
+    write_atomic(args.output, truncate(_read(args.input), args.steps), force=args.force)
+
+
+def cmd_eval(args) -> None:
+    from .eval import evaluate
+
+    evaluate(args.codec, args.data, args.out, workers=args.workers, anchor=args.anchor,
+             references=args.reference or [])
+    print(f"results in {args.out}: per_image.csv, <codec>.json, bd.md, rd.png")
+
+
+def cmd_plot(args) -> None:
+    from .eval import plot
+
+    plot([Path(p) for p in args.json], Path(args.out), references=[Path(p) for p in args.reference or []])
+
+
+def cmd_demo(args) -> None:
+    import time
+
+    from . import create_codec, decode, load_image, metrics
+    from .image import save_image, write_atomic
+
+    image = load_image(args.image)
+    codec = create_codec(args.codec)
+    t0 = time.perf_counter()
+    data = codec.encode(image)
+    t1 = time.perf_counter()
+    decoded = decode(data)
+    t2 = time.perf_counter()
+    out = Path(args.out)
+    stem = Path(args.image).stem
+    write_atomic(out / f"{stem}.{codec.name}.ncdc", data)
+    save_image(out / f"{stem}.{codec.name}.png", decoded)
+    h, w = image.shape[:2]
+    print(f"{args.image}: {w}x{h}, codec {codec.name} (quality {codec.config.quality})")
+    print(f"  {len(data)} bytes, {metrics.bpp(len(data), h, w):.4f} bpp, PSNR {metrics.psnr(image, decoded):.2f} dB, "
+          f"MS-SSIM {metrics.ms_ssim(image, decoded):.4f}, encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s")
+    print(f"  wrote {out / f'{stem}.{codec.name}.ncdc'} and the decoded {out / f'{stem}.{codec.name}.png'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neuralcodecs", description="Learned and classical image codecs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="registered codecs").set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("encode", help="compress an image")
+    s.add_argument("input"); s.add_argument("output")
+    s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
+    s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
+    s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
+
+    s = sub.add_parser("decode", help="decompress a neuralcodecs file to PNG")
+    s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_decode)
+
+    s = sub.add_parser("info", help="what a file holds"); s.add_argument("input"); s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("truncate", help="keep the first K steps of a progressive file")
+    s.add_argument("input"); s.add_argument("output"); s.add_argument("--steps", type=int, required=True)
+    s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_truncate)
+
+    s = sub.add_parser("eval", help="rate-distortion sweep over a folder of images")
+    s.add_argument("--codec", action="append", required=True)
+    s.add_argument("--data", required=True); s.add_argument("--out", required=True)
+    s.add_argument("--workers", type=int, default=1); s.add_argument("--anchor", default="jpeg")
+    s.add_argument("--reference", nargs="+", help="published curves to overlay and rank")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("plot", help="redraw the RD plot from saved JSON")
+    s.add_argument("json", nargs="+"); s.add_argument("--out", required=True)
+    s.add_argument("--reference", nargs="+"); s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("demo", help="compress and decode the shipped sample image")
+    s.add_argument("--image", default=str(DEMO_IMAGE)); s.add_argument("--codec", default="jpeg")
+    s.add_argument("--out", default="out/demo"); s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except KeyboardInterrupt:
+        print("neuralcodecs: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, TypeError, OSError, NotImplementedError) as e:
+        # BitstreamError is a ValueError; one line, no traceback
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"neuralcodecs {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import neuralcodecs as nc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A 96x128 crop of the shipped Kodak sample: natural content, small enough to keep tests fast."""
+    return np.ascontiguousarray(nc.load_image(ROOT / "samples" / "kodim23.png")[200:296, 300:428])

@@ -1,0 +1,141 @@
+"""The codec contract, checked over every registered codec (DESIGN.md)."""
+import numpy as np
+import pytest
+
+import neuralcodecs as nc
+from neuralcodecs.metrics import mse
+from neuralcodecs.registry import get_entry
+
+CODECS = nc.list_codecs()
+
+
+def _cls(name):
+    return get_entry(name).cls
+
+
+def test_registry_lists_the_foundation_codecs():
+    for name in ["jpeg", "jpeg444", "jpeg2000", "webp", "avif", "heif", "jpegxl", "png", "fmm", "fmm-entropy"]:
+        assert name in CODECS
+    with pytest.raises(KeyError):
+        nc.create_codec("no-such-codec")
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_round_trip_keeps_shape_and_dtype(name, photo):
+    data = nc.create_codec(name).encode(photo)
+    assert isinstance(data, bytes)
+    out = nc.decode(data)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert mse(photo, out) < 200  # a real reconstruction, not noise (PSNR > 25 dB at the default quality)
+
+
+@pytest.mark.parametrize("name", CODECS)
+@pytest.mark.parametrize("shape", [(45, 67, 3), (1, 1, 3), (45, 67)])
+def test_odd_sizes_and_gray(name, shape):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    codec = nc.create_codec(name)
+    out = nc.decode(codec.encode(x))
+    assert out.shape == x.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_rgba_is_coded_or_refused_clearly(name):
+    x = np.random.default_rng(2).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    codec = nc.create_codec(name)
+    if 4 in type(codec).channels:
+        assert nc.decode(codec.encode(x)).shape == x.shape
+    else:
+        with pytest.raises(ValueError, match="alpha"):
+            codec.encode(x)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.uint8),
+                                 np.zeros((0, 8, 3), np.uint8), [[1, 2], [3, 4]]])
+def test_invalid_images_are_refused(bad):
+    with pytest.raises((ValueError, TypeError)):
+        nc.create_codec("jpeg").encode(bad)
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_same_input_same_bytes(name, photo):
+    assert nc.create_codec(name).encode(photo) == nc.create_codec(name).encode(photo)
+
+
+@pytest.mark.parametrize("name", [n for n in CODECS if len(_cls(n).qualities) >= 2])
+def test_higher_quality_more_bytes_less_distortion(name, photo):
+    qualities = _cls(name).qualities
+    sizes, errors = [], []
+    for q in (qualities[0], qualities[len(qualities) // 2], qualities[-1]):
+        data = nc.create_codec(name, quality=q).encode(photo)
+        sizes.append(len(data))
+        errors.append(mse(photo, nc.decode(data)))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert errors[0] > errors[1] > errors[2]
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_corrupted_and_truncated_bytes_raise(name, photo):
+    data = nc.create_codec(name).encode(photo)
+    for cut in (0, 3, 10, len(data) // 2, len(data) - 1):
+        with pytest.raises(nc.BitstreamError):
+            nc.decode(data[:cut])
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(0, len(data), 20):
+        broken = bytearray(data)
+        broken[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(nc.BitstreamError):
+            nc.decode(bytes(broken))
+    with pytest.raises(nc.BitstreamError):
+        nc.decode(data + b"\0")
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_settings_travel_in_the_file(name, photo):
+    codec = nc.create_codec(name, quality=_cls(name).qualities[0])
+    info = nc.info(codec.encode(photo))
+    assert info["codec"] == name and info["settings"] == codec.settings
+
+
+def test_non_progressive_files_cannot_be_truncated(photo):
+    with pytest.raises(nc.BitstreamError, match="not progressive"):
+        nc.truncate(nc.create_codec("jpeg").encode(photo), steps=1)
+
+
+def test_variants_fix_their_settings():
+    assert nc.create_codec("jpeg444").config.subsampling == "444"
+    with pytest.raises(ValueError):
+        nc.create_codec("jpeg444", subsampling="420")
+    with pytest.raises(ValueError):
+        nc.create_codec("jpeg", quality=0)
+
+
+def test_png_is_lossless_with_alpha():
+    x = np.random.default_rng(2).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    assert np.array_equal(nc.decode(nc.create_codec("png").encode(x)), x)
+
+
+def test_native_files_are_standard(photo):
+    import imagecodecs
+
+    jpg = nc.create_codec("jpeg", quality=50).encode_native(photo)
+    assert jpg[:2] == b"\xff\xd8"
+    assert np.array_equal(imagecodecs.jpeg8_decode(jpg), nc.decode(nc.create_codec("jpeg", quality=50).encode(photo)))
+
+
+def test_fmm_values_are_multiples_of_five(photo):
+    out = nc.decode(nc.create_codec("fmm").encode(photo))
+    assert (out % 5 == 0).all()
+    assert np.abs(out.astype(int) - photo).max() <= 2
+    edge = np.full((8, 8, 3), 254, np.uint8)  # rounds to 255 = 51 * 5, no clipping needed
+    assert (nc.decode(nc.create_codec("fmm").encode(edge)) == 255).all()
+
+
+def test_fmm_is_six_bits_and_entropy_variant_is_lossless_on_top(photo):
+    h, w = photo.shape[:2]
+    plain = nc.create_codec("fmm").encode(photo)
+    packed = nc.info(plain)["chunks"][0]
+    assert packed == h * w * 3 * 6 // 8
+    small = nc.create_codec("fmm-entropy").encode(photo)
+    assert len(small) < len(plain)
+    assert np.array_equal(nc.decode(small), nc.decode(plain))
