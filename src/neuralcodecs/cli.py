@@ -96,6 +96,23 @@ def cmd_plot(args) -> None:
     plot([Path(p) for p in args.json], Path(args.out), references=[Path(p) for p in args.reference or []])
 
 
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(codec=args.codec, data=args.data, out=args.out, steps=args.steps,
+                      lmbda=[float(v) for v in args.lmbda.split(",")] if args.lmbda else None,
+                      batch=args.batch, crop=args.crop, lr=args.lr, lr_drop_step=args.lr_drop_step,
+                      device=args.device, bf16=args.bf16, compile=args.compile, threads=args.threads,
+                      checkpoint_minutes=args.checkpoint_minutes, max_images=args.max_images, seed=args.seed)
+    print(f"checkpoint: {train(cfg, resume=args.resume)}")
+
+
+def cmd_export(args) -> None:
+    from .train.export import export
+
+    export(Path(args.run), kodak=args.kodak, command=args.command_line)
+
+
 def cmd_demo(args) -> None:
     import time
 
@@ -152,6 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plot", help="redraw the RD plot from saved JSON")
     s.add_argument("json", nargs="+"); s.add_argument("--out", required=True)
     s.add_argument("--reference", nargs="+"); s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("train", help="train a learned codec")
+    s.add_argument("codec"); s.add_argument("--data", nargs="+", required=True); s.add_argument("--out", required=True)
+    s.add_argument("--steps", type=int, required=True)
+    s.add_argument("--lmbda", help="comma-separated lambdas of the rate points (default: the codec's)")
+    s.add_argument("--batch", type=int, default=8); s.add_argument("--crop", type=int, default=128)
+    s.add_argument("--lr", type=float, default=1e-4); s.add_argument("--lr-drop-step", type=int)
+    s.add_argument("--device", default="cpu"); s.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPU here; for GPUs)")
+    s.add_argument("--compile", action="store_true"); s.add_argument("--threads", type=int)
+    s.add_argument("--checkpoint-minutes", type=float, default=5.0); s.add_argument("--max-images", type=int)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("export", help="ship a trained run's weights in the package (half precision + manifest); "
+                                      "set NEURALCODECS_WEIGHTS=DIR to write and load elsewhere")
+    s.add_argument("run"); s.add_argument("--kodak", help="folder of Kodak images to measure bpp/PSNR on")
+    s.add_argument("--command-line", default="", help="the training command, recorded in the manifest")
+    s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("demo", help="compress and decode the shipped sample image")
     s.add_argument("--image", default=str(DEMO_IMAGE)); s.add_argument("--codec", default="jpeg")

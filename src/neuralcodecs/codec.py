@@ -52,6 +52,11 @@ class Codec:
         self.config = config
         self.name = name or type(self).__name__.lower()
 
+    @classmethod
+    def from_config(cls, config: Any, name: str) -> "Codec":
+        """A codec ready to code (learned codecs load their shipped weights here)."""
+        return cls(config, name=name)
+
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
 
@@ -128,7 +133,7 @@ def _decoder(name: str, settings_json: str) -> Codec:
         raise BitstreamError(f"file made by unknown codec {name!r}") from None
     try:
         cfg = entry.cls.Config(**json.loads(settings_json))
-        return entry.cls(cfg, name=name)
+        return entry.cls.from_config(cfg, name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None
 

@@ -118,7 +118,7 @@ def to_tensor(image: np.ndarray):
     import torch
 
     image = as_image(image)
-    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return torch.tensor(image).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)  # a copy: inputs may be read-only
 
 
 def from_tensor(x) -> np.ndarray:

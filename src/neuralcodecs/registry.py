@@ -62,7 +62,7 @@ def create_codec(name: str, quality: Any = None, **settings: Any):
     fixed = {k: v for k, v in entry.defaults.items() if getattr(cfg, k) != v}
     if fixed:
         raise ValueError(f"{name} fixes {sorted(fixed)}; use the codec name that has the settings you want")
-    return cls(cfg, name=name)
+    return cls.from_config(cfg, name=name)
 
 
 def _load() -> None:

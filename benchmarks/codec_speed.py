@@ -1,0 +1,110 @@
+"""Encode and decode speed of every codec, per image, on a folder of images.
+
+    python benchmarks/codec_speed.py --data DIR --out DIR [--codec C ...] [--quality-index middle]
+
+Each codec runs at its default quality, or at the rate point --quality-index picks from its sweep
+(low, middle, high or a number). One untimed round trip first, so imports and table building are not
+counted; then every image is encoded and decoded once, timed with perf_counter. Torch gets 2 threads
+(learned codecs code on one of them, for bit-exact decoding: see learned.py). Prints a table and writes
+codec_speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import neuralcodecs as nc
+from neuralcodecs.eval import list_images
+from neuralcodecs.registry import get_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_THREADS = 2
+
+
+def default_data() -> Path:
+    kodak = ROOT / ".." / "shared" / "data" / "kodak"
+    return kodak.resolve() if kodak.is_dir() else ROOT / "samples"
+
+
+def pick_quality(codec: str, index: str) -> Any:
+    """The codec's default quality, or one of its standard rate points by position."""
+    entry = get_entry(codec)
+    qualities = list(entry.cls.qualities)
+    if index == "default" or not qualities:
+        return entry.cls.default_quality
+    positions = {"low": 0, "middle": len(qualities) // 2, "high": len(qualities) - 1}
+    if index in positions:
+        return qualities[positions[index]]
+    try:
+        return qualities[int(index)]
+    except (ValueError, IndexError):
+        raise ValueError(f"--quality-index {index!r}: use default, low, middle, high or 0..{len(qualities) - 1}") from None
+
+
+def time_codec(name: str, quality: Any, images: list[np.ndarray]) -> dict[str, Any]:
+    codec = nc.create_codec(name, quality=quality)
+    nc.decode(codec.encode(images[0]))  # warm-up, untimed
+    enc, dec, bpp = [], [], []
+    for img in images:
+        t0 = time.perf_counter()
+        data = codec.encode(img)
+        t1 = time.perf_counter()
+        nc.decode(data)
+        t2 = time.perf_counter()
+        enc.append(t1 - t0)
+        dec.append(t2 - t1)
+        bpp.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+    pixels = float(np.mean([img.shape[0] * img.shape[1] for img in images]))
+    return {"codec": name, "quality": quality, "images": len(images),
+            "encode_s": float(np.mean(enc)), "decode_s": float(np.mean(dec)),
+            "encode_mpix_s": pixels / 1e6 / float(np.mean(enc)), "decode_mpix_s": pixels / 1e6 / float(np.mean(dec)),
+            "bpp": float(np.mean(bpp))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=None, help="folder of PNG/JPEG images (default: Kodak if beside "
+                   "the checkout, else samples/)")
+    p.add_argument("--out", type=Path, required=True, help="folder for codec_speed.json")
+    p.add_argument("--codec", action="append", default=None, help="codec to time (repeatable; default: all)")
+    p.add_argument("--quality-index", default="default", help="default, low, middle, high or a position in "
+                   "the codec's sweep")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+    data = args.data or default_data()
+    try:
+        paths = list_images(data)
+        codecs = args.codec or nc.list_codecs()
+        plan = [(c, pick_quality(c, args.quality_index)) for c in codecs]
+    except (OSError, ValueError, KeyError) as e:
+        p.error(str(e))
+    images = [nc.load_image(path) for path in paths]
+
+    results = []
+    print(f"{len(images)} images from {data}, torch threads {TORCH_THREADS}")
+    print(f"{'codec':<14}{'quality':>9}{'bpp':>8}{'encode s':>11}{'decode s':>11}{'enc MP/s':>10}{'dec MP/s':>10}")
+    for name, quality in plan:
+        r = time_codec(name, quality, images)
+        results.append(r)
+        print(f"{name:<14}{str(quality):>9}{r['bpp']:>8.3f}{r['encode_s']:>11.4f}{r['decode_s']:>11.4f}"
+              f"{r['encode_mpix_s']:>10.2f}{r['decode_mpix_s']:>10.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = {"data": str(data), "images": len(images), "torch_threads": TORCH_THREADS,
+           "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                       "processor": platform.processor() or platform.machine()},
+           "neuralcodecs": nc.__version__, "results": results}
+    (args.out / "codec_speed.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out / 'codec_speed.json'}")
+
+
+if __name__ == "__main__":
+    main()

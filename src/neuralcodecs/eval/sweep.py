@@ -1,0 +1,231 @@
+"""The one evaluation path: sweep codecs over their rate points on a folder of images.
+
+Every (codec, quality, image) is a job: encode to a real file, decode that file with the top-level
+`neuralcodecs.decode` (so the container and the codec's decoder are what is measured), then compute all
+metrics against the original 8-bit image, with bpp from the file's length. Jobs are independent, so a
+process pool runs them; results come back in job order, so the numbers never depend on `workers`
+(only the timings do).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..codec import decode
+from ..image import load_image
+from ..metrics import all_metrics, ms_ssim_db
+from ..registry import create_codec, get_entry, list_codecs
+from .bd import bd_table, common_interval, write_tables
+from .figures import draw_rd
+from .references import Curve, load_curve, load_references, make_curve
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+METRICS = ("bpp", "psnr-rgb", "ssim-rgb", "ms-ssim-rgb", "ms-ssim-db", "psnr-hvs", "psnr-hvs-m")
+TIMES = ("encoding_time", "decoding_time")
+CSV_COLUMNS = ("codec", "quality", "image", "height", "width", "bytes") + METRICS + TIMES
+
+
+@dataclass(frozen=True)
+class Job:
+    codec: str
+    quality: Any
+    image: str  # a path, not pixels: workers load their own images, so little is pickled
+
+
+def list_images(data: str | os.PathLike) -> list[Path]:
+    """The PNG/JPEG files of a folder, sorted by name (a single image file is also accepted)."""
+    data = Path(data)
+    if data.is_file():
+        return [data]
+    if not data.is_dir():
+        raise FileNotFoundError(f"{data}: no such folder")
+    images = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise ValueError(f"{data}: no PNG or JPEG images")
+    return images
+
+
+# Per process: a learned codec loads its weights once per worker, not once per image.
+_codecs: dict[tuple[str, str], Any] = {}
+
+
+def _get_codec(name: str, quality: Any, image: np.ndarray) -> Any:
+    key = (name, repr(quality))
+    if key not in _codecs:
+        codec = create_codec(name, quality=quality)
+        # One untimed round trip on a small crop: the first call pays for imports, library setup and the
+        # decoder cache, which would otherwise land in the first image's timings.
+        decode(codec.encode(np.ascontiguousarray(image[:64, :64])))
+        _codecs[key] = codec
+    return _codecs[key]
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Encode, decode and measure one image at one rate point; one per_image.csv row."""
+    image = load_image(job.image)
+    try:
+        codec = _get_codec(job.codec, job.quality, image)
+        t0 = time.perf_counter()
+        data = codec.encode(image)
+        t1 = time.perf_counter()
+        decoded = decode(data)
+        t2 = time.perf_counter()
+        metrics = all_metrics(image, decoded, len(data))
+    except Exception as e:
+        # Name the job: from a pool, a bare library error would not say which of thousands failed.
+        raise RuntimeError(f"{job.codec} quality={job.quality!r} on {job.image}: {type(e).__name__}: {e}") from e
+    return {"codec": job.codec, "quality": job.quality, "image": Path(job.image).name,
+            "height": image.shape[0], "width": image.shape[1], "bytes": len(data),
+            **{k: metrics[k] for k in METRICS}, "encoding_time": t1 - t0, "decoding_time": t2 - t1}
+
+
+def _init_worker() -> None:
+    # Workers already run in parallel; torch's own threads would oversubscribe the cores and distort times.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, Any]]:
+    from tqdm import tqdm
+
+    bar = dict(total=len(jobs), disable=not progress, desc="evaluate", unit="img", dynamic_ncols=True)
+    if workers <= 1 or len(jobs) <= 1:
+        return [run_job(j) for j in tqdm(jobs, **bar)]
+    import multiprocessing as mp
+
+    # spawn, not fork: forking a process that has started torch's thread pools can deadlock, and spawn
+    # behaves the same on Linux, macOS and Windows.
+    with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+        return list(tqdm(pool.imap(run_job, jobs, chunksize=1), **bar))
+
+
+def _mean(values: Iterable[float]) -> float:
+    """Mean over images, skipping NaN (MS-SSIM is undefined on small images); NaN if nothing is left."""
+    v = [x for x in values if not math.isnan(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+def summarize(rows: list[dict[str, Any]], codec: str) -> dict[str, list]:
+    """The codec's "results" block: the mean over images at each quality, sorted by bpp."""
+    by_quality: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["codec"] == codec:
+            by_quality.setdefault(repr(r["quality"]), []).append(r)
+    points = []
+    for group in by_quality.values():
+        p: dict[str, Any] = {"quality": group[0]["quality"]}
+        p.update({k: _mean(r[k] for r in group) for k in METRICS + TIMES})
+        # dB of the mean MS-SSIM, not the mean of per-image dB: published curves average raw MS-SSIM and
+        # convert afterwards, and the two differ (Jensen), so this keeps our curve comparable with theirs.
+        m = p["ms-ssim-rgb"]
+        p["ms-ssim-db"] = math.nan if math.isnan(m) else ms_ssim_db(m)
+        points.append(p)
+    points.sort(key=lambda p: (math.isnan(p["bpp"]), p["bpp"]))
+    keys = ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb", "ssim-rgb", "ms-ssim-db", "psnr-hvs", "psnr-hvs-m") + TIMES
+    return {k: [p[k] for p in points] for k in keys}
+
+
+def _json_safe(x: Any) -> Any:
+    # JSON has no NaN or inf (Python would write the non-standard NaN/Infinity); null means "no value".
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    return x
+
+
+def write_codec_json(path: Path, codec: str, results: dict[str, list], data: Path, n_images: int) -> None:
+    doc = {
+        "name": codec,
+        "description": f"neuralcodecs {__version__} {codec}: mean over {n_images} images of {data.name}; "
+                       "bpp from the file size; metrics on the decoded 8-bit RGB image; times in s/image.",
+        "meta": {"source": "neuralcodecs", "dataset": data.name, "images": n_images,
+                 "settings": {k: v for k, v in create_codec(codec).settings.items() if k != "quality"}},
+        "results": results,
+    }
+    path.write_text(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
+             anchor: str = "jpeg", references: Sequence[str | os.PathLike] = (),
+             qualities: dict[str, list] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Sweep each codec over its rate points on the images in `data` and write the results to `out`.
+
+    codecs      registered codec names; each runs at `type(codec).qualities` or at qualities[name]
+    anchor      BD reference: a codec name (swept too if it is not in `codecs`) or a curve file
+    references  published curve files (any format `load_curve` reads): plotted dashed, and given BD
+                rows against the anchor
+    workers     processes (spawned; call from under `if __name__ == "__main__":` in scripts)
+
+    Writes per_image.csv, <codec>.json per codec, bd.csv, bd.md and rd.png. Returns {"curves": {codec:
+    results block}, "bd": rows of the BD table, "rd_auc_interval": (lo, hi) bpp or None, "files": [...]}.
+    """
+    data, out = Path(data), Path(out)
+    images = list_images(data)
+    known = set(list_codecs())
+    names = list(dict.fromkeys(codecs))  # keep order, drop repeats
+    anchor_curve: Curve | None = None
+    if anchor in known:
+        if anchor not in names:
+            names.insert(0, anchor)
+    elif Path(anchor).is_file():
+        anchor_curve = load_curve(anchor)
+    else:
+        raise ValueError(f"anchor {anchor!r} is neither a registered codec nor a curve file")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown codec(s) {unknown}; known: {', '.join(sorted(known))}")
+    qualities = dict(qualities or {})
+    stray = set(qualities) - set(names)
+    if stray:
+        raise ValueError(f"qualities given for codecs not evaluated: {sorted(stray)}")
+    sweep = {n: list(qualities.get(n, get_entry(n).cls.qualities)) for n in names}
+    empty = [n for n, qs in sweep.items() if not qs]
+    if empty:
+        raise ValueError(f"no qualities to evaluate for {empty}")
+    ref_curves = load_references(references)  # fail on a bad reference before hours of work
+
+    jobs = [Job(n, q, str(img)) for n in names for q in sweep[n] for img in images]
+    rows = _run(jobs, workers, progress)
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "per_image.csv"]
+    write_per_image(files[0], rows)
+    curves: dict[str, dict[str, list]] = {}
+    ours: list[Curve] = []
+    for n in names:
+        curves[n] = summarize(rows, n)
+        path = out / f"{n}.json"
+        write_codec_json(path, n, curves[n], data, len(images))
+        files.append(path)
+        ours.append(make_curve(n, curves[n]["bpp"], curves[n]["psnr-rgb"], curves[n]["ms-ssim-rgb"]))
+    if anchor_curve is None:
+        anchor_curve = next(c for c in ours if c.name == anchor)
+
+    interval = common_interval(ours)
+    rows_bd = bd_table(anchor_curve, [(c, "ours") for c in ours] + [(c, "reference") for c in ref_curves],
+                       interval)
+    files += write_tables(rows_bd, anchor_curve.name, interval, out)
+    draw_rd(ours, ref_curves, out / "rd.png", title=f"{data.name}: {len(images)} images")
+    files.append(out / "rd.png")
+    return {"curves": curves, "bd": rows_bd, "rd_auc_interval": interval, "files": files}

@@ -1,0 +1,32 @@
+"""`neuralcodecs export RUN`: a training run's checkpoint -> shipped half-precision weights + manifest entry,
+with the codec's Kodak bpp and PSNR measured from real files at every rate point."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import weights
+from .loop import TrainConfig, build_model
+
+
+def export(run: Path, kodak: str | None = None, command: str = "") -> Path:
+    """Write the run's weights where they load from (weights.weights_dir()), then measure them on Kodak."""
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    cfg = TrainConfig(**state["config"])
+    cfg.lmbda = state["lmbdas"]
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    model.update_tables()
+    entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": state["step"],
+             "data": cfg.data, "batch": cfg.batch, "crop": cfg.crop, "command": command}
+    path = weights.write(cfg.codec, model.state_dict(), entry)
+    if kodak:
+        from ..eval import evaluate
+
+        res = evaluate([cfg.codec], kodak, run / "kodak", workers=1, anchor=cfg.codec, progress=True)
+        curve = res["curves"][cfg.codec] if "curves" in res else res[cfg.codec]
+        entry["kodak"] = {k: curve[k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb") if k in curve}
+        path = weights.write(cfg.codec, model.state_dict(), entry)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its manifest entry")
+    return path

@@ -1,0 +1,150 @@
+"""The one training loop for every learned codec (nanoGPT-style: it fits on a screen).
+
+    loss = mean over the batch of  lmbda * 255^2 * MSE(x, x_hat) + bits / pixels
+
+A learned codec's forward(x) returns {"x_hat", "bits" (per sample), "lmbda" (per sample)}: a
+variable-rate model picks each sample's rate point itself, so the loop never needs to know. Entropy
+models' quantile (auxiliary) parameters get their own optimizer on `model.aux_loss()`, as in
+CompressAI. A checkpoint (model, optimizers, step, every RNG state) is written every few minutes, on
+Ctrl-C and at the end, so `--resume` continues exactly; coding tables are rebuilt when training ends.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import RandomCrops
+
+
+@dataclass
+class TrainConfig:
+    codec: str
+    data: list[str]
+    out: str
+    steps: int
+    lmbda: list[float] | None = None  # None: the codec's own lambdas
+    settings: dict = field(default_factory=dict)  # codec architecture settings, if any
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-4
+    # the quantiles must travel ~10 units from their initial guess; at 1e-3 Adam needs ~10k steps for that
+    aux_lr: float = 1e-2
+    lr_drop_step: int | None = None  # lr / 10 from this step on (the usual last phase)
+    seed: int = 0
+    device: str = "cpu"
+    # bfloat16 autocast: off by default because on this CPU it made a step 15x SLOWER (GDN and the transposed
+    # convolutions fall back to slow paths; benchmarks/train_step.py); worth trying on a GPU
+    bf16: bool = False
+    channels_last: bool = True
+    compile: bool = False
+    threads: int | None = None
+    checkpoint_minutes: float = 5.0
+    max_images: int | None = None
+
+
+def build_model(cfg: TrainConfig):
+    from ..registry import get_entry
+
+    cls = get_entry(cfg.codec).cls
+    return cls.for_training(lmbdas=cfg.lmbda, name=cfg.codec, **cfg.settings)
+
+
+def _autocast(cfg: TrainConfig):
+    if not cfg.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16)
+
+
+def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.Generator, cfg: TrainConfig) -> None:
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg),
+             "lmbdas": list(model.lmbdas)}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists() and not resume:
+        raise FileExistsError(f"{ckpt} exists: continue it with --resume, or choose another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg).to(cfg.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    aux = list(model.aux_parameters())
+    aux_ids = {id(p) for p in aux}
+    opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux_ids], lr=cfg.lr)
+    aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        step, rng.bit_generator.state = state["step"], state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed {ckpt} at step {step}")
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    data = RandomCrops(cfg.data, cfg.crop, cfg.max_images)
+    forward = torch.compile(model) if cfg.compile else model
+    model.train()
+    last_save, log, skipped = time.time(), {"loss": [], "bpp": [], "psnr": []}, 0
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.codec}", dynamic_ncols=True)
+    try:
+        while step < cfg.steps:
+            # set every step (not only at the drop) so a resumed run follows the schedule it is given now
+            lr = cfg.lr / 10 if cfg.lr_drop_step is not None and step >= cfg.lr_drop_step else cfg.lr
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = data.batch(cfg.batch, rng).to(cfg.device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(cfg):
+                res = forward(x)
+            mse = (res["x_hat"].float() - x).pow(2).mean(dim=(1, 2, 3))
+            bpp = res["bits"] / (x.shape[2] * x.shape[3])
+            loss = (res["lmbda"] * 255 ** 2 * mse + bpp).mean()
+            opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):  # one bad batch must not poison hours of unattended training
+                skipped += 1
+                continue
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+            opt.step()
+            aux_loss = model.aux_loss()
+            aux_opt.zero_grad(set_to_none=True)
+            aux_loss.backward()
+            aux_opt.step()
+            step += 1
+            log["loss"].append(loss.item())
+            log["bpp"].append(bpp.mean().item())
+            log["psnr"].append(-10 * math.log10(max(mse.mean().item(), 1e-10)))
+            if step % 10 == 0:
+                bar.set_postfix({**{k: f"{np.mean(v[-50:]):.4g}" for k, v in log.items()}, "skipped": skipped})
+            bar.update(1)
+            if time.time() - last_save > 60 * cfg.checkpoint_minutes:
+                save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+                last_save = time.time()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at step {step}; checkpoint saved, continue with --resume")
+    finally:
+        bar.close()
+        # coding tables follow the trained densities, never a manual step; the checkpoint holds them
+        model.update_tables()
+        save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+    return ckpt

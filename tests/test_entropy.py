@@ -1,0 +1,193 @@
+"""The factorized learned prior (Ballé et al. 2018, appendix 6.1) and its real entropy coding."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcodecs.entropy.coder import pmf_from_counts
+from neuralcodecs.entropy.factorized import PRECISION, FactorizedPrior
+
+torch.set_num_threads(1)
+
+SCALES = torch.tensor([0.7, 1.5, 3.0, 6.0])
+LOCS = torch.tensor([0.0, 0.5, -2.3, 4.0])
+C = len(SCALES)
+
+
+def laplace(n: int, h: int, w: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, C, h, w, generator=g) - 0.5
+    # inverse CDF of the Laplace distribution, per channel
+    return LOCS.view(1, C, 1, 1) - SCALES.view(1, C, 1, 1) * torch.sign(u) * torch.log1p(-2 * u.abs())
+
+
+def discretized_laplace_entropy(scale: float, shift: float) -> float:
+    """Entropy in bits of a Laplace(shift, scale) variable quantized to the integers."""
+    k = torch.arange(-2000, 2001, dtype=torch.float64)
+    d = torch.distributions.Laplace(torch.tensor(shift, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64))
+    p = d.cdf(k + 0.5) - d.cdf(k - 0.5)
+    p = p[p > 0]
+    return float(-(p * torch.log2(p)).sum())
+
+
+@pytest.fixture(scope="module")
+def prior() -> FactorizedPrior:
+    torch.manual_seed(0)
+    model = FactorizedPrior(C)
+    # The quantiles get a large learning rate: they must travel from +-init_scale to the 1e-9 tails
+    # within this short run.
+    density = [p for name, p in model.named_parameters() if name != "quantiles"]
+    opt = torch.optim.Adam([{"params": density, "lr": 1e-2}, {"params": [model.quantiles], "lr": 0.5}])
+    for step in range(300):
+        y = laplace(8, 16, 16, seed=step)
+        _, likelihoods = model(y)
+        loss = -torch.log2(likelihoods).sum() / y.numel() + model.aux_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.update_tables()  # what the training loop does when it ends
+    return model.eval()
+
+
+def test_learns_the_entropy_of_a_discretized_laplace(prior):
+    y = laplace(32, 16, 16, seed=1000)
+    with torch.no_grad():
+        _, likelihoods = prior(y)
+    bits = (-torch.log2(likelihoods)).mean(dim=(0, 2, 3))
+    for c in range(C):
+        # entropy of the Laplace quantized on the grid the prior chose (integers + its median)
+        shift = float(LOCS[c] - prior.medians[c])
+        h = discretized_laplace_entropy(float(SCALES[c]), shift)
+        assert abs(float(bits[c]) - h) < 0.03 * h, (c, float(bits[c]), h)
+        assert abs(float(prior.medians[c] - LOCS[c])) < 0.4
+
+
+def test_training_mode_adds_uniform_noise():
+    model = FactorizedPrior(2)
+    y = torch.randn(2, 2, 8, 8) * 3
+    y_tilde, likelihoods = model.train()(y)
+    assert y_tilde.dtype == torch.float32 and likelihoods.shape == y.shape
+    assert (y_tilde - y).abs().max() <= 0.5 and (y_tilde - y).std() > 0.1
+    assert (likelihoods >= 1e-9).all() and (likelihoods <= 1).all()
+
+
+def test_gradients_reach_density_and_quantiles_separately():
+    model = FactorizedPrior(2)
+    _, likelihoods = model(torch.randn(1, 2, 4, 4))
+    (-torch.log2(likelihoods).sum()).backward()
+    assert model.quantiles.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.matrices)
+    model.zero_grad()
+    model.aux_loss().backward()
+    assert model.quantiles.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.matrices)
+
+
+def test_tables_are_integer_buffers(prior):
+    sizes = prior.table_sizes
+    for c in range(C):
+        counts = prior.table_counts[c, :sizes[c]]
+        assert counts.dtype == torch.int32 and (counts >= 1).all()
+        assert abs(int(counts.sum()) - 2 ** PRECISION) < 0.01 * 2 ** PRECISION
+        assert (prior.table_counts[c, sizes[c]:] == 0).all()
+    assert {"table_counts", "table_offsets", "table_sizes", "table_medians"} <= set(prior.state_dict())
+
+
+def test_real_bytes_match_estimates(prior):
+    y = torch.round(laplace(1, 64, 64, seed=7))
+    data = prior.compress(y)
+    estimate = prior.estimate_bits(y)
+    with torch.no_grad():
+        _, likelihoods = prior(y)
+    model_bits = float(-torch.log2(likelihoods).sum())
+    assert abs(8 * len(data) - estimate) <= 0.01 * estimate + 64, (8 * len(data), estimate)
+    assert abs(8 * len(data) - model_bits) <= 0.01 * model_bits + 64, (8 * len(data), model_bits)
+
+
+def test_round_trip_is_exact_and_matches_eval_forward(prior):
+    y = laplace(2, 16, 24, seed=3)
+    data = prior.compress(y)
+    y_hat = prior.decompress(data, y.shape)
+    assert y_hat.shape == y.shape and y_hat.dtype == torch.float32
+    assert torch.equal(y_hat, prior(y)[0])
+    assert (y_hat - y).abs().max() <= 0.5
+    assert prior.compress(y_hat) == data  # y_hat is a fixed point of quantization
+
+
+def test_far_out_values_round_trip_through_the_escape(prior):
+    y = torch.round(laplace(1, 8, 8, seed=4))
+    far = [1000.0, -5000.0, 123456.0, -(2.0 ** 40), 2.0 ** 60, 300.0]
+    y.view(-1)[[0, 5, 17, 100, 200, 255]] = torch.tensor(far)
+    data = prior.compress(y)
+    y_hat = prior.decompress(data, y.shape)
+    assert torch.equal(y_hat, prior(y)[0])
+    assert torch.equal(torch.round(y_hat - prior.medians.view(1, -1, 1, 1)),
+                       torch.round(y - prior.medians.view(1, -1, 1, 1)))
+    assert abs(8 * len(data) - prior.estimate_bits(y)) <= 0.01 * prior.estimate_bits(y) + 64
+
+
+def test_deterministic(prior):
+    y = laplace(1, 32, 32, seed=5)
+    assert prior.compress(y) == prior.compress(y.clone())
+
+
+def test_state_dict_round_trip_gives_identical_bytes(prior):
+    y = laplace(1, 32, 32, seed=6)
+    buffer = io.BytesIO()
+    torch.save(prior.state_dict(), buffer)
+    fresh = FactorizedPrior(C)
+    fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
+    fresh.eval()
+    for name in ("table_counts", "table_offsets", "table_sizes", "table_medians"):
+        assert torch.equal(getattr(fresh, name), getattr(prior, name))
+    data = prior.compress(y)
+    assert fresh.compress(y) == data
+    assert torch.equal(fresh.decompress(data, y.shape), prior.decompress(data, y.shape))
+
+
+def test_tables_are_built_when_weights_without_tables_load(prior):
+    untabled = FactorizedPrior(C)
+    untabled.load_state_dict({k: v for k, v in prior.state_dict().items() if not k.startswith("table_")})
+    assert (untabled.table_sizes > 0).all()
+    assert torch.equal(untabled.table_counts, prior.table_counts)
+
+
+def test_compress_builds_missing_tables_and_round_trips():
+    model = FactorizedPrior(3).eval()
+    y = torch.randn(1, 3, 8, 8) * 4
+    data = model.compress(y)
+    assert (model.table_sizes > 0).all()
+    assert torch.equal(model.decompress(data, y.shape), model(y)[0])
+
+
+def test_tail_likelihoods_do_not_cancel():
+    model = FactorizedPrior(1).double()
+    v = torch.tensor([[[-400.0, 400.0]]], dtype=torch.float64)
+    mass = model._bin_mass(v)
+    # far in either tail c(v + 1/2) - c(v - 1/2) is tiny but positive, not 0 (or 1 - 1)
+    assert (mass > 0).all() and (mass < 1e-10).all()
+
+
+def test_eval_under_autocast_is_float32(prior):
+    y = laplace(1, 8, 8, seed=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_hat, likelihoods = prior(y.bfloat16())
+    assert y_hat.dtype == torch.float32 and likelihoods.dtype == torch.float32
+
+
+def test_rejects_bad_input(prior):
+    with pytest.raises(ValueError):
+        prior.compress(torch.zeros(1, C + 1, 4, 4))
+    with pytest.raises(ValueError):
+        prior.compress(torch.full((1, C, 2, 2), math.inf))
+    with pytest.raises(ValueError):
+        prior.decompress(b"", (1, C + 1, 4, 4))
+
+
+def test_pmf_from_stored_counts_is_normalized(prior):
+    p = pmf_from_counts(prior.table_counts[0, :prior.table_sizes[0]].numpy())
+    assert np.isclose(p.sum(), 1.0) and (p > 0).all()
