@@ -7,6 +7,8 @@
     neuralcodecs truncate IN OUT --steps K [--force]
     neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--workers N] [--anchor jpeg] [--reference F ...]
     neuralcodecs plot JSON... --out PNG [--reference F ...]
+    neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--resume] [--device cuda]
+    neuralcodecs export RUN [--kodak DIR]
     neuralcodecs demo [--image PNG] [--codec C] [--out DIR]
 
 Outputs are written atomically and never overwrite an existing file without --force. Bad input prints

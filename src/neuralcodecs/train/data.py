@@ -6,6 +6,8 @@ whose short side is at least twice the crop are downscaled by 2 (box filter), wh
 """
 from __future__ import annotations
 
+import hashlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +25,34 @@ def find_images(dirs: list[str | Path]) -> list[Path]:
     return files
 
 
+def _load(path: Path, crop: int) -> np.ndarray | None:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if path.suffix.lower() in (".jpg", ".jpeg") and min(im.size) >= 2 * crop:
+            im = im.reduce(2)
+        return np.asarray(im) if min(im.size) >= crop else None
+
+
 class RandomCrops:
     """Random `crop` x `crop` RGB patches, flipped at random, drawn from every photo at least that large."""
 
-    def __init__(self, dirs: list[str | Path], crop: int, max_images: int | None = None):
+    def __init__(self, dirs: list[str | Path], crop: int, max_images: int | None = None,
+                 cache: Path | None = None):
         self.crop = crop
-        self.images: list[np.ndarray] = []
-        for path in find_images(dirs)[:max_images]:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                if path.suffix.lower() in (".jpg", ".jpeg") and min(im.size) >= 2 * crop:
-                    im = im.reduce(2)
-                if min(im.size) >= crop:
-                    self.images.append(np.asarray(im))
+        files = find_images(dirs)[:max_images]
+        # Decoding a few thousand JPEGs takes minutes on 2 cores; a resumed run reads them back in seconds.
+        key = hashlib.sha256(repr([(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files] + [crop])
+                             .encode()).hexdigest()
+        if cache is not None and cache.exists():
+            with np.load(cache) as z:
+                if str(z["key"]) == key:
+                    self.images = [z[f"i{k}"] for k in range(len(z.files) - 1)]
+        if not hasattr(self, "images"):
+            self.images = [im for im in map(partial(_load, crop=crop), files) if im is not None]
+            if cache is not None and self.images:
+                tmp = cache.with_suffix(".tmp.npz")
+                np.savez(tmp, key=np.array(key), **{f"i{k}": im for k, im in enumerate(self.images)})
+                tmp.replace(cache)
         if not self.images:
             raise ValueError(f"no training photos of at least {crop}x{crop} pixels in {dirs}")
         # sample photos in proportion to their area, so every region of the data is equally likely

@@ -6,7 +6,7 @@ A learned codec's forward(x) returns {"x_hat", "bits" (per sample), "lmbda" (per
 variable-rate model picks each sample's rate point itself, so the loop never needs to know. Entropy
 models' quantile (auxiliary) parameters get their own optimizer on `model.aux_loss()`, as in
 CompressAI. A checkpoint (model, optimizers, step, every RNG state) is written every few minutes, on
-Ctrl-C and at the end, so `--resume` continues exactly; coding tables are rebuilt when training ends.
+Ctrl-C or SIGTERM and at the end, so `--resume` continues exactly; coding tables are rebuilt when training ends.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +42,8 @@ class TrainConfig:
     lr_drop_step: int | None = None  # lr / 10 from this step on (the usual last phase)
     seed: int = 0
     device: str = "cpu"
-    # bfloat16 autocast: off by default because on this CPU it made a step 15x SLOWER (GDN and the transposed
-    # convolutions fall back to slow paths; benchmarks/train_step.py); worth trying on a GPU
+    # bfloat16 autocast: off by default because on this CPU it made a step 8x SLOWER (1.76 vs 0.22 s,
+    # benchmarks/train_step.py); worth trying on a GPU
     bf16: bool = False
     channels_last: bool = True
     compile: bool = False
@@ -100,8 +101,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    data = RandomCrops(cfg.data, cfg.crop, cfg.max_images)
+    data = RandomCrops(cfg.data, cfg.crop, cfg.max_images, cache=out / "photos.npz")
     forward = torch.compile(model) if cfg.compile else model
+    # `kill` (SIGTERM) stops a background run like Ctrl-C does: checkpoint first (background jobs of a
+    # non-interactive shell ignore SIGINT, so Ctrl-C's signal cannot reach them)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     model.train()
     last_save, log, skipped = time.time(), {"loss": [], "bpp": [], "psnr": []}, 0
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.codec}", dynamic_ncols=True)
@@ -147,4 +151,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # coding tables follow the trained densities, never a manual step; the checkpoint holds them
         model.update_tables()
         save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+        signal.signal(signal.SIGTERM, previous_handler)
     return ckpt
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -1,0 +1,66 @@
+"""The command line: files round-trip for every codec, nothing is overwritten, bad input is one line."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import neuralcodecs as nc
+from neuralcodecs.cli import main
+
+
+@pytest.fixture
+def png(tmp_path, photo):
+    path = tmp_path / "in.png"
+    nc.save_image(path, photo)
+    return path
+
+
+@pytest.mark.parametrize("name", nc.list_codecs())
+def test_encode_decode_through_files(name, png, tmp_path, capsys):
+    coded, decoded = tmp_path / "x.ncdc", tmp_path / "x.png"
+    assert main(["encode", str(png), str(coded), "--codec", name]) == 0
+    assert main(["decode", str(coded), str(decoded)]) == 0
+    assert np.array_equal(nc.load_image(decoded), nc.decode(coded.read_bytes()))
+    assert main(["info", str(coded)]) == 0
+    assert f'"codec": "{name}"' in capsys.readouterr().out
+
+
+def test_never_overwrites_without_force(png, tmp_path, capsys):
+    out = tmp_path / "x.ncdc"
+    out.write_bytes(b"keep")
+    assert main(["encode", str(png), str(out), "--codec", "jpeg"]) == 1
+    assert out.read_bytes() == b"keep" and "--force" in capsys.readouterr().err
+    assert main(["encode", str(png), str(out), "--codec", "jpeg", "--force"]) == 0
+    assert out.read_bytes()[:4] == b"NCDC"
+
+
+@pytest.mark.parametrize("kind", ["corrupted", "truncated", "empty", "foreign"])
+def test_bad_files_give_one_line_and_exit_1(kind, png, tmp_path, capsys):
+    good = tmp_path / "good.ncdc"
+    assert main(["encode", str(png), str(good), "--codec", "webp"]) == 0
+    data = good.read_bytes()
+    bad = {"corrupted": data[:40] + bytes([data[40] ^ 0xFF]) + data[41:], "truncated": data[:len(data) // 2],
+           "empty": b"", "foreign": png.read_bytes()}[kind]
+    path = tmp_path / "bad.ncdc"
+    path.write_bytes(bad)
+    capsys.readouterr()
+    for argv in (["decode", str(path), str(tmp_path / "out.png")], ["info", str(path)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_truncate_refuses_non_progressive(png, tmp_path, capsys):
+    coded = tmp_path / "x.ncdc"
+    main(["encode", str(png), str(coded), "--codec", "jpeg"])
+    assert main(["truncate", str(coded), str(tmp_path / "y.ncdc"), "--steps", "1"]) == 1
+    assert "not progressive" in capsys.readouterr().err
+
+
+def test_console_script_has_no_traceback(tmp_path):
+    missing = tmp_path / "missing.ncdc"
+    r = subprocess.run([sys.executable, "-m", "neuralcodecs.cli", "decode", str(missing), str(tmp_path / "o.png")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
