@@ -173,3 +173,13 @@ def test_load_coin_and_tcm_references():
     assert [c.name.rsplit("[", 1)[1] for c in tcm] == ["large]", "middle]", "small]"]
     assert load_curve(SHARED / "sota-kodak" / "tcm-kodak.json").name == tcm[0].name
     assert load_curve(SHARED / "sota-kodak" / "tcm-kodak.json", variant="small").psnr[0] == pytest.approx(29.99)
+
+
+def test_plot_with_anchor_rewrites_the_bd_table(run, tmp_path):
+    result, out = run
+    files = plot([out / "jpeg.json", out / "webp.json"], tmp_path / "rd.png", anchor="jpeg")
+    assert tmp_path / "bd.md" in files
+    again = (tmp_path / "bd.csv").read_text().splitlines()
+    assert again[:3] == (out / "bd.csv").read_text().splitlines()[:3]  # header, jpeg, webp rows as the sweep wrote
+    with pytest.raises(ValueError, match="anchor"):
+        plot([out / "webp.json"], tmp_path / "rd2.png", anchor="jpeg")

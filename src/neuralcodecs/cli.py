@@ -6,7 +6,7 @@
     neuralcodecs info FILE
     neuralcodecs truncate IN OUT --steps K [--force]
     neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--workers N] [--anchor jpeg] [--reference F ...]
-    neuralcodecs plot JSON... --out PNG [--reference F ...]
+    neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--resume] [--device cuda]
     neuralcodecs export RUN [--kodak DIR]
     neuralcodecs demo [--image PNG] [--codec C] [--out DIR]
@@ -95,7 +95,9 @@ def cmd_eval(args) -> None:
 def cmd_plot(args) -> None:
     from .eval import plot
 
-    plot([Path(p) for p in args.json], Path(args.out), references=[Path(p) for p in args.reference or []])
+    files = plot([Path(p) for p in args.json], Path(args.out), references=[Path(p) for p in args.reference or []],
+                 anchor=args.anchor)
+    print("wrote " + ", ".join(str(f) for f in files))
 
 
 def cmd_train(args) -> None:
@@ -170,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("plot", help="redraw the RD plot from saved JSON")
     s.add_argument("json", nargs="+"); s.add_argument("--out", required=True)
-    s.add_argument("--reference", nargs="+"); s.set_defaults(fn=cmd_plot)
+    s.add_argument("--reference", nargs="+")
+    s.add_argument("--anchor", help="also write bd.csv/bd.md against this curve (a codec name among the JSONs, "
+                   "or a curve file)")
+    s.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("train", help="train a learned codec")
     s.add_argument("codec"); s.add_argument("--data", nargs="+", required=True); s.add_argument("--out", required=True)

@@ -179,3 +179,12 @@ def write_tables(rows: list[dict[str, Any]], anchor: str, interval: tuple[float,
     ]
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return csv_path, md_path
+
+
+def report(anchor: Curve, ours: list[Curve], references: list[Curve], out_dir: Path
+           ) -> tuple[list[dict[str, Any]], tuple[float, float] | None, tuple[Path, Path]]:
+    """The BD table of our curves and published ones against `anchor`, RD-AUC over the bpp interval all of
+    ours cover, written as bd.csv and bd.md: (rows, interval, files)."""
+    interval = common_interval(ours)
+    rows = bd_table(anchor, [(c, "ours") for c in ours] + [(c, "reference") for c in references], interval)
+    return rows, interval, write_tables(rows, anchor.name, interval, out_dir)

@@ -13,7 +13,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .references import Curve, load_references
+from .bd import report
+from .references import Curve, load_curve, load_references
 
 MIN_XMAX = 2.5  # bpp: the range where learned and classical codecs are usually compared
 
@@ -90,6 +91,16 @@ def draw_rd(ours: Sequence[Curve], references: Sequence[Curve], out_png: str | o
 
 
 def plot(jsons: Sequence[str | os.PathLike], out_png: str | os.PathLike,
-         references: Sequence[str | os.PathLike] = ()) -> None:
-    """Redraw rd.png from saved per-codec JSONs (ours) and published curve files (references)."""
-    draw_rd(load_references(jsons), load_references(references), out_png)
+         references: Sequence[str | os.PathLike] = (), anchor: str | None = None) -> list[Path]:
+    """Redraw rd.png from saved per-codec JSONs (ours) and published curve files (references); with an
+    anchor (the name of one of ours, or a curve file) also write bd.csv and bd.md beside it."""
+    ours, refs = load_references(jsons), load_references(references)
+    draw_rd(ours, refs, out_png)
+    if anchor is None:
+        return [Path(out_png)]
+    anchor_curve = next((c for c in ours if c.name == anchor), None)
+    if anchor_curve is None:
+        if not Path(anchor).is_file():
+            raise ValueError(f"anchor {anchor!r} is neither one of the curves given nor a curve file")
+        anchor_curve = load_curve(anchor)
+    return [Path(out_png), *report(anchor_curve, ours, refs, Path(out_png).parent)[2]]

@@ -24,7 +24,7 @@ from ..codec import decode
 from ..image import load_image
 from ..metrics import all_metrics, ms_ssim_db
 from ..registry import create_codec, get_entry, list_codecs
-from .bd import bd_table, common_interval, write_tables
+from .bd import report
 from .figures import draw_rd
 from .references import Curve, load_curve, load_references, make_curve
 
@@ -222,10 +222,8 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
     if anchor_curve is None:
         anchor_curve = next(c for c in ours if c.name == anchor)
 
-    interval = common_interval(ours)
-    rows_bd = bd_table(anchor_curve, [(c, "ours") for c in ours] + [(c, "reference") for c in ref_curves],
-                       interval)
-    files += write_tables(rows_bd, anchor_curve.name, interval, out)
+    rows_bd, interval, tables = report(anchor_curve, ours, ref_curves, out)
+    files += tables
     draw_rd(ours, ref_curves, out / "rd.png", title=f"{data.name}: {len(images)} images")
     files.append(out / "rd.png")
     return {"curves": curves, "bd": rows_bd, "rd_auc_interval": interval, "files": files}
