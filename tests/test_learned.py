@@ -56,6 +56,10 @@ def test_export_then_load_codes_and_checks_fingerprints(tiny_data, tmp_path, mon
     assert main(["export", str(tmp_path / "run")]) == 0
     entry = weights.manifest()["balle2017"]
     assert entry["steps"] == 5 and len(entry["sha256"]) == 64
+    # a new run can start from the shipped weights (what a machine that lost runs/ resumes from)
+    restarted = _train(tiny_data, tmp_path / "again", 0, "--init", "shipped")
+    shipped = weights.shipped_state("balle2017")
+    assert all(torch.equal(restarted["model"][k].half(), v) for k, v in shipped.items() if v.is_floating_point())
     codec = nc.create_codec("balle2017", quality=3)
     data = codec.encode(photo)
     assert nc.decode(data).shape == photo.shape

@@ -50,6 +50,7 @@ class TrainConfig:
     threads: int | None = None
     checkpoint_minutes: float = 5.0
     max_images: int | None = None
+    init: str | None = None  # start from weights: "shipped" (the package's) or a .safetensors file
 
 
 def build_model(cfg: TrainConfig):
@@ -92,6 +93,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux_ids], lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
     step = 0
+    if cfg.init and not ckpt.exists():
+        # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer
+        from safetensors.torch import load_file
+
+        from .. import weights
+
+        model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else load_file(cfg.init))
+        print(f"initialized from {cfg.init}")
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -107,7 +116,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     # non-interactive shell ignore SIGINT, so Ctrl-C's signal cannot reach them)
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     model.train()
-    last_save, log, skipped = time.time(), {"loss": [], "bpp": [], "psnr": []}, 0
+    last_save, log, skipped = time.time(), {"step": [], "loss": [], "bpp": [], "psnr": []}, 0
+    logged = 0  # rows of `log` already in log.csv
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.codec}", dynamic_ncols=True)
     try:
         while step < cfg.steps:
@@ -135,14 +145,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             aux_loss.backward()
             aux_opt.step()
             step += 1
+            log["step"].append(step)
             log["loss"].append(loss.item())
             log["bpp"].append(bpp.mean().item())
             log["psnr"].append(-10 * math.log10(max(mse.mean().item(), 1e-10)))
             if step % 10 == 0:
-                bar.set_postfix({**{k: f"{np.mean(v[-50:]):.4g}" for k, v in log.items()}, "skipped": skipped})
+                bar.set_postfix({**{k: f"{np.mean(v[-50:]):.4g}" for k, v in log.items() if k != "step"},
+                                 "skipped": skipped})
             bar.update(1)
             if time.time() - last_save > 60 * cfg.checkpoint_minutes:
                 save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+                logged = _append_log(out / "log.csv", log, logged)
                 last_save = time.time()
     except KeyboardInterrupt:
         print(f"\ninterrupted at step {step}; checkpoint saved, continue with --resume")
@@ -151,8 +164,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # coding tables follow the trained densities, never a manual step; the checkpoint holds them
         model.update_tables()
         save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+        _append_log(out / "log.csv", log, logged)
         signal.signal(signal.SIGTERM, previous_handler)
     return ckpt
+
+
+def _append_log(path: Path, log: dict[str, list], start: int) -> int:
+    """Append the per-step rows since `start` to log.csv, written with each checkpoint so that the log and
+    the checkpoint agree on where the run is (a resumed run redoes, and logs, the steps after it)."""
+    new = not path.exists()
+    with open(path, "a") as f:
+        if new:
+            f.write(",".join(log) + "\n")
+        for i in range(start, len(log["step"])):
+            f.write(",".join(f"{log[k][i]:.6g}" for k in log) + "\n")
+    return len(log["step"])
 
 
 def _raise_interrupt(signum, frame):
