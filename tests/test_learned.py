@@ -93,3 +93,10 @@ def test_fresh_process_decodes_to_the_encoders_reconstruction(name, photo, tmp_p
               "np.save(sys.argv[2], nc.decode(open(sys.argv[1], 'rb').read()))")
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "f.ncdc"), str(tmp_path / "out.npy")], check=True)
     assert np.array_equal(np.load(tmp_path / "out.npy"), nc.decode(data))
+
+
+def test_unknown_training_stage_is_refused(tiny_data, tmp_path, capsys):
+    argv = ["train", "balle2017", "--data", str(tiny_data), "--out", str(tmp_path / "s"), "--steps", "1",
+            "--crop", "32", "--stage", "nonsense"]
+    assert main(argv) == 1
+    assert "stages" in capsys.readouterr().err

@@ -108,7 +108,7 @@ def cmd_train(args) -> None:
                       batch=args.batch, crop=args.crop, lr=args.lr, lr_drop_step=args.lr_drop_step,
                       device=args.device, bf16=args.bf16, compile=args.compile, threads=args.threads,
                       checkpoint_minutes=args.checkpoint_minutes, max_images=args.max_images, seed=args.seed,
-                      init=args.init)
+                      init=args.init, stage=args.stage)
     print(f"checkpoint: {train(cfg, resume=args.resume)}")
 
 
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
     s.add_argument("--init", help="start a new run from weights: 'shipped' or a .safetensors file")
+    s.add_argument("--stage", help="training stage, for codecs trained in stages (e.g. theis2017)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("export", help="ship a trained run's weights in the package (half precision + manifest); "

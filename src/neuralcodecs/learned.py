@@ -24,12 +24,21 @@ class LearnedCodec(Codec, nn.Module):
     """
 
     lmbdas: ClassVar[tuple[float, ...]] = ()
+    # Training stages, for methods trained in steps (e.g. theis2017: transforms, then per-rate scales); a
+    # stage decides which parameters train (requires_grad) and what forward() samples.
+    stages: ClassVar[tuple[str, ...]] = ("all",)
     pad_to = 16
 
     def __init__(self, config: Any, name: str | None = None, lmbdas: tuple[float, ...] | None = None):
         super().__init__(config, name)
         self.lmbdas = tuple(lmbdas or type(self).lmbdas)
         self._fingerprint: bytes | None = None
+        self.stage = self.stages[0]
+
+    def set_stage(self, stage: str) -> None:
+        if stage not in self.stages:
+            raise ValueError(f"{self.name} trains in stages {self.stages}, not {stage!r}")
+        self.stage = stage
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

@@ -51,6 +51,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_images: int | None = None
     init: str | None = None  # start from weights: "shipped" (the package's) or a .safetensors file
+    stage: str | None = None  # the codec's training stage (its `stages`; None: the first)
 
 
 def build_model(cfg: TrainConfig):
@@ -67,7 +68,8 @@ def _autocast(cfg: TrainConfig):
 
 
 def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.Generator, cfg: TrainConfig) -> None:
-    state = {"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(), "step": step,
+    state = {"model": model.state_dict(), "opt": opt.state_dict(),
+             "aux_opt": aux_opt.state_dict() if aux_opt else None, "step": step,
              "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg),
              "lmbdas": list(model.lmbdas)}
     tmp = path.with_suffix(".tmp")
@@ -88,10 +90,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model = build_model(cfg).to(cfg.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # A stage only freezes parameters (requires_grad), so the optimizers below have the same shape in every
+    # stage and a run can continue into its next stage with --resume.
+    model.set_stage(cfg.stage or model.stages[0])
     aux = list(model.aux_parameters())
     aux_ids = {id(p) for p in aux}
     opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux_ids], lr=cfg.lr)
-    aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr)
+    aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None  # entropy models without quantiles have none
     step = 0
     if cfg.init and not ckpt.exists():
         # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer
@@ -105,7 +110,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
+        if aux_opt:
+            aux_opt.load_state_dict(state["aux_opt"])
         step, rng.bit_generator.state = state["step"], state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed {ckpt} at step {step}")
@@ -140,10 +146,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
             opt.step()
-            aux_loss = model.aux_loss()
-            aux_opt.zero_grad(set_to_none=True)
-            aux_loss.backward()
-            aux_opt.step()
+            if aux_opt:
+                aux_opt.zero_grad(set_to_none=True)
+                model.aux_loss().backward()
+                aux_opt.step()
             step += 1
             log["step"].append(step)
             log["loss"].append(loss.item())
