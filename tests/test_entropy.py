@@ -1,21 +1,28 @@
-"""The factorized learned prior (Ballé et al. 2018, appendix 6.1) and its real entropy coding."""
+"""The tabulated densities (the factorized prior of Ballé et al. 2018, appendix 6.1, and the Gaussian scale
+mixture of Theis et al. 2017) and their real entropy coding."""
 from __future__ import annotations
 
 import io
 import math
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
 
+from neuralcodecs.entropy import FactorizedPrior, GaussianScaleMixture, TabulatedDensity
 from neuralcodecs.entropy.coder import pmf_from_counts
-from neuralcodecs.entropy.factorized import PRECISION, FactorizedPrior
+from neuralcodecs.entropy.tabulated import PRECISION
 
 torch.set_num_threads(1)
 
 SCALES = torch.tensor([0.7, 1.5, 3.0, 6.0])
 LOCS = torch.tensor([0.0, 0.5, -2.3, 4.0])
 C = len(SCALES)
+# a zero-mean two-scale GSM per channel: the narrow scale SCALES[c] with weight 0.7, four times it with 0.3
+MIX_SCALES = SCALES[:, None] * torch.tensor([1.0, 4.0])
+MIX_WEIGHTS = torch.tensor([0.7, 0.3])
+DENSITIES = pytest.mark.parametrize("density", [FactorizedPrior, GaussianScaleMixture], ids=lambda d: d.__name__)
 
 
 def laplace(n: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -23,6 +30,13 @@ def laplace(n: int, h: int, w: int, seed: int) -> torch.Tensor:
     u = torch.rand(n, C, h, w, generator=g) - 0.5
     # inverse CDF of the Laplace distribution, per channel
     return LOCS.view(1, C, 1, 1) - SCALES.view(1, C, 1, 1) * torch.sign(u) * torch.log1p(-2 * u.abs())
+
+
+def gaussian_mixture(n: int, h: int, w: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    wide = torch.rand(n, C, h, w, generator=g) < MIX_WEIGHTS[1]
+    scale = torch.where(wide, MIX_SCALES[:, 1].view(1, C, 1, 1), MIX_SCALES[:, 0].view(1, C, 1, 1))
+    return scale * torch.randn(n, C, h, w, generator=g)
 
 
 def discretized_laplace_entropy(scale: float, shift: float) -> float:
@@ -34,8 +48,17 @@ def discretized_laplace_entropy(scale: float, shift: float) -> float:
     return float(-(p * torch.log2(p)).sum())
 
 
+def discretized_gsm_entropy(scales: torch.Tensor, weights: torch.Tensor) -> float:
+    """Entropy in bits of a zero-mean GSM variable quantized to the integers."""
+    k = torch.arange(-2000, 2001, dtype=torch.float64)[:, None]
+    normal = torch.distributions.Normal(0.0, scales.double())
+    p = (weights.double() * (normal.cdf(k + 0.5) - normal.cdf(k - 0.5))).sum(dim=1)
+    p = p[p > 0]
+    return float(-(p * torch.log2(p)).sum())
+
+
 @pytest.fixture(scope="module")
-def prior() -> FactorizedPrior:
+def factorized() -> FactorizedPrior:
     torch.manual_seed(0)
     model = FactorizedPrior(C)
     # The quantiles get a large learning rate: they must travel from +-init_scale to the 1e-9 tails
@@ -53,21 +76,61 @@ def prior() -> FactorizedPrior:
     return model.eval()
 
 
-def test_learns_the_entropy_of_a_discretized_laplace(prior):
+@pytest.fixture(scope="module")
+def gsm() -> GaussianScaleMixture:
+    torch.manual_seed(0)
+    model = GaussianScaleMixture(C)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for step in range(200):
+        _, likelihoods = model(gaussian_mixture(8, 16, 16, seed=step))
+        loss = -torch.log2(likelihoods).sum() / likelihoods.numel()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.update_tables()
+    return model.eval()
+
+
+@pytest.fixture(params=["factorized", "gsm"])
+def trained(request) -> tuple[TabulatedDensity, Callable[..., torch.Tensor]]:
+    """A trained density and the sampler of the latents it was trained on."""
+    sample = {"factorized": laplace, "gsm": gaussian_mixture}[request.param]
+    return request.getfixturevalue(request.param), sample
+
+
+def test_learns_the_entropy_of_a_discretized_laplace(factorized):
     y = laplace(32, 16, 16, seed=1000)
     with torch.no_grad():
-        _, likelihoods = prior(y)
+        _, likelihoods = factorized(y)
     bits = (-torch.log2(likelihoods)).mean(dim=(0, 2, 3))
     for c in range(C):
-        # entropy of the Laplace quantized on the grid the prior chose (integers + its median)
-        shift = float(LOCS[c] - prior.medians[c])
+        # entropy of the Laplace quantized on the grid the density chose (integers + its median)
+        shift = float(LOCS[c] - factorized.medians[c])
         h = discretized_laplace_entropy(float(SCALES[c]), shift)
         assert abs(float(bits[c]) - h) < 0.03 * h, (c, float(bits[c]), h)
-        assert abs(float(prior.medians[c] - LOCS[c])) < 0.4
+        assert abs(float(factorized.medians[c] - LOCS[c])) < 0.4
 
 
-def test_training_mode_adds_uniform_noise():
-    model = FactorizedPrior(2)
+def test_gsm_learns_the_entropy_of_a_discretized_gsm(gsm):
+    with torch.no_grad():
+        _, likelihoods = gsm(gaussian_mixture(32, 16, 16, seed=1000))
+    bits = (-torch.log2(likelihoods)).mean(dim=(0, 2, 3))
+    for c in range(C):
+        h = discretized_gsm_entropy(MIX_SCALES[c], MIX_WEIGHTS)
+        assert abs(float(bits[c]) - h) < 0.03 * h, (c, float(bits[c]), h)
+    assert (gsm.table_medians == 0).all()  # symmetric about 0
+
+
+def test_gsm_table_range_leaves_at_most_the_tail_mass_outside(gsm):
+    q = gsm._quantiles()
+    assert (q[:, 1] == 0).all() and torch.equal(q[:, 0], -q[:, 2])
+    tails = gsm._tail_mass(q[:, 0], q[:, 2])
+    assert (tails > 0).all() and (tails <= gsm.tail_mass).all()
+
+
+@DENSITIES
+def test_training_mode_adds_uniform_noise(density):
+    model = density(2)
     y = torch.randn(2, 2, 8, 8) * 3
     y_tilde, likelihoods = model.train()(y)
     assert y_tilde.dtype == torch.float32 and likelihoods.shape == y.shape
@@ -87,7 +150,16 @@ def test_gradients_reach_density_and_quantiles_separately():
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.matrices)
 
 
-def test_tables_are_integer_buffers(prior):
+def test_gsm_trains_without_auxiliary_loss():
+    model = GaussianScaleMixture(2)
+    _, likelihoods = model(torch.randn(1, 2, 4, 4) * 3)
+    (-torch.log2(likelihoods).sum()).backward()
+    assert model.log_scales.grad.abs().sum() > 0 and model.logits.grad.abs().sum() > 0
+    assert model.aux_parameters() == [] and float(model.aux_loss()) == 0
+
+
+def test_tables_are_integer_buffers(trained):
+    prior, _ = trained
     sizes = prior.table_sizes
     for c in range(C):
         counts = prior.table_counts[c, :sizes[c]]
@@ -97,8 +169,9 @@ def test_tables_are_integer_buffers(prior):
     assert {"table_counts", "table_offsets", "table_sizes", "table_medians"} <= set(prior.state_dict())
 
 
-def test_real_bytes_match_estimates(prior):
-    y = torch.round(laplace(1, 64, 64, seed=7))
+def test_real_bytes_match_estimates(trained):
+    prior, sample = trained
+    y = torch.round(sample(1, 64, 64, seed=7))
     data = prior.compress(y)
     estimate = prior.estimate_bits(y)
     with torch.no_grad():
@@ -108,8 +181,9 @@ def test_real_bytes_match_estimates(prior):
     assert abs(8 * len(data) - model_bits) <= 0.01 * model_bits + 64, (8 * len(data), model_bits)
 
 
-def test_round_trip_is_exact_and_matches_eval_forward(prior):
-    y = laplace(2, 16, 24, seed=3)
+def test_round_trip_is_exact_and_matches_eval_forward(trained):
+    prior, sample = trained
+    y = sample(2, 16, 24, seed=3)
     data = prior.compress(y)
     y_hat = prior.decompress(data, y.shape)
     assert y_hat.shape == y.shape and y_hat.dtype == torch.float32
@@ -118,8 +192,9 @@ def test_round_trip_is_exact_and_matches_eval_forward(prior):
     assert prior.compress(y_hat) == data  # y_hat is a fixed point of quantization
 
 
-def test_far_out_values_round_trip_through_the_escape(prior):
-    y = torch.round(laplace(1, 8, 8, seed=4))
+def test_far_out_values_round_trip_through_the_escape(trained):
+    prior, sample = trained
+    y = torch.round(sample(1, 8, 8, seed=4))
     far = [1000.0, -5000.0, 123456.0, -(2.0 ** 40), 2.0 ** 60, 300.0]
     y.view(-1)[[0, 5, 17, 100, 200, 255]] = torch.tensor(far)
     data = prior.compress(y)
@@ -130,16 +205,18 @@ def test_far_out_values_round_trip_through_the_escape(prior):
     assert abs(8 * len(data) - prior.estimate_bits(y)) <= 0.01 * prior.estimate_bits(y) + 64
 
 
-def test_deterministic(prior):
-    y = laplace(1, 32, 32, seed=5)
+def test_deterministic(trained):
+    prior, sample = trained
+    y = sample(1, 32, 32, seed=5)
     assert prior.compress(y) == prior.compress(y.clone())
 
 
-def test_state_dict_round_trip_gives_identical_bytes(prior):
-    y = laplace(1, 32, 32, seed=6)
+def test_state_dict_round_trip_gives_identical_bytes(trained):
+    prior, sample = trained
+    y = sample(1, 32, 32, seed=6)
     buffer = io.BytesIO()
     torch.save(prior.state_dict(), buffer)
-    fresh = FactorizedPrior(C)
+    fresh = type(prior)(C)
     fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
     fresh.eval()
     for name in ("table_counts", "table_offsets", "table_sizes", "table_medians"):
@@ -149,37 +226,43 @@ def test_state_dict_round_trip_gives_identical_bytes(prior):
     assert torch.equal(fresh.decompress(data, y.shape), prior.decompress(data, y.shape))
 
 
-def test_tables_are_built_when_weights_without_tables_load(prior):
-    untabled = FactorizedPrior(C)
+def test_tables_are_built_when_weights_without_tables_load(trained):
+    prior, _ = trained
+    untabled = type(prior)(C)
     untabled.load_state_dict({k: v for k, v in prior.state_dict().items() if not k.startswith("table_")})
     assert (untabled.table_sizes > 0).all()
     assert torch.equal(untabled.table_counts, prior.table_counts)
 
 
-def test_compress_builds_missing_tables_and_round_trips():
-    model = FactorizedPrior(3).eval()
+@DENSITIES
+def test_compress_builds_missing_tables_and_round_trips(density):
+    model = density(3).eval()
     y = torch.randn(1, 3, 8, 8) * 4
     data = model.compress(y)
     assert (model.table_sizes > 0).all()
     assert torch.equal(model.decompress(data, y.shape), model(y)[0])
 
 
-def test_tail_likelihoods_do_not_cancel():
-    model = FactorizedPrior(1).double()
-    v = torch.tensor([[[-400.0, 400.0]]], dtype=torch.float64)
+@pytest.mark.parametrize("density, far", [(FactorizedPrior, 400.0), (GaussianScaleMixture, 100.0)],
+                         ids=["FactorizedPrior", "GaussianScaleMixture"])
+def test_tail_likelihoods_do_not_cancel(density, far):
+    model = density(1).double()
+    v = torch.tensor([[[-far, far]]], dtype=torch.float64)
     mass = model._bin_mass(v)
     # far in either tail c(v + 1/2) - c(v - 1/2) is tiny but positive, not 0 (or 1 - 1)
     assert (mass > 0).all() and (mass < 1e-10).all()
 
 
-def test_eval_under_autocast_is_float32(prior):
-    y = laplace(1, 8, 8, seed=8)
+def test_eval_under_autocast_is_float32(trained):
+    prior, sample = trained
+    y = sample(1, 8, 8, seed=8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y_hat, likelihoods = prior(y.bfloat16())
     assert y_hat.dtype == torch.float32 and likelihoods.dtype == torch.float32
 
 
-def test_rejects_bad_input(prior):
+def test_rejects_bad_input(trained):
+    prior, _ = trained
     with pytest.raises(ValueError):
         prior.compress(torch.zeros(1, C + 1, 4, 4))
     with pytest.raises(ValueError):
@@ -188,6 +271,7 @@ def test_rejects_bad_input(prior):
         prior.decompress(b"", (1, C + 1, 4, 4))
 
 
-def test_pmf_from_stored_counts_is_normalized(prior):
+def test_pmf_from_stored_counts_is_normalized(trained):
+    prior, _ = trained
     p = pmf_from_counts(prior.table_counts[0, :prior.table_sizes[0]].numpy())
     assert np.isclose(p.sum(), 1.0) and (p > 0).all()

@@ -87,9 +87,9 @@ class LearnedCodec(Codec, nn.Module):
         return sum(m.aux_loss() for m in self.entropy_models())
 
     def aux_parameters(self):
-        """Parameters trained only by aux_loss (the entropy models' quantiles)."""
+        """Parameters trained only by aux_loss (e.g. the learned quantiles of a FactorizedPrior)."""
         for m in self.entropy_models():
-            yield m.quantiles
+            yield from m.aux_parameters()
 
     @property
     def fingerprint(self) -> bytes:

@@ -1,4 +1,4 @@
-"""The fully factorized learned prior ("entropy bottleneck") and its real entropy coding.
+"""The fully factorized learned prior ("entropy bottleneck"): a flexible non-parametric density.
 
 Ballé, Minnen, Singh, Hwang, Johnston, "Variational image compression with a scale hyperprior"
 (ICLR 2018), appendix 6.1, gives the flexible non-parametric density that the learned codec of Ballé,
@@ -9,67 +9,38 @@ with. Per channel, a monotone cumulative c: R -> (0, 1) is a small chain of 1-D 
     c(x)   = sigmoid(softplus(H_K) x + b_K)
 
 softplus keeps every matrix positive and tanh(a_k) >= -1 keeps each g_k non-decreasing, so c is monotone.
-The probability of a quantized value is the mass of its bin, p(y_hat) = c(y_hat + 1/2) - c(y_hat - 1/2);
-in training, uniform noise replaces rounding (y_tilde = y + u, u ~ U(-1/2, 1/2)) so the rate is
-differentiable, and the same bin mass is its likelihood.
+The probability of a quantized value is the mass of its bin, p(y_hat) = c(y_hat + 1/2) - c(y_hat - 1/2).
 
-Data flow (one channel):
-
-    training:  y -> y + u ---------------------------> likelihoods -> bits = -sum log2 p
-    coding:    y -> s = round(y - m) -> table[s] -> range coder -> bytes -> s -> y_hat = s + m
-
-Quantization is relative to the channel's median m (learned, see `aux_loss`): the grid of y_hat is
-centred on the mode of a unimodal density, which costs fewer bits than the integer grid when the density
-is not centred on an integer (and is the same grid when it is). m is stored as a fixed-point integer
-(multiple of 2^-8), so y_hat = s + m is exact in float32 and no dtype cast of the module can change it.
-
-The coding tables are integers (16-bit precision) stored as buffers, so encoder and decoder agree bit for
-bit on any machine: they are saved with the `state_dict` and loaded from it. `update_tables()` builds
-them; the training loop calls it when training ends, loading a state dict that has none builds them, and
-`compress` builds them if they were never built. Values outside a channel's table range are coded as an
-escape symbol followed by the value itself (sign, bit length, bits), so any value round-trips exactly.
+The density has no closed-form quantiles, so the median (the quantization offset) and the range the coding
+tables cover are learned alongside it (see `aux_loss`). Training, quantization and the real coding with
+integer tables are those of every tabulated density (see tabulated.py).
 """
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import BitstreamError
-from ..nn.bound import lower_bound
-from .coder import Decoder, Encoder, pmf_from_counts
-
-PRECISION = 16                # integer table counts sum to about 2**PRECISION
-LIKELIHOOD_BOUND = 1e-9       # keeps -log2 p finite (30 bits) and its gradient useful
-MEDIAN_BITS = 8               # medians are stored as integers in units of 2**-MEDIAN_BITS
-MAX_OFFSET = 8191             # a table spans at most [-MAX_OFFSET, MAX_OFFSET] around the median
-_ESCAPE_LENGTHS = 64          # bit length of an escaped magnitude: uniform over [0, 64)
-_MAX_ESCAPE_BITS = 62         # escaped magnitudes below 2**62 (int64 arithmetic stays exact)
-_UNIFORM_BIT = np.array([0.5, 0.5])
-_UNIFORM_LENGTH = np.full(_ESCAPE_LENGTHS, 1.0 / _ESCAPE_LENGTHS)
+from .tabulated import TabulatedDensity
 
 
-class FactorizedPrior(nn.Module):
-    """Learned per-channel density of a latent y (NCHW) with real entropy coding.
+class FactorizedPrior(TabulatedDensity):
+    """Learned flexible per-channel density of a latent y (NCHW) with real entropy coding.
 
-    forward(y) -> (y_tilde, likelihoods): y + uniform noise in training, the coded values in eval mode;
-    bits = -log2(likelihoods).sum(). Train with loss = lmbda * distortion + bits + aux_loss(); call
-    `update_tables()` when training ends. `compress(y)` / `decompress(data, shape)` code for real.
+    See `TabulatedDensity` for forward / compress / decompress. Train with loss = lmbda * distortion + bits
+    + aux_loss(); call `update_tables()` when training ends.
     """
 
     def __init__(self, channels: int, filters: Sequence[int] = (3, 3, 3), init_scale: float = 10.0,
                  tail_mass: float = 1e-9):
-        super().__init__()
-        if channels < 1 or init_scale <= 0 or not 0 < tail_mass < 1 or any(f < 1 for f in filters):
-            raise ValueError("FactorizedPrior needs channels >= 1, filters >= 1, init_scale > 0, 0 < tail_mass < 1")
-        self.channels = channels
+        super().__init__(channels, tail_mass)
+        if init_scale <= 0 or any(f < 1 for f in filters):
+            raise ValueError("FactorizedPrior needs filters >= 1 and init_scale > 0")
         self.filters = tuple(filters)
         self.init_scale = float(init_scale)
-        self.tail_mass = float(tail_mass)
 
         dims = (1,) + self.filters + (1,)
         # Each of the K layers scales its input by about 1/scale at initialization (softplus(H) = 1 /
@@ -92,15 +63,6 @@ class FactorizedPrior(nn.Module):
         t = math.log(2.0 / tail_mass - 1.0)  # logit of 1 - tail_mass/2
         self.register_buffer("_target", torch.tensor([-t, 0.0, t]), persistent=False)
 
-        # Coding tables (see update_tables); empty (sizes 0) until built.
-        self.register_buffer("table_counts", torch.zeros(channels, 0, dtype=torch.int32))
-        self.register_buffer("table_offsets", torch.zeros(channels, dtype=torch.int32))
-        self.register_buffer("table_sizes", torch.zeros(channels, dtype=torch.int32))
-        self.register_buffer("table_medians", torch.zeros(channels, dtype=torch.int32))
-        self.register_load_state_dict_pre_hook(_resize_tables)
-        self.register_load_state_dict_post_hook(_build_missing_tables)
-
-    # -- the density ------------------------------------------------------------------------------
     def _logits_cumulative(self, x: Tensor, detach: bool = False) -> Tensor:
         """logit(c(x)) for x of shape (C, 1, M), in x's dtype and on x's device."""
         def p(t: Tensor) -> Tensor:
@@ -122,35 +84,15 @@ class FactorizedPrior(nn.Module):
         sign = torch.where(lower + upper > 0, -1.0, 1.0).to(v.dtype)
         return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
 
-    def likelihood(self, y_hat: Tensor) -> Tensor:
-        """The probability mass of the unit bin around each value of y_hat (NCHW), bounded below."""
-        n, c, h, w = y_hat.shape
-        v = y_hat.float().transpose(0, 1).reshape(c, 1, -1)
-        mass = self._bin_mass(v).reshape(c, n, h, w).transpose(0, 1)
-        return lower_bound(mass, LIKELIHOOD_BOUND)
+    def _tail_mass(self, below: Tensor, above: Tensor) -> Tensor:
+        """c(below) + 1 - c(above), per channel, for float64 CPU tensors of shape (C,)."""
+        below = self._logits_cumulative(below[:, None, None], detach=True)[:, 0, 0]
+        above = self._logits_cumulative(above[:, None, None], detach=True)[:, 0, 0]
+        return torch.sigmoid(below) + torch.sigmoid(-above)
 
-    @property
-    def medians(self) -> Tensor:
-        """The per-channel medians used for quantization (from the tables), float32, shape (C,)."""
-        return self.table_medians.float() / 2 ** MEDIAN_BITS
-
-    def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """y (NCHW) -> (y_tilde, likelihoods), both float32.
-
-        Training: y_tilde = y + U(-1/2, 1/2). Eval: y_tilde = round(y - m) + m with the stored medians
-        m, exactly what `decompress(compress(y))` returns once the tables are up to date.
-        """
-        self._check(y)
-        # float32 also under autocast: bfloat16 cannot even represent y + u for |y| > 128, and the
-        # tail probabilities need the precision.
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            y = y.float()
-            if self.training:
-                y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-            else:
-                m = self.medians.to(y.device).view(1, -1, 1, 1)
-                y_tilde = torch.round(y - m) + m
-            return y_tilde, self.likelihood(y_tilde)
+    def _quantiles(self) -> Tensor:
+        """The learned quantiles (see aux_loss), (C, 3) float64 on the CPU."""
+        return self.quantiles.detach().to("cpu", torch.float64)[:, 0, :]
 
     def aux_loss(self) -> Tensor:
         """L1 distance of logit(c(quantiles)) from the logits of (tail_mass/2, 1/2, 1 - tail_mass/2).
@@ -161,173 +103,5 @@ class FactorizedPrior(nn.Module):
         logits = self._logits_cumulative(self.quantiles, detach=True)
         return torch.abs(logits - self._target.to(logits.dtype)).sum()
 
-    # -- coding tables ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def update_tables(self) -> None:
-        """Build the integer coding tables from the current density (call when training ends).
-
-        Per channel, with m the median rounded to a multiple of 2^-8: the offsets k in
-        [floor(q_low - m), ceil(q_high - m)] (always containing 0, clipped to +-MAX_OFFSET), the bin mass
-        of each m + k, and one last escape symbol holding the mass of both tails. Computed in float64 on
-        the CPU, then rounded to integer counts of 2^PRECISION, each at least 1 so every symbol is codable.
-        """
-        q = self.quantiles.detach().to("cpu", torch.float64)[:, 0, :]
-        if not bool(torch.isfinite(q).all()):
-            raise ValueError("cannot build coding tables: the learned quantiles are not finite")
-        medians = torch.round(q[:, 1] * 2 ** MEDIAN_BITS)
-        m = medians / 2 ** MEDIAN_BITS
-        lo = torch.clamp(torch.floor(q[:, 0] - m), -MAX_OFFSET, 0)
-        hi = torch.clamp(torch.ceil(q[:, 2] - m), 0, MAX_OFFSET)
-        n = (hi - lo + 1).long()  # in-range symbols per channel; the escape comes after them
-        k = lo[:, None] + torch.arange(int(n.max()), dtype=torch.float64)
-        v = (m[:, None] + k)[:, None, :]
-
-        # Everything below runs on the CPU in float64 (_logits_cumulative moves the parameters to v).
-        mass = self._bin_mass(v, detach=True)[:, 0, :]
-        below = self._logits_cumulative((m + lo - 0.5)[:, None, None], detach=True)[:, 0, 0]
-        above = self._logits_cumulative((m + hi + 0.5)[:, None, None], detach=True)[:, 0, 0]
-        tail = torch.sigmoid(below) + torch.sigmoid(-above)
-
-        probs = torch.zeros(self.channels, int(n.max()) + 1, dtype=torch.float64)
-        for c in range(self.channels):
-            probs[c, :n[c]] = mass[c, :n[c]]
-            probs[c, n[c]] = tail[c]
-        counts = np.maximum(np.rint(probs.numpy() * 2 ** PRECISION), 1).astype(np.int32)
-        sizes = (n + 1).numpy()
-        counts[np.arange(counts.shape[1])[None, :] >= sizes[:, None]] = 0  # padding, never used
-
-        device = self.table_counts.device
-        self.table_counts = torch.from_numpy(counts).to(device)
-        self.table_offsets = lo.to(torch.int32).to(device)
-        self.table_sizes = torch.from_numpy(sizes.astype(np.int32)).to(device)
-        self.table_medians = medians.to(torch.int32).to(device)
-
-    def _tables(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-        """(per-channel integer counts, offsets, sizes, float32 medians) as CPU arrays; builds if missing."""
-        if bool((self.table_sizes == 0).any()):
-            self.update_tables()
-        sizes = self.table_sizes.cpu().numpy().astype(np.int64)
-        counts = self.table_counts.cpu().numpy()
-        return ([counts[c, :sizes[c]] for c in range(self.channels)],
-                self.table_offsets.cpu().numpy().astype(np.int64), sizes, self.medians.cpu().numpy())
-
-    # -- coding -----------------------------------------------------------------------------------
-    def _check(self, y: Tensor) -> None:
-        if y.dim() != 4 or y.shape[1] != self.channels:
-            raise ValueError(f"expected NCHW with {self.channels} channels, got shape {tuple(y.shape)}")
-
-    def _symbols(self, y: Tensor, medians: np.ndarray) -> np.ndarray:
-        """round(y - m) per channel as int64, shape (C, N*H*W); same float32 arithmetic as forward()."""
-        self._check(y)
-        y = y.detach().to("cpu", torch.float32)
-        s = torch.round(y - torch.from_numpy(medians).view(1, -1, 1, 1))
-        if s.numel() and (not bool(torch.isfinite(s).all()) or float(s.abs().max()) >= 2.0 ** (_MAX_ESCAPE_BITS - 1)):
-            raise ValueError("cannot code latents that are not finite or have magnitude >= 2**61")
-        return s.transpose(0, 1).reshape(self.channels, -1).numpy().astype(np.int64)
-
-    def compress(self, y: Tensor) -> bytes:
-        """Entropy-code round(y - m) of y (NCHW, any N); `decompress` needs the same shape."""
-        counts, offsets, sizes, medians = self._tables()
-        s = self._symbols(y, medians)
-        enc = Encoder()
-        for c in range(self.channels):
-            index = s[c] - offsets[c]
-            escape = (index < 0) | (index >= sizes[c] - 1)
-            enc.categorical(np.where(escape, sizes[c] - 1, index), pmf_from_counts(counts[c]))
-            if escape.any():
-                _encode_escapes(enc, s[c][escape], offsets[c], offsets[c] + sizes[c] - 2)
-        return enc.to_bytes()
-
-    def decompress(self, data: bytes, shape: Sequence[int]) -> Tensor:
-        """bytes from `compress` and the latent shape (N, C, H, W) -> y_hat, float32 on the module's device."""
-        n, c, h, w = (int(d) for d in shape)
-        if c != self.channels or min(n, h, w) < 0:
-            raise ValueError(f"shape {tuple(shape)} does not fit a prior with {self.channels} channels")
-        counts, offsets, sizes, medians = self._tables()
-        dec = Decoder(data)
-        s = np.empty((c, n * h * w), dtype=np.int64)
-        for i in range(c):
-            index = dec.categorical(n * h * w, pmf_from_counts(counts[i])).astype(np.int64)
-            s[i] = index + offsets[i]
-            escape = index == sizes[i] - 1
-            if escape.any():
-                s[i, escape] = _decode_escapes(dec, int(escape.sum()), offsets[i], offsets[i] + sizes[i] - 2)
-        # Every symbol came from a float32 value, so the conversion back is exact.
-        y_hat = torch.from_numpy(s).to(torch.float32).reshape(c, n, h, w).transpose(0, 1)
-        y_hat = y_hat + torch.from_numpy(medians).view(1, -1, 1, 1)
-        return y_hat.contiguous().to(self.quantiles.device)
-
-    def estimate_bits(self, y: Tensor) -> float:
-        """Bits the tables assign to round(y - m), escapes included: what `compress` should produce."""
-        counts, offsets, sizes, medians = self._tables()
-        s = self._symbols(y, medians)
-        bits = 0.0
-        for c in range(self.channels):
-            index = s[c] - offsets[c]
-            escape = (index < 0) | (index >= sizes[c] - 1)
-            p = pmf_from_counts(counts[c])
-            bits -= float(np.log2(p[np.where(escape, sizes[c] - 1, index)]).sum())
-            if escape.any():
-                bits += float(_escape_bits(s[c][escape], offsets[c], offsets[c] + sizes[c] - 2).sum())
-        return bits
-
-
-# -- escapes: values outside a table's range [lo, hi] ------------------------------------------------
-# An escaped value s is coded as a side bit (above hi or below lo), then v = distance beyond the range + 1
-# (>= 1) as its bit length with a uniform 6-bit code and its bits below the leading one, one bit plane per
-# call so a channel's escapes are coded in a few vectorized calls. Exact for any |s| < 2**61.
-
-def _escape_magnitudes(s: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    above = s > hi
-    v = np.where(above, s - hi, lo - s)  # distance beyond the range + 1, >= 1
-    _, lengths = np.frexp(v.astype(np.float64))  # v < 2**lengths
-    # float64 rounds v > 2**53 to nearest, possibly up to the next power of two: fix with an exact shift.
-    lengths = lengths.astype(np.int64)
-    lengths -= (v >> (lengths - 1)) == 0
-    return above.astype(np.int64), v, lengths
-
-
-def _escape_bits(s: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    _, _, lengths = _escape_magnitudes(s, lo, hi)
-    return 1 + math.log2(_ESCAPE_LENGTHS) + (lengths - 1)
-
-
-def _encode_escapes(enc: Encoder, s: np.ndarray, lo: int, hi: int) -> None:
-    above, v, lengths = _escape_magnitudes(s, lo, hi)
-    enc.categorical(above, _UNIFORM_BIT)
-    enc.categorical(lengths, _UNIFORM_LENGTH)
-    for b in range(int(lengths.max()) - 1):  # bit planes below the leading one
-        has = lengths - 1 > b
-        enc.categorical((v[has] >> b) & 1, _UNIFORM_BIT)
-
-
-def _decode_escapes(dec: Decoder, count: int, lo: int, hi: int) -> np.ndarray:
-    above = dec.categorical(count, _UNIFORM_BIT).astype(bool)
-    lengths = dec.categorical(count, _UNIFORM_LENGTH).astype(np.int64)
-    if lengths.min() < 1 or lengths.max() > _MAX_ESCAPE_BITS:
-        raise BitstreamError("corrupted entropy-coded data (impossible escaped value)")
-    v = np.left_shift(np.int64(1), lengths - 1)
-    for b in range(int(lengths.max()) - 1):
-        has = lengths - 1 > b
-        v[has] |= dec.categorical(int(has.sum()), _UNIFORM_BIT).astype(np.int64) << b
-    return np.where(above, hi + v, lo - v)
-
-
-# -- state_dict hooks: tables travel with the weights ------------------------------------------------
-
-def _resize_tables(module: FactorizedPrior, state_dict: dict, prefix: str, *args) -> None:
-    # A table's width depends on the trained density: make ours the stored shape so it can load.
-    # Weights saved without tables load too (also strictly): they get empty ones, built after loading.
-    for name, empty in (("table_counts", torch.zeros(module.channels, 0, dtype=torch.int32)),
-                        ("table_sizes", torch.zeros(module.channels, dtype=torch.int32))):
-        state_dict.setdefault(prefix + name, empty)
-    for name in ("table_offsets", "table_medians"):
-        state_dict.setdefault(prefix + name, torch.zeros(module.channels, dtype=torch.int32))
-    module.table_counts = torch.zeros_like(state_dict[prefix + "table_counts"], dtype=torch.int32,
-                                           device=module.table_counts.device)
-
-
-def _build_missing_tables(module: FactorizedPrior, incompatible_keys) -> None:
-    # Weights saved before update_tables() (or without tables) get tables built from their density.
-    if bool((module.table_sizes == 0).any()):
-        module.update_tables()
+    def aux_parameters(self) -> list[nn.Parameter]:
+        return [self.quantiles]
