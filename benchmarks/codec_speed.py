@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     data = args.data or default_data()
     try:
         paths = list_images(data)
-        codecs = args.codec or nc.list_codecs()
+        codecs = args.codec or nc.list_codecs(ready=True)
         plan = [(c, pick_quality(c, args.quality_index)) for c in codecs]
     except (OSError, ValueError, KeyError) as e:
         p.error(str(e))

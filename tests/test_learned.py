@@ -14,7 +14,7 @@ from neuralcodecs.cli import main
 from neuralcodecs.learned import LearnedCodec
 from neuralcodecs.registry import get_entry
 
-LEARNED = [n for n in nc.list_codecs() if issubclass(get_entry(n).cls, LearnedCodec)]
+LEARNED = [n for n in nc.list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
 
 
 @pytest.fixture(scope="module")

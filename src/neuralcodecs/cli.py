@@ -44,7 +44,7 @@ def cmd_list(args) -> None:
 
     for name in list_codecs():
         cls = get_entry(name).cls
-        flags = " progressive" if cls.progressive else ""
+        flags = (" progressive" if cls.progressive else "") + ("" if cls.trained(name) else " (no trained weights yet)")
         print(f"{name:14s} default quality {cls.default_quality!s:6s} sweep {list(cls.qualities)}{flags}")
 
 

@@ -53,6 +53,11 @@ class Codec:
         self.name = name or type(self).__name__.lower()
 
     @classmethod
+    def trained(cls, name: str) -> bool:
+        """Whether the codec can code now: true unless it needs trained weights that are not installed."""
+        return True
+
+    @classmethod
     def from_config(cls, config: Any, name: str) -> "Codec":
         """A codec ready to code (learned codecs load their shipped weights here)."""
         return cls(config, name=name)

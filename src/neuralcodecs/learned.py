@@ -3,13 +3,16 @@ training (forward: reconstruction and estimated bits) apart from real coding (en
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from . import weights
 from .codec import Codec
+from .image import from_tensor, to_tensor
 
 
 class LearnedCodec(Codec, nn.Module):
@@ -47,6 +50,11 @@ class LearnedCodec(Codec, nn.Module):
         model = cls(config, name=name)
         model.load_weights(weights.shipped_state(name))
         return model.eval()
+
+    @classmethod
+    def trained(cls, name: str) -> bool:
+        """Whether weights for `name` are installed."""
+        return name in weights.manifest()
 
     @classmethod
     def for_training(cls, lmbdas: list[float] | None = None, name: str | None = None, **settings: Any) -> "LearnedCodec":
@@ -96,6 +104,95 @@ class LearnedCodec(Codec, nn.Module):
         if self._fingerprint is None:
             return weights.fingerprint(self.state_dict())
         return self._fingerprint
+
+
+class VariableRateCodec(LearnedCodec):
+    """A transform codec with one set of transforms for every rate point (the shape of balle2017 and
+    theis2017):
+
+        x -> g_a -> y * gain[q] -> quantize -> y_hat --(entropy model q)--> one chunk
+        y_hat / gain[q] -> g_s -> x_hat
+
+    Rate point q has a per-channel gain (gain[q] > 1: a finer quantizer, more bits) and its own entropy
+    model; the transforms are shared. Subclasses build `g_a`, `g_s` and call `_init_rate_points`.
+
+    Training (forward): each sample of a batch gets one of `train_points`, cycling so they train equally;
+    the rate is measured on y + uniform noise (the papers' relaxation) and the synthesis sees the rounded
+    y_hat with the gradient passed straight through (identity), so the decoder trains on what it decodes.
+    """
+
+    latent_stride = 16  # pixels per latent along each axis
+
+    def _init_rate_points(self, channels: int, make_prior, gain0: float) -> None:
+        k = len(self.lmbdas)
+        # log-gains start on the MSE rule of thumb (the best quantizer step shrinks like lmbda^-1/2) around
+        # gain0, the gain of the middle point, chosen per codec so that an untrained g_a's latents are not
+        # all rounded to zero
+        mid = math.log(self.lmbdas[k // 2])
+        init = torch.tensor([math.log(gain0) + 0.5 * (math.log(l) - mid) for l in self.lmbdas])
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, channels).clone())
+        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels).clone())
+        self.priors = nn.ModuleList(make_prior() for _ in range(k))
+        self.train_points = list(range(k))
+
+    def entropy_models(self):
+        return list(self.priors)
+
+    def _gains(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        return self.log_gain[q].exp()[:, :, None, None], self.log_inv_gain[q].exp()[:, :, None, None]
+
+    def analysis(self, x: Tensor) -> Tensor:
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: Tensor) -> Tensor:
+        return self.g_s(y_hat)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        b, points = x.shape[0], torch.tensor(self.train_points)
+        q = points[(torch.randint(len(points), (1,)) + torch.arange(b)) % len(points)]
+        gain, inv_gain = self._gains(q)
+        y = self.analysis(x).float() * gain
+        bits = torch.zeros(b, device=x.device)
+        y_hat = torch.empty_like(y)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            for k in q.unique().tolist():
+                idx = (q == k).nonzero().squeeze(1)
+                _, likelihoods = self.priors[k](y[idx])
+                bits = bits.index_add(0, idx, -torch.log2(likelihoods).sum(dim=(1, 2, 3)))
+                # round on the grid the coder will use, gradient straight through
+                m = self.priors[k].quantization_offset().view(1, -1, 1, 1)
+                y_hat[idx] = y[idx] + (torch.round(y[idx] - m) + m - y[idx]).detach()
+        x_hat = self.synthesis(y_hat * inv_gain)
+        lmbda = torch.tensor(self.lmbdas, device=x.device)[q]
+        return {"x_hat": x_hat, "bits": bits, "lmbda": lmbda}
+
+    # -- real coding --------------------------------------------------------------------------------
+    def _latents(self, x: np.ndarray):
+        """The scaled latents of a padded image at this codec's rate point, and that point's model."""
+        q = torch.tensor([self.config.quality - 1])
+        gain, _ = self._gains(q)
+        return self.analysis(to_tensor(x)) * gain, self.priors[q.item()]
+
+    @torch.no_grad()
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
+        y, prior = self._latents(x)
+        return [prior.compress(y)]
+
+    @torch.no_grad()
+    def estimate_bits(self, x: np.ndarray) -> float:
+        y, prior = self._latents(x)
+        _, likelihoods = prior.eval()(y)
+        return float(-torch.log2(likelihoods).sum())
+
+    @torch.no_grad()
+    def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
+        h, w, _ = shape
+        q = torch.tensor([self.config.quality - 1])
+        _, inv_gain = self._gains(q)
+        prior = self.priors[q.item()]
+        s = self.latent_stride
+        y_hat = prior.decompress(chunks[0], (1, prior.channels, h // s, w // s))
+        return from_tensor(self.synthesis(y_hat * inv_gain))
 
 
 @contextlib.contextmanager

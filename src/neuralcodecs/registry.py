@@ -33,10 +33,11 @@ def register(name: str, **defaults: Any) -> Callable[[type], type]:
     return deco
 
 
-def list_codecs() -> list[str]:
-    """Names of all registered codecs, in registration order."""
+def list_codecs(ready: bool = False) -> list[str]:
+    """Names of all registered codecs, in registration order; with ready=True only those that can code now
+    (a learned codec is registered before its first trained weights are installed)."""
     _load()
-    return list(_REGISTRY)
+    return [name for name, e in _REGISTRY.items() if not ready or e.cls.trained(name)]
 
 
 def get_entry(name: str) -> Entry:

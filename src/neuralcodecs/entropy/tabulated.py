@@ -107,6 +107,11 @@ class TabulatedDensity(nn.Module):
         mass = self._bin_mass(v).reshape(c, n, h, w).transpose(0, 1)
         return lower_bound(mass, LIKELIHOOD_BOUND)
 
+    def quantization_offset(self) -> Tensor:
+        """Each channel's median now, float32 (C,) on the module's device: training rounds around it as
+        coding rounds around the stored medians, so a decoder trains on the grid it will decode."""
+        return self._quantiles()[:, 1].to(self.table_medians.device, torch.float32)
+
     @property
     def medians(self) -> Tensor:
         """The per-channel medians used for quantization (from the tables), float32, shape (C,)."""
