@@ -183,3 +183,12 @@ def test_plot_with_anchor_rewrites_the_bd_table(run, tmp_path):
     assert again[:3] == (out / "bd.csv").read_text().splitlines()[:3]  # header, jpeg, webp rows as the sweep wrote
     with pytest.raises(ValueError, match="anchor"):
         plot([out / "webp.json"], tmp_path / "rd2.png", anchor="jpeg")
+
+
+def test_psnr_at_fixed_rates_interpolates_linearly():
+    from neuralcodecs.eval.bd import psnr_at
+
+    c = make_curve("c", [0.2, 0.4, 1.2], [28.0, 30.0, 36.0])
+    assert psnr_at(c, 0.25) == pytest.approx(28.5)
+    assert psnr_at(c, 1.0) == pytest.approx(34.5)
+    assert psnr_at(c, 0.1) is None and psnr_at(c, 2.0) is None

@@ -6,10 +6,10 @@
 
 Modules: sweep (the jobs and files), bd (BD-rate, BD-PSNR, RD-AUC), references (curve files), figures (rd.png).
 """
-from .bd import bd, bd_table, common_interval, efficient_points, rd_auc
+from .bd import bd, bd_table, common_interval, efficient_points, psnr_at, rd_auc
 from .figures import draw_rd, plot
 from .references import Curve, load_curve, load_curves, load_references, make_curve
 from .sweep import evaluate, list_images
 
 __all__ = ["evaluate", "plot", "draw_rd", "load_curve", "load_curves", "load_references", "make_curve", "Curve", "bd", "bd_table",
-           "common_interval", "efficient_points", "rd_auc", "list_images"]
+           "common_interval", "efficient_points", "psnr_at", "rd_auc", "list_images"]

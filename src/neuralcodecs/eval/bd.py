@@ -28,10 +28,12 @@ from .references import Curve
 MIN_POINTS = 4  # a cubic-type interpolation through fewer points says more about the method than the codec
 METHOD = "akima"
 
-COLUMNS = ("name", "kind", "points", "bd_rate_psnr", "bd_psnr", "bd_rate_msssim", "rd_auc", "note")
+RATES = (0.25, 0.5, 1.0)  # bpp where the table also gives each curve's PSNR, as papers quote them
+COLUMNS = ("name", "kind", "points", "bd_rate_psnr", "bd_psnr", "bd_rate_msssim", "rd_auc",
+           *(f"psnr_at_{r:g}" for r in RATES), "note")
 HEADERS = {"name": "codec", "kind": "kind", "points": "points", "bd_rate_psnr": "BD-rate PSNR (%)",
            "bd_psnr": "BD-PSNR (dB)", "bd_rate_msssim": "BD-rate MS-SSIM (%)", "rd_auc": "RD-AUC (dB)",
-           "note": "note"}
+           **{f"psnr_at_{r:g}": f"PSNR @{r:g} bpp" for r in RATES}, "note": "note"}
 
 
 def efficient_points(rate: np.ndarray | None, dist: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +110,15 @@ def rd_auc(curve: Curve, lo: float, hi: float) -> tuple[float | None, str | None
     return area / (hi - lo), None
 
 
+def psnr_at(curve: Curve, rate: float) -> float | None:
+    """PSNR at `rate` bpp on the piecewise-linear curve through the efficient points (as RD-AUC); None
+    outside the measured range."""
+    r, d = efficient_points(curve.bpp, curve.psnr)
+    if len(r) < 2 or not r[0] <= rate <= r[-1]:
+        return None
+    return float(np.interp(rate, r, d))
+
+
 def bd_table(anchor: Curve, curves: list[tuple[Curve, str]],
              interval: tuple[float, float] | None) -> list[dict[str, Any]]:
     """One row per (curve, kind) with BD numbers against `anchor` and RD-AUC over `interval`."""
@@ -134,6 +145,8 @@ def bd_table(anchor: Curve, curves: list[tuple[Curve, str]],
             row["rd_auc"], reason = rd_auc(curve, *interval)
         if reason:
             notes.append(f"RD-AUC: {reason}")
+        for r in RATES:
+            row[f"psnr_at_{r:g}"] = None if curve.psnr is None else psnr_at(curve, r)
         row["note"] = "; ".join(notes)
         rows.append(row)
     return rows
@@ -164,7 +177,7 @@ def write_tables(rows: list[dict[str, Any]], anchor: str, interval: tuple[float,
         "|" + "|".join("---" if c in ("name", "kind", "note") else "---:" for c in COLUMNS) + "|",
     ]
     for row in rows:
-        cells = [_cell(row[c], 3 if c == "bd_psnr" else 2) for c in COLUMNS]
+        cells = [_cell(row[c], 3 if c == "bd_psnr" or c.startswith("psnr_at") else 2) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -175,6 +188,7 @@ def write_tables(rows: list[dict[str, Any]], anchor: str, interval: tuple[float,
         "- BD-rate MS-SSIM uses MS-SSIM in dB, -10 log10(1 - MS-SSIM), as quality.",
         f"- RD-AUC: mean PSNR (dB) over {span}, the bpp interval all codecs of this run cover: the area "
         "under the piecewise-linear PSNR-vs-bpp curve divided by the interval's width. Higher is better.",
+        "- PSNR @r bpp: read off the same piecewise-linear curve; n/a outside a curve's measured range.",
         "- Points with more bits and no better quality than a cheaper point are left out of all numbers.",
     ]
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
