@@ -161,7 +161,7 @@ class VariableRateCodec(LearnedCodec):
                 bits = bits.index_add(0, idx, -torch.log2(likelihoods).sum(dim=(1, 2, 3)))
                 # round on the grid the coder will use, gradient straight through
                 m = self.priors[k].quantization_offset().view(1, -1, 1, 1)
-                y_hat[idx] = y[idx] + (torch.round(y[idx] - m) + m - y[idx]).detach()
+                y_hat[idx] = torch.round(y[idx] - m) + m + (y[idx] - y[idx].detach())  # exact values
         x_hat = self.synthesis(y_hat * inv_gain)
         lmbda = torch.tensor(self.lmbdas, device=x.device)[q]
         return {"x_hat": x_hat, "bits": bits, "lmbda": lmbda}

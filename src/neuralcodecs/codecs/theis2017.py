@@ -118,4 +118,4 @@ class Theis2017(VariableRateCodec):
         x_hat = self.g_s(y_hat) * self.spread + self.centre
         # clip to the pixel range; in training the gradient passes through as if unclipped, so saturated
         # pixels still teach the decoder
-        return x_hat + (x_hat.clamp(0, 1) - x_hat).detach()
+        return x_hat.clamp(0, 1) + (x_hat - x_hat.detach())
