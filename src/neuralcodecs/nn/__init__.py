@@ -1,5 +1,7 @@
-"""Shared layers of the learned codecs: GDN/IGDN and the gradient-friendly lower bound."""
+"""Shared layers of the learned codecs: GDN/IGDN, the gradient-friendly lower bound, recurrent cells and
+the binarizer."""
 from .bound import LowerBound, lower_bound
 from .gdn import GDN
+from .recurrent import Binarizer, ConvGRUCell, ConvLSTMCell
 
-__all__ = ["GDN", "LowerBound", "lower_bound"]
+__all__ = ["GDN", "LowerBound", "lower_bound", "Binarizer", "ConvGRUCell", "ConvLSTMCell"]
