@@ -64,3 +64,15 @@ def test_console_script_has_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "neuralcodecs.cli", "decode", str(missing), str(tmp_path / "o.png")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_extract_writes_the_standard_file(png, tmp_path, capsys):
+    coded, jpg = tmp_path / "x.ncdc", tmp_path / "x.jpg"
+    main(["encode", str(png), str(coded), "--codec", "jpeg"])
+    main(["info", str(coded)])
+    assert "neuralcodecs extract" in capsys.readouterr().out
+    assert main(["extract", str(coded), str(jpg)]) == 0
+    assert jpg.read_bytes()[:2] == b"\xff\xd8"
+    main(["encode", str(png), str(coded), "--codec", "fmm", "--force"])
+    assert main(["extract", str(coded), str(tmp_path / "y.bin")]) == 1
+    assert "no standard image file" in capsys.readouterr().err

@@ -5,11 +5,11 @@
     data = codec.encode(img)        # uint8 HxWx3 -> bytes (the whole file)
     out = nc.decode(data)           # the file says which codec made it
 """
-from .codec import Codec, decode, encode, info, truncate
+from .codec import Codec, decode, encode, extract, info, truncate
 from .errors import BitstreamError
 from .image import load_image, save_image
 from .registry import create_codec, list_codecs, register
 
 __all__ = ["Codec", "BitstreamError", "create_codec", "list_codecs", "register", "encode", "decode",
-           "truncate", "info", "load_image", "save_image"]
+           "truncate", "extract", "info", "load_image", "save_image"]
 __version__ = "0.1.0"

@@ -5,6 +5,8 @@
     neuralcodecs decode IN OUT [--force]
     neuralcodecs info FILE
     neuralcodecs truncate IN OUT --steps K [--force]
+    neuralcodecs extract IN OUT [--force]
+    neuralcodecs enhance IN.jpg OUT.png [--force]
     neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--workers N] [--anchor jpeg] [--reference F ...]
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--resume] [--device cuda]
@@ -82,6 +84,25 @@ def cmd_truncate(args) -> None:
     from .image import write_atomic
 
     write_atomic(args.output, truncate(_read(args.input), args.steps), force=args.force)
+
+
+def cmd_extract(args) -> None:
+    from . import extract
+    from .image import write_atomic
+
+    data, ext = extract(_read(args.input))
+    write_atomic(args.output, data, force=args.force)
+    print(f"{args.output}: the {ext} file inside {args.input} ({len(data)} bytes)")
+
+
+def cmd_enhance(args) -> None:
+    from . import create_codec
+    from .image import save_image
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists (use --force to overwrite)")
+    save_image(out, create_codec("jiang2017-enhance").enhance_jpeg(_read(args.input)))
 
 
 def cmd_eval(args) -> None:
@@ -163,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("truncate", help="keep the first K steps of a progressive file")
     s.add_argument("input"); s.add_argument("output"); s.add_argument("--steps", type=int, required=True)
     s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_truncate)
+
+    s = sub.add_parser("extract", help="write out the standard image file (JPEG, ...) a file holds")
+    s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_extract)
+
+    s = sub.add_parser("enhance", help="reduce the artefacts of an ordinary JPEG (Jiang et al.'s RecCNN)")
+    s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_enhance)
 
     s = sub.add_parser("eval", help="rate-distortion sweep over a folder of images")
     s.add_argument("--codec", action="append", required=True)

@@ -175,6 +175,17 @@ def truncate(data: bytes, steps: int) -> bytes:
     return container.truncate(data, steps)
 
 
+def extract(data: bytes) -> tuple[bytes, str]:
+    """The standard file inside a file whose one chunk is one (classical codecs, jiang2017's compact
+    image): (its bytes, its suffix such as ".jpg"). BitstreamError for other files."""
+    header = container.read_header(data)
+    codec = decoder_for(header)
+    chunks = container.read_chunks(data, header, allow_partial=False)
+    if codec.native_ext is None or len(chunks) != 1:
+        raise BitstreamError(f"{header.name} files hold no standard image file to extract")
+    return chunks[0], codec.native_ext
+
+
 def info(data: bytes) -> dict:
     """What a file holds: codec, settings, fingerprint, image size, chunk sizes, bytes and bpp."""
     header = container.read_header(data)
@@ -186,4 +197,6 @@ def info(data: bytes) -> dict:
         "chunks": [len(c) for c in chunks], "declared_chunks": header.n_chunks,
         "header_bytes": header.size, "bytes": len(data),
         "bpp": 8 * len(data) / (header.height * header.width), "progressive": codec.progressive,
+        **({"standard_file": f"chunk 0 is a {codec.native_ext} file: `neuralcodecs extract FILE OUT{codec.native_ext}`"}
+           if codec.native_ext and len(chunks) == 1 else {}),
     }

@@ -124,4 +124,4 @@ def to_tensor(image: np.ndarray):
 def from_tensor(x) -> np.ndarray:
     """float tensor 1xCxHxW in [0, 1] -> uint8 HxWxC, rounded and clipped like any 8-bit decoder."""
     x = x.detach().float().clamp(0, 1).mul(255.0).round().to("cpu")
-    return x[0].permute(1, 2, 0).numpy().astype(np.uint8)
+    return np.ascontiguousarray(x[0].permute(1, 2, 0).numpy(), dtype=np.uint8)  # C libraries need contiguous

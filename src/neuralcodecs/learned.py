@@ -19,7 +19,7 @@ class LearnedCodec(Codec, nn.Module):
     """Base of the learned codecs.
 
     Subclasses build their layers in __init__ (after calling this one), implement
-      forward(x) -> {"x_hat", "bits" (per sample), "lmbda" (per sample)}   training path
+      forward(x) -> {"x_hat", "bits" (per sample), "lmbda" (per sample)[, "target"]}   training path
       encode_chunks / decode_chunks                                       real coding
       entropy_models()                                                    their entropy models
       estimate_bits(x)          the model's bits for padded image x (what the real file should cost)
@@ -72,11 +72,11 @@ class LearnedCodec(Codec, nn.Module):
     # last bit can move a pixel across a rounding boundary: decoding must not depend on the caller's
     # thread count, so coding runs on one thread (on 2 cores it is no slower: benchmarks/codec_speed.py).
     def encode(self, image):
-        with _one_thread():
+        with one_thread():
             return super().encode(image)
 
     def decode_file(self, header, chunks):
-        with _one_thread():
+        with one_thread():
             return super().decode_file(header, chunks)
 
     # -- entropy models -------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class VariableRateCodec(LearnedCodec):
 
 
 @contextlib.contextmanager
-def _one_thread():
+def one_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

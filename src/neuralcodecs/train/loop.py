@@ -3,7 +3,9 @@
     loss = mean over the batch of  lmbda * 255^2 * MSE(x, x_hat) + bits / pixels
 
 A learned codec's forward(x) returns {"x_hat", "bits" (per sample), "lmbda" (per sample)}: a
-variable-rate model picks each sample's rate point itself, so the loop never needs to know. Entropy
+variable-rate model picks each sample's rate point itself, so the loop never needs to know. A codec that
+makes several reconstructions per input (one per path or per iteration) returns them stacked along the
+batch with the matching "target" (x repeated); the loss is then over all of them. Entropy
 models' quantile (auxiliary) parameters get their own optimizer on `model.aux_loss()`, as in
 CompressAI. A checkpoint (model, optimizers, step, every RNG state) is written every few minutes, on
 Ctrl-C or SIGTERM and at the end, so `--resume` continues exactly; coding tables are rebuilt when training ends.
@@ -57,8 +59,8 @@ class TrainConfig:
 def build_model(cfg: TrainConfig):
     from ..registry import get_entry
 
-    cls = get_entry(cfg.codec).cls
-    return cls.for_training(lmbdas=cfg.lmbda, name=cfg.codec, **cfg.settings)
+    entry = get_entry(cfg.codec)
+    return entry.cls.for_training(lmbdas=cfg.lmbda, name=cfg.codec, **{**entry.defaults, **cfg.settings})
 
 
 def _autocast(cfg: TrainConfig):
@@ -136,7 +138,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(cfg):
                 res = forward(x)
-            mse = (res["x_hat"].float() - x).pow(2).mean(dim=(1, 2, 3))
+            mse = (res["x_hat"].float() - res.get("target", x)).pow(2).mean(dim=(1, 2, 3))
             bpp = res["bits"] / (x.shape[2] * x.shape[3])
             loss = (res["lmbda"] * 255 ** 2 * mse + bpp).mean()
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,207 @@
+"""Jiang, Tao, Liu, Zhao, Ji, Ding, "An End-to-End Compression Framework Based on Convolutional Neural
+Networks", IEEE TCSVT 2017.
+
+    x -> ComCNN: [conv 3x3, 64] relu  [conv 3x3 /2, 64] BN relu  [conv 3x3, 3] -> compact image c (H/2 x W/2)
+      -> 8 bits -> host codec (jpeg by default; jpeg2000, heif) -> its standard file: the one chunk
+    decoded c -> bicubic x2 -> RecCNN: [conv 3x3, 64] relu, 18 x ([conv 3x3, 64] BN relu), [conv 3x3, 3]
+              -> + the bicubic image (RecCNN learns the residual) -> x_hat
+
+The chunk is an ordinary JPEG (JPEG 2000, HEIF) of the half-size compact image: `neuralcodecs extract`
+writes it out for any viewer. Quality is the host codec's own quality setting; one ComCNN/RecCNN pair
+serves every quality of its host.
+
+Training, the paper's way round a codec without a gradient: each step has two reconstructions,
+  RecCNN(up(host(c)))     the real host codec codes and decodes c (no gradient to ComCNN): trains RecCNN
+                          on what it will see when decoding, at a random quality of the host's sweep;
+  RecCNN'(up(c))          the codec replaced by the identity, through a RecCNN whose weights are held fixed
+                          for this term: trains ComCNN to make images RecCNN reconstructs well.
+The paper alternates the two updates; summing the two terms with the gradients so routed is the same
+pair of updates made at once. The loss is MSE (rate is set by the host's quality, not learned).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..image import as_image, from_tensor, to_tensor
+from ..learned import LearnedCodec, one_thread
+from ..registry import create_codec, get_entry, register
+
+HOSTS = ("jpeg", "jpeg2000", "heif")
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+
+
+class ComCNN(nn.Sequential):
+    def __init__(self, channels: int = 3, width: int = 64):
+        super().__init__(_conv(channels, width), nn.ReLU(),
+                         _conv(width, width, 2), nn.BatchNorm2d(width), nn.ReLU(),
+                         _conv(width, channels))
+
+
+class RecCNN(nn.Module):
+    """20 weight layers learning the residual of a (bicubic-upsampled or artefacted) image."""
+
+    def __init__(self, channels: int = 3, width: int = 64, depth: int = 20):
+        super().__init__()
+        layers: list[nn.Module] = [_conv(channels, width), nn.ReLU()]
+        for _ in range(depth - 2):
+            layers += [_conv(width, width), nn.BatchNorm2d(width), nn.ReLU()]
+        layers.append(_conv(width, channels))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def upsample(c: Tensor) -> Tensor:
+    return F.interpolate(c, scale_factor=2, mode="bicubic", align_corners=False)
+
+
+def code_for_real(images: Tensor, host: str, qualities: tuple) -> Tensor:
+    """Each image (NCHW in [0, 1]) coded and decoded by the real host codec at a random quality of
+    `qualities`: what RecCNN sees at decoding time. No gradient flows through."""
+    out = []
+    for img in images.detach().float().cpu():
+        codec = create_codec(host, quality=random.choice(qualities))
+        coded = from_tensor(img[None])
+        out.append(to_tensor(codec.decode_chunks(codec.encode_chunks(coded), coded.shape)))
+    return torch.cat(out).to(images.device, images.dtype)
+
+
+@register("jiang2017", host="jpeg")
+class Jiang2017(LearnedCodec):
+    @dataclass(frozen=True)
+    class Config:
+        quality: float = 50  # the host codec's quality
+        host: str = "jpeg"
+
+        def __post_init__(self):
+            if self.host not in HOSTS:
+                raise ValueError(f"jiang2017 host must be one of {HOSTS}, got {self.host!r}")
+            get_entry(self.host).cls.Config(quality=self.quality)  # the host checks its own quality
+
+    # the host's sweep, up to where a half-size image stops paying (about 1 bpp on Kodak)
+    qualities: ClassVar[tuple] = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)
+    default_quality = 50
+    lmbdas = (1.0,)  # the loss is plain MSE: no rate term to weigh
+    pad_to = 2
+
+    def __init__(self, config, name=None, lmbdas=None):
+        super().__init__(config, name, lmbdas)
+        self.comcnn = ComCNN()
+        self.reccnn = RecCNN()
+        self.host = create_codec(config.host, quality=config.quality)
+
+    @property
+    def native_ext(self) -> str:
+        return self.host.native_ext
+
+    def entropy_models(self):
+        return []  # the host codec codes the bits
+
+    def _compact(self, x: Tensor) -> Tensor:
+        return self.comcnn(x).clamp(0, 1)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        c = self._compact(x)
+        real = self.reccnn(upsample(code_for_real(c, self.config.host, type(self).qualities)))
+        # RecCNN with its weights held fixed, and batch-norm statistics updated on copies (they must
+        # follow what RecCNN sees when decoding: real codec output)
+        fixed = {**{k: v.clone() for k, v in self.reccnn.named_buffers()},
+                 **{k: v.detach() for k, v in self.reccnn.named_parameters()}}
+        through = functional_call(self.reccnn, fixed, (upsample(c),))
+        b = x.shape[0]
+        return {"x_hat": torch.cat([real, through]), "target": torch.cat([x, x]),
+                "bits": x.new_zeros(2 * b), "lmbda": x.new_ones(2 * b)}
+
+    def estimate_bits(self, x: np.ndarray) -> float:
+        raise NotImplementedError("jiang2017 has no entropy model: its host codec's file is the rate")
+
+    # -- real coding ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
+        c = from_tensor(self._compact(to_tensor(x)))
+        return self.host.encode_chunks(c)
+
+    @torch.no_grad()
+    def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
+        h, w, _ = shape
+        c = self.host.decode_chunks(chunks, (h // 2, w // 2, 3))
+        return from_tensor(self.reccnn(upsample(to_tensor(c))))
+
+
+@register("jiang2017-jpeg2000", host="jpeg2000")
+class Jiang2017JPEG2000(Jiang2017):
+    qualities: ClassVar[tuple] = (26, 28, 30, 32, 34, 36, 38, 40, 42)
+    default_quality = 34
+
+
+@register("jiang2017-heif", host="heif")
+class Jiang2017HEIF(Jiang2017):
+    qualities: ClassVar[tuple] = (5, 12, 19, 26, 33, 40, 47, 54, 61)
+    default_quality = 33
+
+
+@register("jiang2017-enhance")
+class JPEGEnhance(LearnedCodec):
+    """RecCNN on its own as a JPEG artefact remover (the paper's RecCNN, used on full-size JPEGs): the file
+    is an ordinary full-size JPEG at `quality`, and decoding runs RecCNN on the decoded JPEG. Trained on
+    JPEGs of random quality in `qualities`, so `neuralcodecs enhance` helps any JPEG of such quality.
+
+        x -> JPEG (quality q) -> the one chunk -> JPEG decode -> RecCNN -> x_hat
+    """
+
+    @dataclass(frozen=True)
+    class Config:
+        quality: int = 30
+
+        def __post_init__(self):
+            get_entry("jpeg").cls.Config(quality=self.quality)
+
+    qualities: ClassVar[tuple] = (10, 20, 30, 40, 50)
+    default_quality = 30
+    lmbdas = (1.0,)
+    native_ext = ".jpg"
+
+    def __init__(self, config, name=None, lmbdas=None):
+        super().__init__(config, name, lmbdas)
+        self.reccnn = RecCNN()
+        self.jpeg = create_codec("jpeg", quality=config.quality)
+
+    def entropy_models(self):
+        return []
+
+    def estimate_bits(self, x: np.ndarray) -> float:
+        raise NotImplementedError("jiang2017-enhance has no entropy model: the JPEG file is the rate")
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x_hat = self.reccnn(code_for_real(x, "jpeg", type(self).qualities))
+        return {"x_hat": x_hat, "bits": x.new_zeros(x.shape[0]), "lmbda": x.new_ones(x.shape[0])}
+
+    @torch.no_grad()
+    def enhance(self, decoded: np.ndarray) -> np.ndarray:
+        """A decoded JPEG (uint8 HxWx3) with its artefacts reduced."""
+        return from_tensor(self.reccnn(to_tensor(decoded)))
+
+    def enhance_jpeg(self, data: bytes) -> np.ndarray:
+        """Any ordinary JPEG file (bytes) -> its decoded image with artefacts reduced (gray stays gray)."""
+        x = as_image(self.jpeg.decode_chunks([data], (0, 0, 0)))
+        with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
+            y = self.enhance(np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x)
+        return np.round(y.mean(axis=2, keepdims=True)).astype(np.uint8) if x.shape[2] == 1 else y
+
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
+        return self.jpeg.encode_chunks(x)
+
+    def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
+        return self.enhance(self.jpeg.decode_chunks(chunks, shape))

@@ -1,0 +1,81 @@
+"""jiang2017 before training: ComCNN/RecCNN shapes, the host codec's file inside, gradient routing."""
+import numpy as np
+import pytest
+import torch
+
+import neuralcodecs as nc
+from neuralcodecs.codecs.jiang2017 import Jiang2017, RecCNN
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Jiang2017.for_training(name="jiang2017")
+
+
+def test_reccnn_has_twenty_weight_layers():
+    convs = [m for m in RecCNN().modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 20
+
+
+def test_training_routes_gradients_as_the_paper_alternates(model):
+    model.train()
+    x = torch.rand(2, 3, 32, 32)
+    out = model(x)
+    assert out["x_hat"].shape == (4, 3, 32, 32) and torch.equal(out["target"], torch.cat([x, x]))
+    real, through = out["x_hat"][:2], out["x_hat"][2:]
+    model.zero_grad()
+    (through - x).pow(2).mean().backward(retain_graph=True)  # identity-codec path: ComCNN only
+    assert model.comcnn[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in model.reccnn.parameters())
+    model.zero_grad()
+    (real - x).pow(2).mean().backward()  # real-codec path: RecCNN only
+    assert all(p.grad is None or not p.grad.any() for p in model.comcnn.parameters())
+    assert model.reccnn.body[0].weight.grad.abs().sum() > 0
+
+
+def test_coding_with_untrained_weights_holds_a_jpeg_of_the_compact_image(model):
+    model.eval()
+    x = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    chunks = model.encode_chunks(x)
+    assert chunks[0][:2] == b"\xff\xd8"
+    assert nc.create_codec("jpeg").decode_chunks(chunks, (16, 24, 3)).shape == (16, 24, 3)
+    out = model.decode_chunks(chunks, x.shape)
+    assert out.shape == x.shape and out.dtype == np.uint8
+
+
+def test_hosts_are_variants_with_their_own_sweeps():
+    from neuralcodecs.registry import get_entry
+
+    assert get_entry("jiang2017-jpeg2000").defaults == {"host": "jpeg2000"}
+    assert get_entry("jiang2017-heif").cls.qualities != get_entry("jiang2017").cls.qualities
+    with pytest.raises(ValueError):
+        Jiang2017.Config(quality=50, host="png")
+
+
+def test_train_cli_runs(tmp_path):
+    from PIL import Image
+
+    from neuralcodecs.cli import main
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "photos" / "a.png")
+    assert main(["train", "jiang2017-heif", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "run"),
+                 "--steps", "2", "--crop", "32", "--batch", "2", "--threads", "1"]) == 0
+
+
+def test_enhance_model_trains_on_real_jpegs_and_takes_any_jpeg(tmp_path):
+    from neuralcodecs.codecs.jiang2017 import JPEGEnhance
+
+    torch.manual_seed(0)
+    m = JPEGEnhance.for_training(name="jiang2017-enhance").train()
+    out = m(torch.rand(2, 3, 32, 32))
+    assert out["x_hat"].shape == (2, 3, 32, 32)
+    m.eval()
+    x = (np.random.default_rng(1).random((24, 40, 3)) * 255).astype(np.uint8)
+    jpg = nc.create_codec("jpeg", quality=20).encode_native(x)
+    assert m.enhance_jpeg(jpg).shape == x.shape
+    gray = nc.create_codec("jpeg", quality=20).encode_native(x[:, :, 0])
+    assert m.enhance_jpeg(gray).shape == (24, 40, 1)
