@@ -80,3 +80,15 @@ def test_train_cli_runs_both_stages(tmp_path):
     assert main(base + ["--steps", "4", "--resume", "--stage", "scales"]) == 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 4 and int(state["model"]["mask_steps"]) == 2  # the mask only counts stage 1
+
+
+def test_masked_coefficients_cost_no_bits(model):
+    model.train()
+    model.set_stage("transforms")
+    x = torch.rand(2, 3, 32, 32)
+    bits = {}
+    for steps in (0, 100 * MASK_EVERY):  # 8 channels open / all open; same rate point, same noise
+        model.mask_steps.fill_(steps)
+        torch.manual_seed(1)
+        bits[steps] = model(x)["bits"]
+    assert (bits[0] < bits[100 * MASK_EVERY]).all()

@@ -135,6 +135,9 @@ class VariableRateCodec(LearnedCodec):
         self.priors = nn.ModuleList(make_prior() for _ in range(k))
         self.train_points = list(range(k))
 
+    # channels whose coefficients count toward the training rate; None: all (see theis2017's mask)
+    rate_mask: Tensor | None = None
+
     def entropy_models(self):
         return list(self.priors)
 
@@ -158,7 +161,10 @@ class VariableRateCodec(LearnedCodec):
             for k in q.unique().tolist():
                 idx = (q == k).nonzero().squeeze(1)
                 _, likelihoods = self.priors[k](y[idx])
-                bits = bits.index_add(0, idx, -torch.log2(likelihoods).sum(dim=(1, 2, 3)))
+                info = -torch.log2(likelihoods)
+                if self.rate_mask is not None:  # coefficients held at zero in training cost nothing
+                    info = info * self.rate_mask.view(1, -1, 1, 1)
+                bits = bits.index_add(0, idx, info.sum(dim=(1, 2, 3)))
                 # round on the grid the coder will use, gradient straight through
                 m = self.priors[k].quantization_offset().view(1, -1, 1, 1)
                 y_hat[idx] = torch.round(y[idx] - m) + m + (y[idx] - y[idx].detach())  # exact values

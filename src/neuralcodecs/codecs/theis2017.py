@@ -108,10 +108,12 @@ class Theis2017(VariableRateCodec):
         x = F.pad((x - self.centre) / self.spread, (PAD,) * 4, mode="reflect")
         c = PAD // self.latent_stride
         y = self.g_a(x)[:, :, c:-c, c:-c]
+        self.rate_mask = None
         if self.training and self.stage == "transforms":
             open_channels = MASK_START + MASK_STEP * (int(self.mask_steps) // MASK_EVERY)
             self.mask_steps += 1
-            y = y * (torch.arange(y.shape[1], device=y.device) < open_channels).view(1, -1, 1, 1)
+            self.rate_mask = (torch.arange(y.shape[1], device=y.device) < open_channels).to(y.dtype)
+            y = y * self.rate_mask.view(1, -1, 1, 1)
         return y
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
