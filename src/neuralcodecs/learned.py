@@ -58,7 +58,8 @@ class LearnedCodec(Codec, nn.Module):
 
     @classmethod
     def for_training(cls, lmbdas: list[float] | None = None, name: str | None = None, **settings: Any) -> "LearnedCodec":
-        return cls(cls.Config(quality=cls.default_quality, **settings), name=name, lmbdas=tuple(lmbdas or ()) or None)
+        settings = {"quality": cls.default_quality, **settings}
+        return cls(cls.Config(**settings), name=name, lmbdas=tuple(lmbdas or ()) or None)
 
     def load_weights(self, state: dict[str, torch.Tensor]) -> None:
         # The integer coding tables ship inside the state and are used as they are: rebuilding them from the
