@@ -1,0 +1,241 @@
+"""Toderici, Vincent, Johnston, Hwang, Minnen, Shor, Covell, "Full Resolution Image Compression with
+Recurrent Neural Networks", CVPR 2017.
+
+The whole image is coded in iterations; each adds 32 bits per 16x16 block (0.125 bpp before entropy
+coding) describing what the previous iterations left:
+
+    r_0 = x - 1/2
+    b_t = binarize(E(g_t r_{t-1}))                    E: [conv 3x3 /2, 64] [RNN 3x3 /2, W] x3 stages -> 32 bits
+    x_t = framing(D(b_t) / g_t, x_{t-1}),  r_t = x - 1/2 - x_t
+    D: [conv 1x1, W] [RNN 1x1, W] d2s [RNN 3x3, W] d2s [RNN 3x3, W/2] d2s [RNN 3x3, W/4] d2s [conv 1x1, 3]
+       (d2s: depth-to-space x2; RNN: convolutional LSTM or GRU, hidden kernels 1x1, state across iterations)
+
+The paper's reconstruction framings:
+  oneshot            x_t = D(b_t): the decoder's state carries everything, each output is the whole image
+  additive           x_t = x_{t-1} + D(b_t)
+  residual-scaling   additive, with the residual scaled up by g_t before encoding and the output scaled back
+                     down: g_t (one gain per 8x8 block) is predicted from x_{t-1} by a small network, so the
+                     decoder knows it too and late iterations can code small residuals at full precision
+W = 256 (the paper used 512 in the deepest layers; halved for 2-core training and small weights).
+
+Entropy coding of the bits (in the spirit of the paper's BinaryRNN: probabilities from bits already
+decoded), per iteration, in two passes over a checkerboard so that both are one network evaluation:
+    pass 1: bits at positions (i + j) even, given the previous iteration's code b_{t-1}
+    pass 2: the other positions, given b_{t-1} and the pass-1 bits of b_t around them
+The context network is [conv 3x3, 64] relu [conv 3x3, 64] relu [conv 1x1, 32] -> p(bit = 1); its
+probabilities are rounded to 12-bit integers before range coding, so encoder and decoder use the same
+numbers. Each iteration is one chunk of the file, so any prefix of it decodes (`nc.truncate`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..entropy.coder import Decoder, Encoder
+from ..image import from_tensor, to_tensor
+from ..learned import LearnedCodec
+from ..nn import Binarizer, ConvGRUCell, ConvLSTMCell
+from ..registry import register
+
+BITS = 32          # per 16x16 block and iteration: 0.125 bpp
+ITERATIONS = 16
+W = 256
+PROB_BITS = 12     # the coder's probabilities are multiples of 2^-12
+
+
+class ContextModel(nn.Module):
+    """p(bit = 1) for each bit of b_t from the previous code and, in pass 2, the pass-1 bits of b_t."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(2 * BITS + 1, 64, 3, padding=1), nn.ReLU(),
+                                 nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, BITS, 1))
+
+    @staticmethod
+    def anchors(h: int, w: int, device=None) -> Tensor:
+        i, j = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        return ((i + j) % 2 == 0).float()[None, None]
+
+    def logits(self, previous: Tensor, seen: Tensor, second_pass: bool) -> Tensor:
+        flag = torch.full_like(previous[:, :1], float(second_pass))
+        return self.net(torch.cat([previous, seen, flag], dim=1))
+
+    def bits(self, b: Tensor, previous: Tensor) -> Tensor:
+        """Training: the cross-entropy (bits) of code b (values +-1) under both passes, per sample."""
+        a = self.anchors(*b.shape[2:], device=b.device)
+        target = (b > 0).float()
+        first = F.binary_cross_entropy_with_logits(self.logits(previous, torch.zeros_like(b), False), target,
+                                                   reduction="none")
+        second = F.binary_cross_entropy_with_logits(self.logits(previous, b * a, True), target, reduction="none")
+        nats = first * a + second * (1 - a)
+        return nats.sum(dim=(1, 2, 3)) / np.log(2)
+
+    def pmf(self, logits: Tensor) -> np.ndarray:
+        """Rows [p(0), p(1)] from logits, through integers so that encoder and decoder agree exactly."""
+        one = torch.sigmoid(logits.double()).mul(2 ** PROB_BITS).round().clamp(1, 2 ** PROB_BITS - 1)
+        one = one.flatten().numpy()
+        return np.stack([2 ** PROB_BITS - one, one], axis=1) / 2 ** PROB_BITS
+
+
+def _cell(kind: str):
+    return ConvLSTMCell if kind == "lstm" else ConvGRUCell
+
+
+class _Encoder(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 64, 3, stride=2, padding=1)
+        self.rnn = nn.ModuleList([_cell(kind)(64, W, 3, 2), _cell(kind)(W, W, 3, 2), _cell(kind)(W, W, 3, 2)])
+        self.binarizer = Binarizer(W, BITS)
+
+    def forward(self, r: Tensor, state: list) -> Tensor:
+        h = self.conv(r)
+        for i, cell in enumerate(self.rnn):
+            h, state[i] = cell(h, state[i])
+        return self.binarizer(h)
+
+
+class _Decoder(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.conv = nn.Conv2d(BITS, W, 1)
+        self.rnn = nn.ModuleList([_cell(kind)(W, W, 1), _cell(kind)(W // 4, W, 3), _cell(kind)(W // 4, W // 2, 3),
+                                  _cell(kind)(W // 8, W // 4, 3)])
+        self.out = nn.Conv2d(W // 16, 3, 1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, b: Tensor, state: list) -> Tensor:
+        h = self.conv(b)
+        for i, cell in enumerate(self.rnn):
+            h, state[i] = cell(h, state[i])
+            h = self.shuffle(h)
+        return torch.tanh(self.out(h)) / 2
+
+
+class GainEstimator(nn.Module):
+    """Residual scaling: a gain >= 1 per 8x8 block, predicted from the reconstruction so far."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                 nn.Conv2d(32, 1, 3, stride=2, padding=1))
+
+    def forward(self, x_prev: Tensor) -> Tensor:
+        g = 1 + F.softplus(self.net(x_prev))
+        return F.interpolate(g, scale_factor=8, mode="nearest")
+
+
+@register("toderici2017")
+class Toderici2017(LearnedCodec):
+    @dataclass(frozen=True)
+    class Config:
+        quality: int = 8  # iterations (0.125 bpp each before entropy coding)
+        cell: str = "lstm"
+        framing: str = "residual-scaling"
+
+        def __post_init__(self):
+            if isinstance(self.quality, bool) or self.quality not in range(1, ITERATIONS + 1):
+                raise ValueError(f"toderici2017 quality is the iteration count 1..{ITERATIONS}, got {self.quality!r}")
+            if self.cell not in ("lstm", "gru"):
+                raise ValueError(f"toderici2017 cell must be 'lstm' or 'gru', got {self.cell!r}")
+            if self.framing not in ("oneshot", "additive", "residual-scaling"):
+                raise ValueError(f"toderici2017 framing must be oneshot, additive or residual-scaling, got {self.framing!r}")
+
+    qualities: ClassVar[tuple] = tuple(range(1, ITERATIONS + 1))
+    default_quality = 8
+    lmbdas = (1.0,)
+    progressive = True
+    pad_to = 16
+
+    def __init__(self, config, name=None, lmbdas=None):
+        super().__init__(config, name, lmbdas)
+        self.encoder = _Encoder(config.cell)
+        self.decoder = _Decoder(config.cell)
+        self.context = ContextModel()
+        self.gain = GainEstimator() if config.framing == "residual-scaling" else None
+
+    def entropy_models(self):
+        return []  # the context model codes with probabilities it computes, no tables
+
+    def _gain(self, x_prev: Tensor) -> Tensor | float:
+        """g_t from the (centred) reconstruction so far; 1 without residual scaling."""
+        return self.gain(x_prev + 0.5) if self.gain is not None else 1.0
+
+    def _step(self, x_prev: Tensor, b: Tensor, g: Tensor | float, d_state: list) -> Tensor:
+        """x_t from x_{t-1} and b_t (both centred), by the configured framing."""
+        out = self.decoder(b, d_state)
+        return out if self.config.framing == "oneshot" else x_prev + out / g
+
+    def _encode_iterations(self, x: Tensor, iterations: int) -> tuple[list[Tensor], list[Tensor]]:
+        e_state, d_state = [None] * 3, [None] * 4
+        x_t = torch.zeros_like(x)
+        codes, recons = [], []
+        for _ in range(iterations):
+            g = self._gain(x_t)
+            b = self.encoder((x - 0.5 - x_t) * g, e_state)
+            x_t = self._step(x_t, b, g, d_state)
+            codes.append(b)
+            recons.append(x_t + 0.5)
+        return codes, recons
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        codes, recons = self._encode_iterations(x, ITERATIONS)
+        # the context model learns from the codes (detached: it must not change them)
+        bits, previous = x.new_zeros(x.shape[0]), torch.zeros_like(codes[0])
+        for b in codes:
+            bits = bits + self.context.bits(b.detach(), previous)
+            previous = b.detach()
+        n = x.shape[0] * ITERATIONS
+        # every iteration's reconstruction is scored; the rate term (per sample, spread over iterations)
+        # trains only the context model
+        return {"x_hat": torch.cat(recons), "target": x.repeat(ITERATIONS, 1, 1, 1),
+                "bits": (bits / ITERATIONS).repeat(ITERATIONS), "lmbda": x.new_ones(n)}
+
+    def estimate_bits(self, x: np.ndarray) -> float:
+        """The context model's information content of the codes, as the range coder should produce."""
+        with torch.no_grad():
+            codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
+            previous, total = torch.zeros_like(codes[0]), 0.0
+            for b in codes:
+                total += float(self.context.bits(b, previous).sum())
+                previous = b
+        return total
+
+    # -- real coding: chunk t = iteration t's bits, range coded in two passes ------------------------
+    @torch.no_grad()
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
+        codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
+        chunks, previous = [], torch.zeros_like(codes[0])
+        for b in codes:
+            a = ContextModel.anchors(*b.shape[2:]).expand_as(b).bool()
+            enc = Encoder()
+            symbols = (b > 0).long()
+            enc.categorical(symbols[a].numpy(), self.context.pmf(self.context.logits(previous, torch.zeros_like(b), False)[a]))
+            enc.categorical(symbols[~a].numpy(), self.context.pmf(self.context.logits(previous, b * a, True)[~a]))
+            chunks.append(enc.to_bytes())
+            previous = b
+        return chunks
+
+    @torch.no_grad()
+    def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
+        h, w, _ = shape
+        code_shape = (1, BITS, h // 16, w // 16)
+        a = ContextModel.anchors(h // 16, w // 16).expand(code_shape).bool()
+        previous, d_state = torch.zeros(code_shape), [None] * 4
+        x_t = torch.zeros(1, 3, h, w)
+        for chunk in chunks:
+            dec = Decoder(chunk)
+            b = torch.zeros(code_shape)
+            first = dec.categorical(int(a.sum()), self.context.pmf(self.context.logits(previous, b, False)[a]))
+            b[a] = torch.from_numpy(first.astype(np.float32)) * 2 - 1
+            second = dec.categorical(int((~a).sum()), self.context.pmf(self.context.logits(previous, b * a, True)[~a]))
+            b[~a] = torch.from_numpy(second.astype(np.float32)) * 2 - 1
+            x_t = self._step(x_t, b, self._gain(x_t), d_state)
+            previous = b
+        return from_tensor(x_t + 0.5)

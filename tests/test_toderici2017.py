@@ -1,0 +1,61 @@
+"""toderici2017 before training: framings, progressive chunks, the two-pass context coder."""
+import numpy as np
+import pytest
+import torch
+
+from neuralcodecs.codecs.toderici2017 import BITS, ITERATIONS, ContextModel, Toderici2017
+from neuralcodecs.image import from_tensor, to_tensor
+
+torch.set_num_threads(1)
+
+
+def _model(**settings):
+    torch.manual_seed(0)
+    return Toderici2017.for_training(name="toderici2017", **settings)
+
+
+@pytest.mark.parametrize("framing", ["oneshot", "additive", "residual-scaling"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_forward(framing, cell):
+    m = _model(framing=framing, cell=cell).train()
+    x = torch.rand(1, 3, 32, 48)
+    out = m(x)
+    assert out["x_hat"].shape == (ITERATIONS, 3, 32, 48) and out["bits"].shape == (ITERATIONS,)
+    (out["x_hat"].pow(2).mean() + out["bits"].mean()).backward()
+    assert m.context.net[0].weight.grad is not None and m.encoder.conv.weight.grad is not None
+
+
+def test_progressive_decoding_matches_the_encoder_at_every_prefix():
+    m = _model(quality=3).eval()
+    x = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    chunks = m.encode_chunks(x)
+    assert len(chunks) == 3
+    with torch.no_grad():
+        _, recons = m._encode_iterations(to_tensor(x), 3)
+    for k in (1, 2, 3):
+        assert np.array_equal(m.decode_chunks(chunks[:k], x.shape), from_tensor(recons[k - 1]))
+
+
+def test_coded_size_matches_the_context_models_information():
+    m = _model(quality=4).eval()
+    x = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
+    real = 8 * sum(len(c) for c in m.encode_chunks(x))
+    estimate = m.estimate_bits(x)
+    assert estimate * 0.97 - 64 * 4 <= real <= estimate * 1.03 + 64 * 4  # 12-bit probabilities, 32-bit words
+
+
+def test_anchors_are_a_checkerboard():
+    a = ContextModel.anchors(3, 4)[0, 0]
+    assert a.tolist() == [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0]]
+    assert BITS == 32
+
+
+def test_train_cli_runs(tmp_path):
+    from PIL import Image
+
+    from neuralcodecs.cli import main
+
+    (tmp_path / "p").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "p" / "a.png")
+    assert main(["train", "toderici2017", "--data", str(tmp_path / "p"), "--out", str(tmp_path / "run"),
+                 "--steps", "2", "--crop", "32", "--batch", "2", "--threads", "1"]) == 0
