@@ -10,7 +10,17 @@ from neuralcodecs.registry import get_entry
 # can code, and the codecs waiting for weights are named here so that none can drop out unnoticed.
 WAITING_FOR_WEIGHTS = {"theis2017", "jiang2017", "jiang2017-jpeg2000", "jiang2017-heif", "jiang2017-enhance",
                       "toderici2016", "toderici2017"}
-CODECS = nc.list_codecs(ready=True)
+# Codecs whose encoder is an optimization (coconet fits a network per image, seconds to minutes): their
+# contract runs with `make test-all`; tests/test_coconet.py checks them quickly with small settings.
+SLOW_TO_ENCODE = {"coconet"}
+READY = nc.list_codecs(ready=True)
+
+
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_ENCODE else n for n in names]
+
+
+CODECS = _params(READY)
 
 
 def _cls(name):
@@ -18,7 +28,7 @@ def _cls(name):
 
 
 def test_only_the_named_codecs_wait_for_weights():
-    assert set(nc.list_codecs()) - set(CODECS) == WAITING_FOR_WEIGHTS
+    assert set(nc.list_codecs()) - set(nc.list_codecs(ready=True)) == WAITING_FOR_WEIGHTS
     with pytest.raises(ValueError, match="no trained weights"):
         nc.create_codec("theis2017")
 
@@ -72,7 +82,7 @@ def test_same_input_same_bytes(name, photo):
     assert nc.create_codec(name).encode(photo) == nc.create_codec(name).encode(photo)
 
 
-@pytest.mark.parametrize("name", [n for n in CODECS if len(_cls(n).qualities) >= 2])
+@pytest.mark.parametrize("name", _params([n for n in READY if len(_cls(n).qualities) >= 2]))
 def test_higher_quality_more_bytes_less_distortion(name, photo):
     qualities = _cls(name).qualities
     sizes, errors = [], []

@@ -1,12 +1,13 @@
 """The `neuralcodecs` command line.
 
     neuralcodecs list
-    neuralcodecs encode IN OUT --codec C [--quality Q] [--native] [--force]
+    neuralcodecs encode IN OUT --codec C [--quality Q] [--set KEY=VALUE ...] [--budget S] [--native] [--force]
     neuralcodecs decode IN OUT [--force]
     neuralcodecs info FILE
     neuralcodecs truncate IN OUT --steps K [--force]
     neuralcodecs extract IN OUT [--force]
     neuralcodecs enhance IN.jpg OUT.png [--force]
+    neuralcodecs upsample IN OUT.png [--scale 2] [--force]
     neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--workers N] [--anchor jpeg] [--reference F ...]
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--resume] [--device cuda]
@@ -37,6 +38,17 @@ def _quality(text: str):
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE -> (key, int, float or string value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set takes KEY=VALUE, got {text!r}")
+    try:
+        return key, _quality(value)
+    except argparse.ArgumentTypeError:
+        return key, value
+
+
 def _read(path: str) -> bytes:
     return Path(path).read_bytes()
 
@@ -54,7 +66,10 @@ def cmd_encode(args) -> None:
     from . import create_codec, load_image, metrics
     from .image import write_atomic
 
-    codec = create_codec(args.codec, quality=args.quality)
+    settings = dict(_setting(text) for text in args.set or [])
+    if args.budget is not None:
+        settings["budget"] = args.budget
+    codec = create_codec(args.codec, quality=args.quality, **settings)
     image = load_image(args.input)
     data = codec.encode_native(image) if args.native else codec.encode(image)
     write_atomic(args.output, data, force=args.force)
@@ -103,6 +118,16 @@ def cmd_enhance(args) -> None:
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists (use --force to overwrite)")
     save_image(out, create_codec("jiang2017-enhance").enhance_jpeg(_read(args.input)))
+
+
+def cmd_upsample(args) -> None:
+    from .codecs.coconet import upsample
+    from .image import save_image
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists (use --force to overwrite)")
+    save_image(out, upsample(_read(args.input), args.scale))
 
 
 def cmd_eval(args) -> None:
@@ -173,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input"); s.add_argument("output")
     s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
     s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a codec setting (repeatable)")
+    s.add_argument("--budget", type=float, help="seconds of encoding at most (codecs that fit, e.g. coconet)")
     s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
 
     s = sub.add_parser("decode", help="decompress a neuralcodecs file to PNG")
@@ -192,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("enhance", help="reduce the artefacts of an ordinary JPEG (Jiang et al.'s RecCNN)")
     s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_enhance)
+
+    s = sub.add_parser("upsample", help="render a coconet file on a finer grid")
+    s.add_argument("input"); s.add_argument("output"); s.add_argument("--scale", type=float, default=2.0)
+    s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_upsample)
 
     s = sub.add_parser("eval", help="rate-distortion sweep over a folder of images")
     s.add_argument("--codec", action="append", required=True)

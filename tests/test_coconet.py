@@ -1,0 +1,81 @@
+"""coconet: fitting, the weights as the file, determinism, upsampling, damaged files (small settings)."""
+import numpy as np
+import pytest
+import torch
+
+import neuralcodecs as nc
+from neuralcodecs.codecs.coconet import PRESETS, pixel_centres, upsample
+from neuralcodecs.metrics import psnr
+
+FAST = dict(iterations=150, quality=2)
+torch.set_num_threads(1)  # tiny networks: one thread is fastest, and immune to a busy machine
+
+
+@pytest.fixture(scope="module")
+def image():
+    yy, xx = np.mgrid[0:24, 0:40]
+    return np.stack([xx * 6, yy * 10, (xx + yy) * 4], axis=2).clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def coded(image):
+    return nc.create_codec("coconet", **FAST).encode(image)
+
+
+def test_the_file_is_the_weights_in_half_precision(coded, image):
+    width, depth = PRESETS[FAST["quality"] - 1]
+    weights = 2 * width + width + (depth - 1) * (width * width + width) + 3 * width + 3
+    assert nc.info(coded)["chunks"] == [2 * weights]
+    assert nc.decode(coded).shape == image.shape
+
+
+def test_fitting_learns_the_image(coded, image):
+    flat = np.full_like(image, 128)
+    assert psnr(image, nc.decode(coded)) > psnr(image, flat) + 5
+
+
+def test_same_image_same_file_and_same_pixels(coded, image):
+    assert nc.create_codec("coconet", **FAST).encode(image) == coded
+    one = nc.decode(coded)
+    torch.set_num_threads(2)
+    try:
+        assert np.array_equal(one, nc.decode(coded))  # decoding does not depend on the thread count
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_relu_variant_and_gray(image):
+    out = nc.decode(nc.create_codec("coconet", activation="relu", iterations=20, quality=1).encode(image[:, :, 0]))
+    assert out.shape == image.shape[:2]
+
+
+def test_upsampling_queries_a_finer_grid(coded, image):
+    big = upsample(coded, 2)
+    assert big.shape == (48, 80, 3)
+    with pytest.raises(nc.BitstreamError, match="only coconet"):
+        upsample(nc.create_codec("jpeg").encode(image), 2)
+    assert abs(int(big[::2, ::2].astype(int).mean()) - int(nc.decode(coded).astype(int).mean())) < 3
+
+
+def test_damaged_files_raise(coded):
+    for bad in (coded[:-3], coded[:20]):
+        with pytest.raises(nc.BitstreamError):
+            nc.decode(bad)
+
+
+def test_pixel_centres_span_the_square():
+    c = pixel_centres(2, 4)
+    assert c[0].tolist() == [-0.75, -0.5] and c[-1].tolist() == [0.75, 0.5]
+
+
+def test_cli_budget_and_upsample(image, tmp_path):
+    from neuralcodecs.cli import main
+
+    nc.save_image(tmp_path / "in.png", image)
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.ncdc"), "--codec", "coconet", "--quality", "1",
+                 "--set", "iterations=30", "--budget", "60"]) == 0
+    assert nc.info((tmp_path / "x.ncdc").read_bytes())["settings"]["budget"] == 60
+    assert main(["upsample", str(tmp_path / "x.ncdc"), str(tmp_path / "big.png"), "--scale", "3"]) == 0
+    assert nc.load_image(tmp_path / "big.png").shape == (72, 120, 3)
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "y.ncdc"), "--codec", "coconet",
+                 "--set", "nonsense"]) == 1
