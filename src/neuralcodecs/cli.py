@@ -161,7 +161,7 @@ def cmd_train(args) -> None:
 def cmd_export(args) -> None:
     from .train.export import export
 
-    export(Path(args.run), kodak=args.kodak, command=args.command_line)
+    export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers)
 
 
 def cmd_demo(args) -> None:
@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "set NEURALCODECS_WEIGHTS=DIR to write and load elsewhere")
     s.add_argument("run"); s.add_argument("--kodak", help="folder of Kodak images to measure bpp/PSNR on")
     s.add_argument("--command-line", default="", help="the training command, recorded in the manifest")
+    s.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("demo", help="compress and decode the shipped sample image")

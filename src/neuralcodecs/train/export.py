@@ -10,7 +10,7 @@ from .. import weights
 from .loop import TrainConfig, build_model
 
 
-def export(run: Path, kodak: str | None = None, command: str = "") -> Path:
+def export(run: Path, kodak: str | None = None, command: str = "", workers: int = 1) -> Path:
     """Write the run's weights where they load from (weights.weights_dir()), then measure them on Kodak."""
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
@@ -24,7 +24,7 @@ def export(run: Path, kodak: str | None = None, command: str = "") -> Path:
     if kodak:
         from ..eval import evaluate
 
-        res = evaluate([cfg.codec], kodak, run / "kodak", workers=1, anchor=cfg.codec, progress=True)
+        res = evaluate([cfg.codec], kodak, run / "kodak", workers=workers, anchor=cfg.codec, progress=True)
         curve = res["curves"][cfg.codec] if "curves" in res else res[cfg.codec]
         entry["kodak"] = {k: curve[k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb") if k in curve}
         path = weights.write(cfg.codec, model.state_dict(), entry)
