@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -126,6 +127,12 @@ class Codec:
         if header.channels == 1:
             x = x[:, :, 0]
         return np.ascontiguousarray(x)
+
+
+def check_index_quality(name: str, quality: Any, n: int, meaning: str = "rate point") -> None:
+    """For codecs whose qualities are 1..n (rate points, presets, iterations): refuse anything else."""
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 1 <= quality <= n:
+        raise ValueError(f"{name} quality is the {meaning} 1..{n}, got {quality!r}")
 
 
 @functools.lru_cache(maxsize=16)

@@ -30,6 +30,7 @@ from torch import nn
 from ..entropy.factorized import FactorizedPrior
 from ..learned import VariableRateCodec
 from ..nn import GDN
+from ..codec import check_index_quality
 from ..registry import register
 
 LMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
@@ -55,8 +56,7 @@ class Balle2017(VariableRateCodec):
         N: int = 128
 
         def __post_init__(self):
-            if isinstance(self.quality, bool) or self.quality not in range(1, len(LMBDAS) + 1):
-                raise ValueError(f"balle2017 quality must be an integer 1..{len(LMBDAS)}, got {self.quality!r}")
+            check_index_quality("balle2017", self.quality, len(LMBDAS))
 
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
     default_quality = 4

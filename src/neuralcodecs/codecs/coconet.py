@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..codec import Codec
+from ..codec import Codec, check_index_quality
 from ..errors import BitstreamError
 from ..image import from_tensor, to_tensor
 from ..learned import one_thread
@@ -79,8 +79,7 @@ class CocoNet(Codec):
         seed: int = 0
 
         def __post_init__(self):
-            if isinstance(self.quality, bool) or self.quality not in range(1, len(PRESETS) + 1):
-                raise ValueError(f"coconet quality must be an integer 1..{len(PRESETS)}, got {self.quality!r}")
+            check_index_quality("coconet", self.quality, len(PRESETS), "network size")
             if self.activation not in ("sine", "relu"):
                 raise ValueError(f"coconet activation must be 'sine' or 'relu', got {self.activation!r}")
             if self.iterations < 1 or self.budget <= 0 or self.lr <= 0 or self.batch < 1:

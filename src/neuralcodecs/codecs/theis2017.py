@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..entropy.gsm import GaussianScaleMixture
 from ..learned import VariableRateCodec
+from ..codec import check_index_quality
 from ..registry import register
 
 LMBDAS = (0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
@@ -70,8 +71,7 @@ class Theis2017(VariableRateCodec):
         M: int = 96
 
         def __post_init__(self):
-            if isinstance(self.quality, bool) or self.quality not in range(1, len(LMBDAS) + 1):
-                raise ValueError(f"theis2017 quality must be an integer 1..{len(LMBDAS)}, got {self.quality!r}")
+            check_index_quality("theis2017", self.quality, len(LMBDAS))
 
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
     default_quality = 4

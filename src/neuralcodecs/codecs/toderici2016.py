@@ -34,6 +34,7 @@ from ..errors import BitstreamError
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
 from ..nn import Binarizer, ConvLSTMCell
+from ..codec import check_index_quality
 from ..registry import register
 
 TILE = 32
@@ -110,8 +111,7 @@ class Toderici2016(LearnedCodec):
         architecture: str = "lstm"
 
         def __post_init__(self):
-            if isinstance(self.quality, bool) or self.quality not in range(1, ITERATIONS + 1):
-                raise ValueError(f"toderici2016 quality is the iteration count 1..{ITERATIONS}, got {self.quality!r}")
+            check_index_quality("toderici2016", self.quality, ITERATIONS, "iteration count")
             if self.architecture not in ("lstm", "fc"):
                 raise ValueError(f"toderici2016 architecture must be 'lstm' or 'fc', got {self.architecture!r}")
 
@@ -135,7 +135,7 @@ class Toderici2016(LearnedCodec):
         """Run the residual loop on tiles x (N x 3 x TILE x TILE in [0, 1]); encode (codes None) or decode
         the given codes. Returns the codes and the reconstruction after every iteration."""
         self.coder.reset()
-        x_t = torch.zeros_like(x) if codes is None else x
+        x_t = torch.zeros_like(x)
         out_codes, recons = [], []
         for t in range(iterations):
             b = self.coder.encode(x - 0.5 - x_t) if codes is None else codes[t]

@@ -40,6 +40,7 @@ from ..entropy.coder import Decoder, Encoder
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
 from ..nn import Binarizer, ConvGRUCell, ConvLSTMCell
+from ..codec import check_index_quality
 from ..registry import register
 
 BITS = 32          # per 16x16 block and iteration: 0.125 bpp
@@ -140,8 +141,7 @@ class Toderici2017(LearnedCodec):
         framing: str = "residual-scaling"
 
         def __post_init__(self):
-            if isinstance(self.quality, bool) or self.quality not in range(1, ITERATIONS + 1):
-                raise ValueError(f"toderici2017 quality is the iteration count 1..{ITERATIONS}, got {self.quality!r}")
+            check_index_quality("toderici2017", self.quality, ITERATIONS, "iteration count")
             if self.cell not in ("lstm", "gru"):
                 raise ValueError(f"toderici2017 cell must be 'lstm' or 'gru', got {self.cell!r}")
             if self.framing not in ("oneshot", "additive", "residual-scaling"):

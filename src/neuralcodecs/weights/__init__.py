@@ -23,19 +23,19 @@ def weights_dir() -> Path:
     return Path(os.environ.get("NEURALCODECS_WEIGHTS") or WEIGHTS_DIR)
 
 
-def manifest(directory: Path | None = None) -> dict:
-    path = Path(directory or weights_dir()) / MANIFEST
+def manifest() -> dict:
+    path = weights_dir() / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def shipped_state(name: str, directory: Path | None = None) -> dict[str, torch.Tensor]:
+def shipped_state(name: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    entry = manifest(directory).get(name)
+    entry = manifest().get(name)
     if entry is None:
         raise ValueError(f"no trained weights are shipped for {name} (train them with `neuralcodecs train {name}` "
                          f"and `neuralcodecs export`)")
-    return load_file(Path(directory or weights_dir()) / entry["file"])
+    return load_file(weights_dir() / entry["file"])
 
 
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,15 +53,15 @@ def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
     return h.digest()[:8]
 
 
-def write(name: str, state: dict[str, torch.Tensor], entry: dict, directory: Path | None = None) -> Path:
-    """Write `name`.safetensors and its manifest entry (sha256 of the file added) into `directory`."""
+def write(name: str, state: dict[str, torch.Tensor], entry: dict) -> Path:
+    """Write `name`.safetensors and its manifest entry (sha256 of the file added) into weights_dir()."""
     from safetensors.torch import save_file
 
-    directory = Path(directory or weights_dir())
+    directory = weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.safetensors"
     save_file(export_state(state), str(path))
-    full = manifest(directory)
+    full = manifest()
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **entry}
     (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return path
