@@ -35,7 +35,7 @@ from ..registry import register
 # (width, depth) per quality: 613 to 21459 weights, 0.025 to 0.87 bpp on a 768x512 image at 16 bits each
 PRESETS = ((10, 6), (16, 8), (20, 10), (28, 10), (36, 10), (48, 10))
 W0 = 30.0  # SIREN's first-layer frequency
-CHECK_EVERY = 50  # fitting steps between whole-image checks of the best weights so far
+CHECK_EVERY = 200  # fitting steps between whole-image checks of the best weights (each costs ~15 steps)
 
 
 class CoordinateNetwork(nn.Module):
