@@ -79,3 +79,11 @@ def test_enhance_model_trains_on_real_jpegs_and_takes_any_jpeg(tmp_path):
     assert m.enhance_jpeg(jpg).shape == x.shape
     gray = nc.create_codec("jpeg", quality=20).encode_native(x[:, :, 0])
     assert m.enhance_jpeg(gray).shape == (24, 40, 1)
+
+
+def test_tiny_images_respect_the_host_codecs_size_rules():
+    from neuralcodecs.codecs.jiang2017 import Jiang2017JPEG2000
+
+    m = Jiang2017JPEG2000.for_training(name="jiang2017-jpeg2000").eval()
+    x = np.full((2, 2, 3), 100, np.uint8)  # a 1x1 compact image; OpenJPEG needs 2x2
+    assert m.decode_chunks(m.encode_chunks(x), x.shape).shape == (2, 2, 3)

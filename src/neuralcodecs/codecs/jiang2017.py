@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..image import as_image, from_tensor, to_tensor
+from ..image import as_image, from_tensor, pad, padded_shape, to_tensor
 from ..learned import LearnedCodec, one_thread
 from ..registry import create_codec, get_entry, register
 
@@ -131,13 +131,13 @@ class Jiang2017(LearnedCodec):
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
         c = from_tensor(self._compact(to_tensor(x)))
-        return self.host.encode_chunks(c)
+        return self.host.encode_chunks(pad(c, self.host.pad_to, self.host.min_side))  # the host's own size rules
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        h, w, _ = shape
-        c = self.host.decode_chunks(chunks, (h // 2, w // 2, 3))
-        return from_tensor(self.reccnn(upsample(to_tensor(c))))
+        h, w = shape[0] // 2, shape[1] // 2
+        c = self.host.decode_chunks(chunks, (*padded_shape(h, w, self.host.pad_to, self.host.min_side), 3))
+        return from_tensor(self.reccnn(upsample(to_tensor(c[:h, :w]))))
 
 
 @register("jiang2017-jpeg2000", host="jpeg2000")
