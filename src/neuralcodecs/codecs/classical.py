@@ -19,11 +19,18 @@ import io
 from dataclasses import dataclass
 from typing import ClassVar
 
-import imagecodecs
 import numpy as np
 
 from ..codec import Codec
 from ..registry import register
+
+
+def _ic():
+    """imagecodecs, imported when a classical codec first runs: machines that only train learned codecs
+    (a GPU machine, say) need not have it."""
+    import imagecodecs
+
+    return imagecodecs
 
 
 def _check_quality(name: str, q, lo, hi) -> None:
@@ -79,11 +86,11 @@ class JPEG(_SingleChunk):
 
     def _encode(self, x):
         sub = {"420": "420", "444": "444"}[self.config.subsampling]
-        return bytes(imagecodecs.jpeg8_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
+        return bytes(_ic().jpeg8_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
                                               subsampling=sub, optimize=False))
 
     def _decode(self, data):
-        return imagecodecs.jpeg8_decode(data)
+        return _ic().jpeg8_decode(data)
 
 
 @register("jpeg2000")
@@ -102,11 +109,11 @@ class JPEG2000(_SingleChunk):
     min_side = 2  # OpenJPEG refuses a 1-pixel side with its default number of resolutions
 
     def _encode(self, x):
-        return bytes(imagecodecs.jpeg2k_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=float(self.config.quality),
+        return bytes(_ic().jpeg2k_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=float(self.config.quality),
                                                codecformat="jp2", numthreads=1))
 
     def _decode(self, data):
-        return imagecodecs.jpeg2k_decode(data)
+        return _ic().jpeg2k_decode(data)
 
 
 @register("webp")
@@ -124,11 +131,11 @@ class WebP(_SingleChunk):
     native_ext = ".webp"
 
     def _encode(self, x):
-        return bytes(imagecodecs.webp_encode(x, level=int(self.config.quality), lossless=False,
+        return bytes(_ic().webp_encode(x, level=int(self.config.quality), lossless=False,
                                              method=self.config.method))
 
     def _decode(self, data):
-        return imagecodecs.webp_decode(data)[:, :, :3]
+        return _ic().webp_decode(data)[:, :, :3]
 
 
 @register("avif")
@@ -146,11 +153,11 @@ class AVIF(_SingleChunk):
     native_ext = ".avif"
 
     def _encode(self, x):
-        return bytes(imagecodecs.avif_encode(x, level=int(self.config.quality), speed=self.config.speed,
+        return bytes(_ic().avif_encode(x, level=int(self.config.quality), speed=self.config.speed,
                                              numthreads=1))
 
     def _decode(self, data):
-        return imagecodecs.avif_decode(data)
+        return _ic().avif_decode(data)
 
 
 @register("heif")
@@ -204,11 +211,11 @@ class JPEGXL(_SingleChunk):
     native_ext = ".jxl"
 
     def _encode(self, x):
-        return bytes(imagecodecs.jpegxl_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
+        return bytes(_ic().jpegxl_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
                                                effort=self.config.effort, numthreads=1))
 
     def _decode(self, data):
-        return imagecodecs.jpegxl_decode(data)
+        return _ic().jpegxl_decode(data)
 
 
 @register("png")
@@ -228,7 +235,7 @@ class PNG(_SingleChunk):
     native_ext = ".png"
 
     def _encode(self, x):
-        return bytes(imagecodecs.png_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality)))
+        return bytes(_ic().png_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality)))
 
     def _decode(self, data):
-        return imagecodecs.png_decode(data)
+        return _ic().png_decode(data)
