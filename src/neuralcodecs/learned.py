@@ -23,7 +23,8 @@ class LearnedCodec(Codec, nn.Module):
       encode_chunks / decode_chunks                                       real coding
       entropy_models()                                                    their entropy models
       estimate_bits(x)          the model's bits for padded image x (what the real file should cost)
-    and list their rate points' lambdas in `lmbdas` (quality q uses lmbdas[q - 1]).
+    and give the lambdas their training weighs distortion with in `lmbdas` (one per rate point for
+    variable-rate models, where quality q uses lmbdas[q - 1]; a single 1.0 where the rate is not learned).
     """
 
     lmbdas: ClassVar[tuple[float, ...]] = ()
@@ -88,7 +89,7 @@ class LearnedCodec(Codec, nn.Module):
         raise NotImplementedError
 
     def update_tables(self) -> None:
-        """Rebuild the integer coding tables from the learned densities (after training, after loading)."""
+        """Rebuild the integer coding tables from the learned densities (the training loop does, at its end)."""
         for m in self.entropy_models():
             m.update_tables()
 
