@@ -74,7 +74,7 @@ class CocoNet(Codec):
         activation: str = "sine"
         iterations: int = 2000
         budget: float = 300.0  # seconds of fitting at most
-        lr: float = 1e-3
+        lr: float = 3e-4  # kodim15, 60 s: 25.16 dB at 3e-4, 24.61 at 1e-3, diverges at 3e-3
         batch: int = 1 << 14  # pixels per step, drawn at random (the whole image if it has fewer)
         seed: int = 0
 
