@@ -20,7 +20,6 @@ pair of updates made at once. The loss is MSE (rate is set by the host's quality
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -72,7 +71,8 @@ def code_for_real(images: Tensor, host: str, qualities: tuple) -> Tensor:
     `qualities`: what RecCNN sees at decoding time. No gradient flows through."""
     out = []
     for img in images.detach().float().cpu():
-        codec = create_codec(host, quality=random.choice(qualities))
+        # torch's generator, not Python's: the training checkpoint saves it, so a resumed run is exact
+        codec = create_codec(host, quality=qualities[int(torch.randint(len(qualities), ()))])
         coded = from_tensor(img[None])
         out.append(to_tensor(codec.decode_chunks(codec.encode_chunks(coded), coded.shape)))
     return torch.cat(out).to(images.device, images.dtype)
