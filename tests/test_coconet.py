@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import neuralcodecs as nc
-from neuralcodecs.codecs.coconet import PRESETS, pixel_centres, upsample
+from neuralcodecs.codecs.coconet import PRESETS, pixel_centres, quantize, upsample
 from neuralcodecs.metrics import psnr
 
-FAST = dict(iterations=150, quality=2)
+FAST = dict(iterations=150, quality=2, compile=False)
 torch.set_num_threads(1)  # tiny networks: one thread is fastest, and immune to a busy machine
 
 
@@ -22,11 +22,22 @@ def coded(image):
     return nc.create_codec("coconet", **FAST).encode(image)
 
 
-def test_the_file_is_the_weights_in_half_precision(coded, image):
+def test_the_file_is_the_weights_entropy_coded(coded, image):
     width, depth = PRESETS[FAST["quality"] - 1]
     weights = 2 * width + width + (depth - 1) * (width * width + width) + 3 * width + 3
-    assert nc.info(coded)["chunks"] == [2 * weights]
+    # 10-bit integers, range coded: well under 10 bits a weight, plus a step and histogram per tensor
+    assert 6 * weights < 8 * nc.info(coded)["chunks"][0] < 10 * weights + 8 * 40 * (depth + 1)
     assert nc.decode(coded).shape == image.shape
+
+
+def test_quantized_weights_decode_to_what_the_encoder_fitted(image):
+    codec = nc.create_codec("coconet", **FAST)
+    net, steps = codec.fit(image, progress=False)
+    decoded = codec._load(codec.encode_chunks(image)[0])
+    for p, s, q in zip(net.parameters(), steps, decoded.parameters()):
+        assert torch.equal(q, quantize(p, s, codec.levels) * s)
+        # every weight within half a step of its grid point (weights beyond the grid clip to its ends)
+        assert (q - p.clamp(-codec.levels * s, codec.levels * s)).abs().max() <= s / 2 * 1.001
 
 
 def test_fitting_learns_the_image(coded, image):
@@ -45,7 +56,7 @@ def test_same_image_same_file_and_same_pixels(coded, image):
 
 
 def test_relu_variant_and_gray(image):
-    out = nc.decode(nc.create_codec("coconet", activation="relu", iterations=20, quality=1).encode(image[:, :, 0]))
+    out = nc.decode(nc.create_codec("coconet", activation="relu", iterations=20, quality=1, compile=False).encode(image[:, :, 0]))
     assert out.shape == image.shape[:2]
 
 
@@ -73,8 +84,9 @@ def test_cli_budget_and_upsample(image, tmp_path):
 
     nc.save_image(tmp_path / "in.png", image)
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.ncdc"), "--codec", "coconet", "--quality", "1",
-                 "--set", "iterations=30", "--budget", "60"]) == 0
-    assert nc.info((tmp_path / "x.ncdc").read_bytes())["settings"]["budget"] == 60
+                 "--set", "iterations=30", "--set", "compile=false", "--budget", "60"]) == 0
+    settings = nc.info((tmp_path / "x.ncdc").read_bytes())["settings"]
+    assert settings["budget"] == 60 and settings["compile"] is False
     assert main(["upsample", str(tmp_path / "x.ncdc"), str(tmp_path / "big.png"), "--scale", "3"]) == 0
     assert nc.load_image(tmp_path / "big.png").shape == (72, 120, 3)
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "y.ncdc"), "--codec", "coconet",

@@ -88,7 +88,19 @@ def test_workers_give_the_same_numbers(images, run, tmp_path):
         assert again["curves"]["jpeg"][k] == result["curves"]["jpeg"][k]
 
 
+def test_settings_reach_the_evaluated_codec_and_its_json(images, run, tmp_path):
+    result, _ = run
+    res = evaluate(["webp"], images, tmp_path, anchor="jpeg", qualities={"webp": [50], "jpeg": QUALITIES["jpeg"]},
+                   settings={"method": 0}, progress=False)
+    assert json.loads((tmp_path / "webp.json").read_text())["meta"]["settings"]["method"] == 0
+    assert json.loads((tmp_path / "jpeg.json").read_text())["meta"]["settings"] == \
+        json.loads((run[1] / "jpeg.json").read_text())["meta"]["settings"]  # the anchor keeps its defaults
+    assert res["curves"]["jpeg"]["bpp"] == result["curves"]["jpeg"]["bpp"]
+
+
 def test_bad_arguments_fail_before_work(images, tmp_path):
+    with pytest.raises(ValueError, match="bad settings"):  # a setting the codec does not have
+        evaluate(["jpeg"], images, tmp_path, settings={"no_such_setting": 1}, progress=False)
     with pytest.raises(ValueError, match="unknown codec"):
         evaluate(["no-such-codec"], images, tmp_path, progress=False)
     with pytest.raises(ValueError, match="not evaluated"):

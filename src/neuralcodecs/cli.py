@@ -8,7 +8,8 @@
     neuralcodecs extract IN OUT [--force]
     neuralcodecs enhance IN.jpg OUT.png [--force]
     neuralcodecs upsample IN OUT.png [--scale 2] [--force]
-    neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--workers N] [--anchor jpeg] [--reference F ...]
+    neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--set KEY=VALUE ...] [--workers N] [--anchor jpeg]
+                      [--reference F ...]
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--resume] [--device cuda]
     neuralcodecs export RUN [--kodak DIR]
@@ -39,10 +40,12 @@ def _quality(text: str):
 
 
 def _setting(text: str) -> tuple[str, object]:
-    """KEY=VALUE -> (key, int, float or string value)."""
+    """KEY=VALUE -> (key, bool, int, float or string value)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise ValueError(f"--set takes KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
     try:
         return key, _quality(value)
     except argparse.ArgumentTypeError:
@@ -134,7 +137,7 @@ def cmd_eval(args) -> None:
     from .eval import evaluate
 
     evaluate(args.codec, args.data, args.out, workers=args.workers, anchor=args.anchor,
-             references=args.reference or [])
+             references=args.reference or [], settings=dict(map(_setting, args.set or [])))
     print(f"results in {args.out}: per_image.csv, <codec>.json, bd.md, rd.png")
 
 
@@ -229,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True); s.add_argument("--out", required=True)
     s.add_argument("--workers", type=int, default=1); s.add_argument("--anchor", default="jpeg")
     s.add_argument("--reference", nargs="+", help="published curves to overlay and rank")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a setting of the --codec codecs (repeatable), e.g. budget=60 for coconet")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("plot", help="redraw the RD plot from saved JSON")

@@ -84,6 +84,11 @@ class Codec:
         """The image as a standard file (JPEG, WebP, ...) that any viewer opens, for codecs that have one."""
         raise NotImplementedError(f"{self.name} has no native file format")
 
+    def warm_up(self, image: np.ndarray) -> None:
+        """An untimed round trip on a small crop of `image`, so that one-time setup (imports, libraries,
+        the decoder cache) stays out of measured timings."""
+        decode(self.encode(np.ascontiguousarray(image[:64, :64])))
+
     # -- shared ----------------------------------------------------------------------------------
     @property
     def settings(self) -> dict:

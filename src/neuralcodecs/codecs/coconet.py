@@ -1,23 +1,31 @@
 """CocoNet: Bricman, Ionescu, "CocoNet: A Deep Neural Network for Mapping Pixel Coordinates to Color
 Values", ICONIP 2018; used as a codec the way COIN does (Dupont, Goliński, Alizadeh, Teh, Doucet, "COIN:
-COmpression with Implicit Neural representations", 2021).
+COmpression with Implicit Neural representations", 2021), with the quantization-aware fitting and entropy
+coding of the weights of Strümpler, Postels, Yang, Van Gool, Tombari, "Implicit Neural Representations for
+Image Compression" (ECCV 2022).
 
     encode: f: (x, y) in [-1, 1]^2 -> (r, g, b), `depth` fully-connected layers of `width` units, fitted to
-            this one image (Adam on MSE over random pixel batches, seeded) -> its weights in half precision
-    decode: the network from the file's settings and weights, evaluated at every pixel centre
+            this one image: Adam on MSE over random pixel batches (seeded), learning rate on a cosine to 0
+            -> per tensor, a uniform quantizer of 2^bits levels (step = max |w| / (2^(bits-1) - 1)); the
+            last QAT_FRACTION of the steps fit through it (rounding, gradient straight through)
+            -> the integers, range coded with a 16-bin histogram per tensor sent in the file
+    decode: the network from the file's settings, its steps and integers, evaluated at every pixel centre
 
 Activation: sine (SIREN, Sitzmann et al. 2020, first layer sin(30 (W x + b)), as COIN uses; the default)
-or relu (the CocoNet paper's network). Rate is set by width and depth (`quality` picks a preset), the
-weights cost 16 bits each. Evaluating the network on a finer grid upsamples the image
-(`neuralcodecs upsample`), another use the paper shows.
+or relu (the CocoNet paper's network). Rate is set by width and depth (`quality` picks a preset) and by
+`bits`. Evaluating the network on a finer grid upsamples the image (`neuralcodecs upsample`), another use
+the paper shows.
 
-Encoding stops after `iterations` steps or `budget` seconds, whichever comes first, and keeps the best
-weights seen. With the iteration cap reached, the same image gives the same file on the same machine
-and thread count; a time budget that cuts fitting short depends on the machine's speed.
+Encoding runs `iterations` steps, or fewer where the time `budget` would not allow them: after a few
+steps the encoder measures its speed and plans the schedule for the steps that fit. Where the iteration
+cap decides, the same image gives the same file on the same machine and thread count; a time budget that
+cuts fitting short depends on the machine's speed.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import struct
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -27,15 +35,19 @@ import torch
 from torch import Tensor, nn
 
 from ..codec import Codec, check_index_quality
+from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
 from ..image import from_tensor, to_tensor
 from ..learned import one_thread
 from ..registry import register
 
-# (width, depth) per quality: 613 to 21459 weights, 0.025 to 0.87 bpp on a 768x512 image at 16 bits each
-PRESETS = ((10, 6), (16, 8), (20, 10), (28, 10), (36, 10), (48, 10))
+# (width, depth) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding
+PRESETS = ((12, 8), (16, 8), (20, 10), (28, 10), (36, 10), (48, 10))
 W0 = 30.0  # SIREN's first-layer frequency
-CHECK_EVERY = 200  # fitting steps between whole-image checks of the best weights (each costs ~15 steps)
+QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
+PLAN_AFTER = 200  # the schedule is fitted to the budget every this many steps
+HISTOGRAM_BINS = 16  # per tensor of at least MIN_HISTOGRAM weights; smaller ones are coded uniformly
+MIN_HISTOGRAM = 256
 
 
 class CoordinateNetwork(nn.Module):
@@ -51,11 +63,22 @@ class CoordinateNetwork(nn.Module):
                     bound = math.sqrt(6 / layer.in_features) / W0
                     layer.weight.uniform_(-bound, bound)
 
-    def forward(self, xy: Tensor) -> Tensor:
+    def forward(self, xy: Tensor, steps: list[Tensor] | None = None, levels: int = 0) -> Tensor:
+        """RGB at coordinates xy; with `steps` (one per parameter), through the weights' quantizer."""
+        params = list(self.parameters())
+        if steps is not None:  # rounding in the forward pass, identity in the backward pass
+            params = [p + (quantize(p, s, levels) * s - p).detach() for p, s in zip(params, steps)]
         h = xy
-        for layer in self.layers[:-1]:
-            h = torch.sin(W0 * layer(h)) if self.activation == "sine" else torch.relu(layer(h))
-        return self.layers[-1](h) + 0.5
+        for k in range(0, len(params), 2):
+            h = torch.nn.functional.linear(h, params[k], params[k + 1])
+            if k + 2 < len(params):
+                h = torch.sin(W0 * h) if self.activation == "sine" else torch.relu(h)
+        return h + 0.5
+
+
+def quantize(p: Tensor, step: Tensor, levels: int) -> Tensor:
+    """The integers in [-levels, levels] that code p on a grid of `step`."""
+    return torch.round(p.detach() / step).clamp(-levels, levels)
 
 
 def pixel_centres(h: int, w: int) -> Tensor:
@@ -72,28 +95,38 @@ class CocoNet(Codec):
     class Config:
         quality: int = 4
         activation: str = "sine"
-        iterations: int = 2000
+        bits: int = 10  # levels of each tensor's quantizer: 2^bits (measured best of 8-12 on kodim15)
+        iterations: int = 100_000  # cap; the budget usually decides
         budget: float = 300.0  # seconds of fitting at most
-        lr: float = 3e-4  # kodim15, 60 s: 25.16 dB at 3e-4, 24.61 at 1e-3, diverges at 3e-3
-        batch: int = 1 << 14  # pixels per step, drawn at random (the whole image if it has fewer)
+        lr: float = 1e-3  # kodim15, 120 s, one thread: 27.51 dB at 1e-3, 27.08 at 3e-4 (batch 16384)
+        batch: int = 1 << 12  # pixels per step, drawn at random; kodim15 120 s: 4096 > 1024, 16384, 65536
+        compile: bool = True  # torch.compile fuses the sines: 1.5x faster steps for ~10 s of compiling
         seed: int = 0
 
         def __post_init__(self):
             check_index_quality("coconet", self.quality, len(PRESETS), "network size")
             if self.activation not in ("sine", "relu"):
                 raise ValueError(f"coconet activation must be 'sine' or 'relu', got {self.activation!r}")
+            if not isinstance(self.compile, bool):
+                raise ValueError(f"coconet compile is true or false, got {self.compile!r}")
+            if not 4 <= self.bits <= 16:
+                raise ValueError(f"coconet bits must be in 4..16, got {self.bits}")
             if self.iterations < 1 or self.budget <= 0 or self.lr <= 0 or self.batch < 1:
                 raise ValueError("coconet needs iterations >= 1, budget > 0, lr > 0 and batch >= 1")
 
     qualities: ClassVar[tuple] = tuple(range(1, len(PRESETS) + 1))
     default_quality = 4
 
+    @property
+    def levels(self) -> int:
+        return 2 ** (self.config.bits - 1) - 1
+
     def _network(self) -> CoordinateNetwork:
         width, depth = PRESETS[self.config.quality - 1]
         return CoordinateNetwork(width, depth, self.config.activation)
 
-    def fit(self, x: np.ndarray, progress: bool = True) -> CoordinateNetwork:
-        """The network fitted to image x (uint8 HxWx3): the encoder's work."""
+    def fit(self, x: np.ndarray, progress: bool = True) -> tuple[CoordinateNetwork, list[Tensor]]:
+        """The network fitted to image x (uint8 HxWx3) and its quantizer steps: the encoder's work."""
         from tqdm import tqdm
 
         cfg = self.config
@@ -102,46 +135,97 @@ class CocoNet(Codec):
         h, w, _ = x.shape
         xy, target = pixel_centres(h, w), to_tensor(x)[0].permute(1, 2, 0).reshape(-1, 3)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
         g = torch.Generator().manual_seed(cfg.seed)
-        best, best_loss, start = None, math.inf, time.monotonic()
-        bar = tqdm(range(cfg.iterations), desc="coconet fit", disable=not progress, leave=False)
-        for step in bar:
+        # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
+        forward = torch.compile(net) if cfg.compile else net
+        total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()
+        bar = tqdm(total=total, desc="coconet fit", disable=not progress, leave=False)
+        step = 0
+        while step < total:
+            if qat_start is None and step >= PLAN_AFTER and step % PLAN_AFTER == 0:
+                # fit the schedule to the budget from the speed so far (the first step, which compiles, aside),
+                # keeping the time of one more compile in hand for the quantized phase
+                elapsed = time.monotonic() - start
+                per_step = max((elapsed - first_step) / (step - 1), 1e-6)
+                total = min(cfg.iterations, step + int((cfg.budget - elapsed - first_step) / per_step))
+                bar.total = total
+            if qat_start is None and step >= (1 - QAT_FRACTION) * total:
+                qat_start = step
+                steps = [p.detach().abs().max().clamp_min(1e-12) / self.levels for p in net.parameters()]
+                forward = torch.compile(net) if cfg.compile else net
+            # one cosine from lr to 0 over all steps: the quantized phase starts where the rate is already low
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            for group in opt.param_groups:
+                group["lr"] = lr
             idx = torch.randint(len(xy), (cfg.batch,), generator=g) if cfg.batch < len(xy) else slice(None)
-            loss = (net(xy[idx]) - target[idx]).pow(2).mean()
+            loss = (forward(xy[idx], steps, self.levels) - target[idx]).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            last = step == cfg.iterations - 1 or time.monotonic() - start > cfg.budget
-            if step % CHECK_EVERY == 0 or last:  # keep the best weights, judged on the whole image
-                with torch.no_grad():
-                    full = (net(xy) - target).pow(2).mean().item()
-                if full < best_loss:
-                    best_loss, best = full, {k: v.clone() for k, v in net.state_dict().items()}
-                bar.set_postfix(psnr=f"{-10 * math.log10(max(best_loss, 1e-10)):.2f}")
-            if last:
+            if step == 0:
+                first_step = time.monotonic() - start  # includes compiling
+            step += 1
+            bar.update(1)
+            if step % 100 == 0:
+                bar.set_postfix(psnr=f"{-10 * math.log10(max(loss.item(), 1e-10)):.2f}")
+            if time.monotonic() - start > cfg.budget:
                 break
-        net.load_state_dict(best)
-        return net
+        bar.close()
+        if steps is None:  # the budget ran out before the quantized phase: quantize what there is
+            steps = [p.detach().abs().max().clamp_min(1e-12) / self.levels for p in net.parameters()]
+        return net, steps
+
+    def warm_up(self, image: np.ndarray) -> None:
+        # the round trip without the fitting, which would spend the whole time budget on a crop
+        from ..codec import decode
+
+        quick = CocoNet(dataclasses.replace(self.config, iterations=2), name=self.name)
+        decode(quick.encode(np.ascontiguousarray(image[:64, :64])))
 
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        net = self.fit(x)
-        return [b"".join(p.detach().half().numpy().tobytes() for p in net.parameters())]
+        net, steps = self.fit(x)
+        head, enc = [], Encoder()
+        for p, s in zip(net.parameters(), steps):
+            k = quantize(p, s, self.levels).to(torch.int64).flatten().numpy()
+            symbols = k + self.levels + 1  # in [1, 2^bits - 1]
+            head.append(struct.pack("<f", s.item()))
+            if p.numel() >= MIN_HISTOGRAM:
+                counts = np.bincount(symbols >> (self.config.bits - 4), minlength=HISTOGRAM_BINS)
+                scaled = np.where(counts > 0, np.maximum(1, np.round(255 * counts / counts.max())), 0)
+                head.append(scaled.astype(np.uint8).tobytes())
+                enc.categorical(symbols, self._pmf(scaled))
+            else:
+                enc.categorical(symbols, self._pmf(None))
+        return [b"".join(head) + enc.to_bytes()]
+
+    def _pmf(self, histogram: np.ndarray | None) -> np.ndarray:
+        """The model of one tensor's symbols: its histogram's bins spread evenly over their values."""
+        n = 2 ** self.config.bits
+        if histogram is None:
+            return np.ones(n)
+        return np.repeat(histogram.astype(np.float64), n // HISTOGRAM_BINS)
 
     def _load(self, chunk: bytes) -> CoordinateNetwork:
         net = self._network()
         params = list(net.parameters())
-        expected = 2 * sum(p.numel() for p in params)
-        if len(chunk) != expected:
-            raise BitstreamError(f"corrupted file: {len(chunk)} bytes of weights, the network has {expected}")
-        flat = torch.from_numpy(np.frombuffer(chunk, np.float16).astype(np.float32))
-        if not bool(torch.isfinite(flat).all()):
-            raise BitstreamError("corrupted file: weights are not finite")
+        head = sum(4 + (HISTOGRAM_BINS if p.numel() >= MIN_HISTOGRAM else 0) for p in params)
+        if len(chunk) < head:
+            raise BitstreamError(f"corrupted file: {len(chunk)} bytes of weights, the header alone needs {head}")
+        dec, offset = Decoder(chunk[head:]), 0
         with torch.no_grad():
-            offset = 0
             for p in params:
-                p.copy_(flat[offset:offset + p.numel()].view_as(p))
-                offset += p.numel()
+                (step,) = struct.unpack_from("<f", chunk, offset)
+                offset += 4
+                histogram = None
+                if p.numel() >= MIN_HISTOGRAM:
+                    histogram = np.frombuffer(chunk, np.uint8, HISTOGRAM_BINS, offset)
+                    offset += HISTOGRAM_BINS
+                    if not histogram.any():
+                        raise BitstreamError("corrupted file: an empty weight histogram")
+                if not math.isfinite(step) or step <= 0:
+                    raise BitstreamError("corrupted file: a quantizer step is not a positive number")
+                k = dec.categorical(p.numel(), self._pmf(histogram)).astype(np.int64) - self.levels - 1
+                p.copy_(torch.from_numpy(k.astype(np.float32)).view_as(p) * torch.tensor(step, dtype=torch.float32))
         return net
 
     @torch.no_grad()

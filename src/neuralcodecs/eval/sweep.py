@@ -39,6 +39,7 @@ class Job:
     codec: str
     quality: Any
     image: str  # a path, not pixels: workers load their own images, so little is pickled
+    settings: tuple = ()  # (key, value) pairs of codec settings besides quality
 
 
 def list_images(data: str | os.PathLike) -> list[Path]:
@@ -55,16 +56,16 @@ def list_images(data: str | os.PathLike) -> list[Path]:
 
 
 # Per process: a learned codec loads its weights once per worker, not once per image.
-_codecs: dict[tuple[str, str], Any] = {}
+_codecs: dict[tuple[str, str, str], Any] = {}
 
 
-def _get_codec(name: str, quality: Any, image: np.ndarray) -> Any:
-    key = (name, repr(quality))
+def _get_codec(name: str, quality: Any, settings: tuple, image: np.ndarray) -> Any:
+    key = (name, repr(quality), repr(settings))
     if key not in _codecs:
-        codec = create_codec(name, quality=quality)
-        # One untimed round trip on a small crop: the first call pays for imports, library setup and the
-        # decoder cache, which would otherwise land in the first image's timings.
-        decode(codec.encode(np.ascontiguousarray(image[:64, :64])))
+        codec = create_codec(name, quality=quality, **dict(settings))
+        # the first call pays for imports, library setup and the decoder cache, which would otherwise land
+        # in the first image's timings
+        codec.warm_up(image)
         _codecs[key] = codec
     return _codecs[key]
 
@@ -73,7 +74,7 @@ def run_job(job: Job) -> dict[str, Any]:
     """Encode, decode and measure one image at one rate point; one per_image.csv row."""
     image = load_image(job.image)
     try:
-        codec = _get_codec(job.codec, job.quality, image)
+        codec = _get_codec(job.codec, job.quality, job.settings, image)
         t0 = time.perf_counter()
         data = codec.encode(image)
         t1 = time.perf_counter()
@@ -147,13 +148,15 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def write_codec_json(path: Path, codec: str, results: dict[str, list], data: Path, n_images: int) -> None:
+def write_codec_json(path: Path, codec: str, results: dict[str, list], data: Path, n_images: int,
+                     settings: dict | None = None) -> None:
     doc = {
         "name": codec,
         "description": f"neuralcodecs {__version__} {codec}: mean over {n_images} images of {data.name}; "
                        "bpp from the file size; metrics on the decoded 8-bit RGB image; times in s/image.",
         "meta": {"source": "neuralcodecs", "dataset": data.name, "images": n_images,
-                 "settings": {k: v for k, v in create_codec(codec).settings.items() if k != "quality"}},
+                 "settings": {k: v for k, v in create_codec(codec, **(settings or {})).settings.items()
+                              if k != "quality"}},
         "results": results,
     }
     path.write_text(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -168,13 +171,15 @@ def write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
              anchor: str = "jpeg", references: Sequence[str | os.PathLike] = (),
-             qualities: dict[str, list] | None = None, progress: bool = True) -> dict[str, Any]:
+             qualities: dict[str, list] | None = None, settings: dict[str, Any] | None = None,
+             progress: bool = True) -> dict[str, Any]:
     """Sweep each codec over its rate points on the images in `data` and write the results to `out`.
 
     codecs      registered codec names; each runs at `type(codec).qualities` or at qualities[name]
     anchor      BD reference: a codec name (swept too if it is not in `codecs`) or a curve file
     references  published curve files (any format `load_curve` reads): plotted dashed, and given BD
                 rows against the anchor
+    settings    codec settings (e.g. {"budget": 60}) for the codecs in `codecs`, not for a swept anchor
     workers     processes (spawned; call from under `if __name__ == "__main__":` in scripts)
 
     Writes per_image.csv, <codec>.json per codec, bd.csv, bd.md and rd.png. Returns {"curves": {codec:
@@ -205,7 +210,10 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
         raise ValueError(f"no qualities to evaluate for {empty}")
     ref_curves = load_references(references)  # fail on a bad reference before hours of work
 
-    jobs = [Job(n, q, str(img)) for n in names for q in sweep[n] for img in images]
+    per_codec = {n: dict(settings or {}) if n in codecs else {} for n in names}
+    for n, kw in per_codec.items():  # a setting a codec does not have fails now, not in a worker hours later
+        create_codec(n, **kw)
+    jobs = [Job(n, q, str(img), tuple(sorted(per_codec[n].items()))) for n in names for q in sweep[n] for img in images]
     rows = _run(jobs, workers, progress)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +224,7 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
     for n in names:
         curves[n] = summarize(rows, n)
         path = out / f"{n}.json"
-        write_codec_json(path, n, curves[n], data, len(images))
+        write_codec_json(path, n, curves[n], data, len(images), per_codec[n])
         files.append(path)
         ours.append(make_curve(n, curves[n]["bpp"], curves[n]["psnr-rgb"], curves[n]["ms-ssim-rgb"]))
     if anchor_curve is None:
