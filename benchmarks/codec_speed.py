@@ -1,9 +1,11 @@
 """Encode and decode speed of every codec, per image, on a folder of images.
 
     python benchmarks/codec_speed.py --data DIR --out DIR [--codec C ...] [--quality-index middle]
+                                     [--set KEY=VALUE ...] [--limit N]
 
 Each codec runs at its default quality, or at the rate point --quality-index picks from its sweep
-(low, middle, high or a number). One untimed round trip first, so imports and table building are not
+(low, middle, high or a number), with the --set settings (e.g. budget=60 for coconet, whose encoding
+takes its time budget). One untimed warm-up first (`Codec.warm_up`), so imports and table building are not
 counted; then every image is encoded and decoded once, timed with perf_counter. Torch gets 2 threads
 (learned codecs code on one of them, for bit-exact decoding: see learned.py). Prints a table and writes
 codec_speed.json.
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import neuralcodecs as nc
+from neuralcodecs.cli import parse_setting
 from neuralcodecs.eval import list_images
 from neuralcodecs.registry import get_entry
 
@@ -47,9 +50,9 @@ def pick_quality(codec: str, index: str) -> Any:
         raise ValueError(f"--quality-index {index!r}: use default, low, middle, high or 0..{len(qualities) - 1}") from None
 
 
-def time_codec(name: str, quality: Any, images: list[np.ndarray]) -> dict[str, Any]:
-    codec = nc.create_codec(name, quality=quality)
-    nc.decode(codec.encode(images[0]))  # warm-up, untimed
+def time_codec(name: str, quality: Any, images: list[np.ndarray], settings: dict | None = None) -> dict[str, Any]:
+    codec = nc.create_codec(name, quality=quality, **(settings or {}))
+    codec.warm_up(images[0])
     enc, dec, bpp = [], [], []
     for img in images:
         t0 = time.perf_counter()
@@ -61,7 +64,7 @@ def time_codec(name: str, quality: Any, images: list[np.ndarray]) -> dict[str, A
         dec.append(t2 - t1)
         bpp.append(8 * len(data) / (img.shape[0] * img.shape[1]))
     pixels = float(np.mean([img.shape[0] * img.shape[1] for img in images]))
-    return {"codec": name, "quality": quality, "images": len(images),
+    return {"codec": name, "quality": quality, "settings": settings or {}, "images": len(images),
             "encode_s": float(np.mean(enc)), "decode_s": float(np.mean(dec)),
             "encode_mpix_s": pixels / 1e6 / float(np.mean(enc)), "decode_mpix_s": pixels / 1e6 / float(np.mean(dec)),
             "bpp": float(np.mean(bpp))}
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--codec", action="append", default=None, help="codec to time (repeatable; default: all)")
     p.add_argument("--quality-index", default="default", help="default, low, middle, high or a position in "
                    "the codec's sweep")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the timed codecs (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="time only the first N images")
     args = p.parse_args(argv)
 
     import torch
@@ -82,9 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(TORCH_THREADS)
     data = args.data or default_data()
     try:
-        paths = list_images(data)
+        paths = list_images(data)[:args.limit]
         codecs = args.codec or nc.list_codecs(ready=True)
         plan = [(c, pick_quality(c, args.quality_index)) for c in codecs]
+        settings = dict(map(parse_setting, args.set))
     except (OSError, ValueError, KeyError) as e:
         p.error(str(e))
     images = [nc.load_image(path) for path in paths]
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(images)} images from {data}, torch threads {TORCH_THREADS}")
     print(f"{'codec':<14}{'quality':>9}{'bpp':>8}{'encode s':>11}{'decode s':>11}{'enc MP/s':>10}{'dec MP/s':>10}")
     for name, quality in plan:
-        r = time_codec(name, quality, images)
+        r = time_codec(name, quality, images, settings)
         results.append(r)
         print(f"{name:<14}{str(quality):>9}{r['bpp']:>8.3f}{r['encode_s']:>11.4f}{r['decode_s']:>11.4f}"
               f"{r['encode_mpix_s']:>10.2f}{r['decode_mpix_s']:>10.2f}")

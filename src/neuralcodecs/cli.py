@@ -39,7 +39,7 @@ def _quality(text: str):
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def _setting(text: str) -> tuple[str, object]:
+def parse_setting(text: str) -> tuple[str, object]:
     """KEY=VALUE -> (key, bool, int, float or string value)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -69,7 +69,7 @@ def cmd_encode(args) -> None:
     from . import create_codec, load_image, metrics
     from .image import write_atomic
 
-    settings = dict(_setting(text) for text in args.set or [])
+    settings = dict(parse_setting(text) for text in args.set or [])
     if args.budget is not None:
         settings["budget"] = args.budget
     codec = create_codec(args.codec, quality=args.quality, **settings)
@@ -137,7 +137,7 @@ def cmd_eval(args) -> None:
     from .eval import evaluate
 
     evaluate(args.codec, args.data, args.out, workers=args.workers, anchor=args.anchor,
-             references=args.reference or [], settings=dict(map(_setting, args.set or [])))
+             references=args.reference or [], settings=dict(map(parse_setting, args.set or [])))
     print(f"results in {args.out}: per_image.csv, <codec>.json, bd.md, rd.png")
 
 

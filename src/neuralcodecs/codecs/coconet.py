@@ -8,7 +8,8 @@ Image Compression" (ECCV 2022).
             this one image: Adam on MSE over random pixel batches (seeded), learning rate on a cosine to 0
             -> per tensor, a uniform quantizer of 2^bits levels (step = max |w| / (2^(bits-1) - 1)); the
             last QAT_FRACTION of the steps fit through it (rounding, gradient straight through)
-            -> the integers, range coded with a 16-bin histogram per tensor sent in the file
+            -> the integers, range coded with a 16-bin histogram per tensor sent in the file (integer
+               counts, so the decoder rebuilds exactly the encoder's model on any machine)
     decode: the network from the file's settings, its steps and integers, evaluated at every pixel centre
 
 Activation: sine (SIREN, Sitzmann et al. 2020, first layer sin(30 (W x + b)), as COIN uses; the default)
@@ -16,8 +17,8 @@ or relu (the CocoNet paper's network). Rate is set by width and depth (`quality`
 `bits`. Evaluating the network on a finer grid upsamples the image (`neuralcodecs upsample`), another use
 the paper shows.
 
-Encoding runs `iterations` steps, or fewer where the time `budget` would not allow them: after a few
-steps the encoder measures its speed and plans the schedule for the steps that fit. Where the iteration
+Encoding runs `iterations` steps, or fewer where the time `budget` would not allow them: every
+PLAN_AFTER steps the encoder measures its speed and fits the schedule to the steps the budget leaves. Where the iteration
 cap decides, the same image gives the same file on the same machine and thread count; a time budget that
 cuts fitting short depends on the machine's speed.
 """
