@@ -91,3 +91,22 @@ def test_cli_budget_and_upsample(image, tmp_path):
     assert nc.load_image(tmp_path / "big.png").shape == (72, 120, 3)
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "y.ncdc"), "--codec", "coconet",
                  "--set", "nonsense"]) == 1
+
+
+def test_a_fit_that_blows_up_rolls_back(image, coded, monkeypatch):
+    # Corrupt the weights once mid-fit, as a diverging Adam step does; the fit must recover from its snapshot.
+    step, calls = torch.optim.Adam.step, []
+
+    def corrupting_step(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 450:  # after the snapshot of step 400
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.mul_(40)
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", corrupting_step)
+    out = nc.decode(nc.create_codec("coconet", **{**FAST, "iterations": 600}).encode(image))
+    assert psnr(image, out) > psnr(image, nc.decode(coded)) - 1

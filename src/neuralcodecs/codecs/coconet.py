@@ -24,6 +24,7 @@ cuts fitting short depends on the machine's speed.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import struct
@@ -49,6 +50,8 @@ QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
 PLAN_AFTER = 200  # the schedule is fitted to the budget every this many steps
 HISTOGRAM_BINS = 16  # per tensor of at least MIN_HISTOGRAM weights; smaller ones are coded uniformly
 MIN_HISTOGRAM = 256
+DIVERGED = 4.0  # a smoothed training loss this many times its best means the fit blew up ...
+HEALTHY = 1.5  # ... and one within this factor may be snapshotted to roll back to
 
 
 class CoordinateNetwork(nn.Module):
@@ -140,9 +143,15 @@ class CocoNet(Codec):
         # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
         forward = torch.compile(net) if cfg.compile else net
         total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()
+        # Sine networks trained with Adam at a high rate sometimes blow up (kodim15, width 48, 300 s at lr 1e-3:
+        # 9.8 dB). A smoothed loss far above its best so far rolls the fit back to the last healthy snapshot,
+        # and the learning rate is halved from there on.
+        smooth, best, lr_scale, snapshot = math.inf, math.inf, 1.0, None
         bar = tqdm(total=total, desc="coconet fit", disable=not progress, leave=False)
         step = 0
         while step < total:
+            if step % PLAN_AFTER == 0 and smooth <= HEALTHY * best:
+                snapshot = copy.deepcopy((net.state_dict(), opt.state_dict()))
             if qat_start is None and step >= PLAN_AFTER and step % PLAN_AFTER == 0:
                 # fit the schedule to the budget from the speed so far (the first step, which compiles, aside),
                 # keeping the time of one more compile in hand for the quantized phase
@@ -155,7 +164,7 @@ class CocoNet(Codec):
                 steps = [p.detach().abs().max().clamp_min(1e-12) / self.levels for p in net.parameters()]
                 forward = torch.compile(net) if cfg.compile else net
             # one cosine from lr to 0 over all steps: the quantized phase starts where the rate is already low
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            lr = lr_scale * cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = torch.randint(len(xy), (cfg.batch,), generator=g) if cfg.batch < len(xy) else slice(None)
@@ -167,8 +176,15 @@ class CocoNet(Codec):
                 first_step = time.monotonic() - start  # includes compiling
             step += 1
             bar.update(1)
+            value = loss.item()
+            smooth = value if not math.isfinite(smooth) else 0.9 * smooth + 0.1 * value
+            best = min(best, smooth)
+            if not math.isfinite(value) or smooth > DIVERGED * best:
+                net.load_state_dict(snapshot[0])
+                opt.load_state_dict(snapshot[1])
+                smooth, lr_scale = best, lr_scale / 2
             if step % 100 == 0:
-                bar.set_postfix(psnr=f"{-10 * math.log10(max(loss.item(), 1e-10)):.2f}")
+                bar.set_postfix(psnr=f"{-10 * math.log10(max(value, 1e-10)):.2f}", lr_scale=lr_scale)
             if time.monotonic() - start > cfg.budget:
                 break
         bar.close()
