@@ -18,9 +18,9 @@ or relu (the CocoNet paper's network). Rate is set by width and depth (`quality`
 the paper shows.
 
 Encoding runs `iterations` steps, or fewer where the time `budget` would not allow them: every
-PLAN_AFTER steps the encoder measures its speed and fits the schedule to the steps the budget leaves. Where the iteration
-cap decides, the same image gives the same file on the same machine and thread count; a time budget that
-cuts fitting short depends on the machine's speed.
+PLAN_AFTER steps the encoder measures its speed and fits the schedule to the steps the budget leaves.
+Where the iteration cap decides, the same image gives the same file on the same machine and thread
+count; a time budget that cuts fitting short depends on the machine's speed.
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ class CocoNet(Codec):
                 bar.total = total
             if qat_start is None and step >= (1 - QAT_FRACTION) * total:
                 qat_start = step
-                steps = [p.detach().abs().max().clamp_min(1e-12) / self.levels for p in net.parameters()]
+                steps = self._steps(net)
                 forward = torch.compile(net) if cfg.compile else net
             # one cosine from lr to 0 over all steps: the quantized phase starts where the rate is already low
             lr = lr_scale * cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
@@ -189,8 +189,12 @@ class CocoNet(Codec):
                 break
         bar.close()
         if steps is None:  # the budget ran out before the quantized phase: quantize what there is
-            steps = [p.detach().abs().max().clamp_min(1e-12) / self.levels for p in net.parameters()]
+            steps = self._steps(net)
         return net, steps
+
+    def _steps(self, net: CoordinateNetwork) -> list[Tensor]:
+        """One quantizer step per parameter tensor: its largest weight sits on the last level."""
+        return [p.detach().abs().max().clamp_min(1e-12) / self.levels for p in net.parameters()]
 
     def warm_up(self, image: np.ndarray) -> None:
         # the round trip without the fitting, which would spend the whole time budget on a crop
