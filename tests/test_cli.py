@@ -78,3 +78,14 @@ def test_extract_writes_the_standard_file(png, tmp_path, capsys):
     main(["encode", str(png), str(coded), "--codec", "fmm", "--force"])
     assert main(["extract", str(coded), str(tmp_path / "y.bin")]) == 1
     assert "no standard image file" in capsys.readouterr().err
+
+
+def test_eval_sweeps_the_chosen_qualities_and_resumes(png, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["eval", "--codec", "webp", "--quality", "30", "70", "--anchor", "webp", "--data", str(png.parent),
+            "--out", str(out)]
+    assert main(args) == 0
+    log = (out / "jobs.jsonl").read_text()
+    assert len(log.splitlines()) == 2  # one image, the two qualities asked for
+    assert main(args + ["--resume"]) == 0
+    assert (out / "jobs.jsonl").read_text() == log  # nothing run again (its timings would differ)

@@ -88,6 +88,25 @@ def test_workers_give_the_same_numbers(images, run, tmp_path):
         assert again["curves"]["jpeg"][k] == result["curves"]["jpeg"][k]
 
 
+def test_resume_keeps_logged_jobs_and_runs_the_rest(images, run, tmp_path):
+    result, out = run
+    lines = (out / "jobs.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 2 * 5  # every (codec, quality, image) job of the fixture's sweep
+    kept = [json.loads(line) for line in lines[:3]]
+    kept[0]["row"]["psnr-hvs"] = 99.0  # a value no codec run would give: it can only come from the log
+    (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept) + lines[3][:20])  # cut off
+    again = evaluate(["jpeg", "webp"], images, tmp_path, qualities=QUALITIES, progress=False, resume=True)
+    with open(tmp_path / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[0]["psnr-hvs"]) == 99.0 and len(rows) == 20
+    for k in ("bpp", "psnr-rgb", "ssim-rgb"):  # the rerun jobs measure the same (all but the timings)
+        assert again["curves"]["webp"][k] == result["curves"]["webp"][k]
+    assert [json.loads(line)["key"] for line in (tmp_path / "jobs.jsonl").read_text().splitlines()] == \
+        [json.loads(line)["key"] for line in lines[:3]] + [json.loads(line)["key"] for line in lines[3:]]
+    evaluate(["jpeg"], images, tmp_path, qualities={"jpeg": [10]}, progress=False)  # no resume: a fresh log
+    assert len((tmp_path / "jobs.jsonl").read_text().splitlines()) == 2
+
+
 def test_settings_reach_the_evaluated_codec_and_its_json(images, run, tmp_path):
     result, _ = run
     res = evaluate(["webp"], images, tmp_path, anchor="jpeg", qualities={"webp": [50], "jpeg": QUALITIES["jpeg"]},

@@ -136,8 +136,10 @@ def cmd_upsample(args) -> None:
 def cmd_eval(args) -> None:
     from .eval import evaluate
 
+    qualities = {name: args.quality for name in args.codec} if args.quality else None
     evaluate(args.codec, args.data, args.out, workers=args.workers, anchor=args.anchor,
-             references=args.reference or [], settings=dict(map(parse_setting, args.set or [])))
+             references=args.reference or [], qualities=qualities,
+             settings=dict(map(parse_setting, args.set or [])), resume=args.resume)
     print(f"results in {args.out}: per_image.csv, <codec>.json, bd.md, rd.png")
 
 
@@ -229,11 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="rate-distortion sweep over a folder of images")
     s.add_argument("--codec", action="append", required=True)
+    s.add_argument("--quality", type=_quality, nargs="+",
+                   help="the rate points of the --codec codecs to sweep (default: all of each codec's)")
     s.add_argument("--data", required=True); s.add_argument("--out", required=True)
     s.add_argument("--workers", type=int, default=1); s.add_argument("--anchor", default="jpeg")
     s.add_argument("--reference", nargs="+", help="published curves to overlay and rank")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a setting of the --codec codecs (repeatable), e.g. budget=60 for coconet")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the jobs an interrupted sweep logged in OUT/jobs.jsonl and run only the rest")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("plot", help="redraw the RD plot from saved JSON")

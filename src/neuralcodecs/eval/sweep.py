@@ -5,6 +5,10 @@ Every (codec, quality, image) is a job: encode to a real file, decode that file 
 metrics against the original 8-bit image, with bpp from the file's length. Jobs are independent, so a
 process pool runs them; results come back in job order, so the numbers never depend on `workers`
 (only the timings do).
+
+Each finished job is appended to OUT/jobs.jsonl as it lands. A sweep of a slow encoder (coconet fits
+every image for minutes) outlasts a working session, so `resume=True` keeps the rows logged there for
+the same (codec, quality, image, settings) and runs only the missing jobs.
 """
 from __future__ import annotations
 
@@ -97,18 +101,49 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run(jobs: list[Job], workers: int, progress: bool) -> list[dict[str, Any]]:
+def _key(job: Job) -> str:
+    return json.dumps([job.codec, repr(job.quality), Path(job.image).name, repr(job.settings)])
+
+
+def _logged(log: Path) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier sweep's job log, by job key; a line cut off by a kill is skipped."""
+    done = {}
+    for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[entry["key"]] = entry["row"]
+    return done
+
+
+def _run(jobs: list[Job], workers: int, progress: bool, log: Path, resume: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    bar = dict(total=len(jobs), disable=not progress, desc="evaluate", unit="img", dynamic_ncols=True)
-    if workers <= 1 or len(jobs) <= 1:
-        return [run_job(j) for j in tqdm(jobs, **bar)]
-    import multiprocessing as mp
+    done = _logged(log) if resume else {}
+    todo = [j for j in jobs if _key(j) not in done]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # rewritten, not appended to: a line that a kill cut off would swallow the next one written after it
+    log.write_text("".join(json.dumps({"key": k, "row": r}) + "\n" for k, r in done.items()), encoding="utf-8")
+    bar = dict(total=len(todo), disable=not progress, desc="evaluate", unit="img", dynamic_ncols=True)
+    with open(log, "a", encoding="utf-8") as f:
+        def record(job: Job, row: dict[str, Any]) -> None:
+            done[_key(job)] = row
+            f.write(json.dumps({"key": _key(job), "row": row}) + "\n")  # NaN stays NaN: Python reads it back
+            f.flush()
 
-    # spawn, not fork: forking a process that has started torch's thread pools can deadlock, and spawn
-    # behaves the same on Linux, macOS and Windows.
-    with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
-        return list(tqdm(pool.imap(run_job, jobs, chunksize=1), **bar))
+        if workers <= 1 or len(todo) <= 1:
+            for j in tqdm(todo, **bar):
+                record(j, run_job(j))
+        else:
+            import multiprocessing as mp
+
+            # spawn, not fork: forking a process that has started torch's thread pools can deadlock, and
+            # spawn behaves the same on Linux, macOS and Windows.
+            with mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
+                for j, row in zip(todo, tqdm(pool.imap(run_job, todo, chunksize=1), **bar)):
+                    record(j, row)
+    return [done[_key(j)] for j in jobs]
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -172,7 +207,7 @@ def write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
 def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
              anchor: str = "jpeg", references: Sequence[str | os.PathLike] = (),
              qualities: dict[str, list] | None = None, settings: dict[str, Any] | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, resume: bool = False) -> dict[str, Any]:
     """Sweep each codec over its rate points on the images in `data` and write the results to `out`.
 
     codecs      registered codec names; each runs at `type(codec).qualities` or at qualities[name]
@@ -181,8 +216,9 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
                 rows against the anchor
     settings    codec settings (e.g. {"budget": 60}) for the codecs in `codecs`, not for a swept anchor
     workers     processes (spawned; call from under `if __name__ == "__main__":` in scripts)
+    resume      reuse the jobs an interrupted sweep logged in OUT/jobs.jsonl; run only the rest
 
-    Writes per_image.csv, <codec>.json per codec, bd.csv, bd.md and rd.png. Returns {"curves": {codec:
+    Writes jobs.jsonl, per_image.csv, <codec>.json per codec, bd.csv, bd.md and rd.png. Returns {"curves": {codec:
     results block}, "bd": rows of the BD table, "rd_auc_interval": (lo, hi) bpp or None, "files": [...]}.
     """
     data, out = Path(data), Path(out)
@@ -214,9 +250,8 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
     for n, kw in per_codec.items():  # a setting a codec does not have fails now, not in a worker hours later
         create_codec(n, **kw)
     jobs = [Job(n, q, str(img), tuple(sorted(per_codec[n].items()))) for n in names for q in sweep[n] for img in images]
-    rows = _run(jobs, workers, progress)
+    rows = _run(jobs, workers, progress, out / "jobs.jsonl", resume)
 
-    out.mkdir(parents=True, exist_ok=True)
     files = [out / "per_image.csv"]
     write_per_image(files[0], rows)
     curves: dict[str, dict[str, list]] = {}
