@@ -8,7 +8,7 @@ Each codec runs at its default quality, or at the rate point --quality-index pic
 takes its time budget). One untimed warm-up first (`Codec.warm_up`), so imports and table building are not
 counted; then every image is encoded and decoded once, timed with perf_counter. Torch gets 2 threads
 (learned codecs code on one of them, for bit-exact decoding: see learned.py). Prints a table and writes
-codec_speed.json.
+codec_speed.json, keeping the rows of codecs it did not time.
 """
 from __future__ import annotations
 
@@ -105,12 +105,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<14}{str(quality):>9}{r['bpp']:>8.3f}{r['encode_s']:>11.4f}{r['decode_s']:>11.4f}"
               f"{r['encode_mpix_s']:>10.2f}{r['decode_mpix_s']:>10.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "codec_speed.json"
+    # codecs not timed now keep their rows from the same images: a slow one (coconet encodes for
+    # minutes) need not run again because another changed
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if earlier.get("data") == str(data) and earlier.get("torch_threads") == TORCH_THREADS:
+        timed = {r["codec"] for r in results}
+        results = [r for r in earlier["results"] if r["codec"] not in timed] + results
     doc = {"data": str(data), "images": len(images), "torch_threads": TORCH_THREADS,
            "machine": {"python": platform.python_version(), "platform": platform.platform(),
                        "processor": platform.processor() or platform.machine()},
            "neuralcodecs": nc.__version__, "results": results}
-    (args.out / "codec_speed.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out / 'codec_speed.json'}")
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
