@@ -60,6 +60,10 @@ def test_export_then_load_codes_and_checks_fingerprints(tiny_data, tmp_path, mon
     restarted = _train(tiny_data, tmp_path / "again", 0, "--init", "shipped")
     shipped = weights.shipped_state("balle2017")
     assert all(torch.equal(restarted["model"][k].half(), v) for k, v in shipped.items() if v.is_floating_point())
+    # ... and counts the steps those weights had: its export says 5 + 3 steps, not 3
+    _train(tiny_data, tmp_path / "again", 3, "--resume")
+    assert main(["export", str(tmp_path / "again")]) == 0
+    assert weights.manifest()["balle2017"]["steps"] == 8
     codec = nc.create_codec("balle2017", quality=3)
     data = codec.encode(photo)
     assert nc.decode(data).shape == photo.shape

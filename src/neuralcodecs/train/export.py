@@ -18,7 +18,8 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
     model = build_model(cfg)
     model.load_state_dict(state["model"])
     model.update_tables()
-    entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": state["step"],
+    steps = state.get("init_steps", 0) + state["step"]  # a run started from shipped weights counts theirs too
+    entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": steps,
              "data": cfg.data, "batch": cfg.batch, "crop": cfg.crop, "command": command}
     path = weights.write(cfg.codec, model.state_dict(), entry)
     if kodak:

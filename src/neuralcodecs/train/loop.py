@@ -69,9 +69,10 @@ def _autocast(cfg: TrainConfig):
     return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16)
 
 
-def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.Generator, cfg: TrainConfig) -> None:
+def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.Generator, cfg: TrainConfig,
+                    init_steps: int = 0) -> None:
     state = {"model": model.state_dict(), "opt": opt.state_dict(),
-             "aux_opt": aux_opt.state_dict() if aux_opt else None, "step": step,
+             "aux_opt": aux_opt.state_dict() if aux_opt else None, "step": step, "init_steps": init_steps,
              "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg),
              "lmbdas": list(model.lmbdas)}
     tmp = path.with_suffix(".tmp")
@@ -100,6 +101,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     opt = torch.optim.Adam([p for p in model.parameters() if id(p) not in aux_ids], lr=cfg.lr)
     aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None  # entropy models without quantiles have none
     step = 0
+    init_steps = 0  # training steps the initial weights had already had (the manifest knows, for shipped ones)
     if cfg.init and not ckpt.exists():
         # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer
         from safetensors.torch import load_file
@@ -107,6 +109,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         from .. import weights
 
         model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else load_file(cfg.init))
+        if cfg.init == "shipped":
+            init_steps = weights.manifest()[cfg.codec].get("steps", 0)
         print(f"initialized from {cfg.init}")
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
@@ -115,6 +119,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if aux_opt:
             aux_opt.load_state_dict(state["aux_opt"])
         step, rng.bit_generator.state = state["step"], state["rng"]
+        init_steps = state.get("init_steps", 0)
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -162,7 +167,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                  "skipped": skipped})
             bar.update(1)
             if time.time() - last_save > 60 * cfg.checkpoint_minutes:
-                save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+                save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
                 logged = _append_log(out / "log.csv", log, logged)
                 last_save = time.time()
     except KeyboardInterrupt:
@@ -171,7 +176,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar.close()
         # coding tables follow the trained densities, never a manual step; the checkpoint holds them
         model.update_tables()
-        save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg)
+        save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
         _append_log(out / "log.csv", log, logged)
         signal.signal(signal.SIGTERM, previous_handler)
     return ckpt
