@@ -20,6 +20,11 @@ def test_reccnn_has_twenty_weight_layers():
     assert len(convs) == 20
 
 
+def test_untrained_reccnn_returns_its_input():
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(RecCNN().eval()(x), x)
+
+
 def test_training_routes_gradients_as_the_paper_alternates(model):
     model.train()
     x = torch.rand(2, 3, 32, 32)
@@ -33,7 +38,7 @@ def test_training_routes_gradients_as_the_paper_alternates(model):
     model.zero_grad()
     (real - x).pow(2).mean().backward()  # real-codec path: RecCNN only
     assert all(p.grad is None or not p.grad.any() for p in model.comcnn.parameters())
-    assert model.reccnn.body[0].weight.grad.abs().sum() > 0
+    assert model.reccnn.body[-1].weight.grad.abs().sum() > 0
 
 
 def test_coding_with_untrained_weights_holds_a_jpeg_of_the_compact_image(model):
