@@ -56,8 +56,8 @@ class RecCNN(nn.Module):
         for _ in range(depth - 2):
             layers += [_conv(width, width), nn.BatchNorm2d(width), nn.ReLU()]
         layers.append(_conv(width, channels))
-        # the residual starts at zero, so an untrained RecCNN returns its input and training only improves on
-        # it (with the default init, the random residual first took a JPEG at ~30 dB down to ~22 dB)
+        # the residual starts at zero, so an untrained RecCNN returns its input and training starts from the
+        # JPEG's quality (with the default init, 30 steps left training crops at 21.7 dB, below the JPEGs fed in)
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
         self.body = nn.Sequential(*layers)
