@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import neuralcodecs as nc
-from neuralcodecs.codecs.jiang2017 import Jiang2017, RecCNN
+from neuralcodecs.codecs.jiang2017 import ComCNN, Jiang2017, RecCNN
 
 torch.set_num_threads(1)
 
@@ -23,6 +23,14 @@ def test_reccnn_has_twenty_weight_layers():
 def test_untrained_reccnn_returns_its_input():
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(RecCNN().eval()(x), x)
+
+
+def test_untrained_comcnn_averages_2x2_blocks():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=64, mode="bilinear")
+    c = ComCNN().eval()(x)
+    half = torch.nn.functional.avg_pool2d(x, 2)
+    assert c.shape == half.shape and torch.allclose(c, half, atol=1e-4)  # batch norm's eps
 
 
 def test_training_routes_gradients_as_the_paper_alternates(model):

@@ -40,11 +40,39 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
+# photos' mean and spread per channel (0..1), roughly: where ComCNN's batch norm starts
+PIXEL_MEAN, PIXEL_STD = 0.45, 0.25
+
+
 class ComCNN(nn.Sequential):
     def __init__(self, channels: int = 3, width: int = 64):
         super().__init__(_conv(channels, width), nn.ReLU(),
                          _conv(width, width, 2), nn.BatchNorm2d(width), nn.ReLU(),
                          _conv(width, channels))
+        self._start_as_downsampler(channels)
+
+    @torch.no_grad()
+    def _start_as_downsampler(self, channels: int) -> None:
+        """The first `channels` paths start as a 2x2 box downsampler (the rest read nothing yet), so
+        training starts from a bicubic-upsampled half-size image, ~26 dB on training crops. From the default
+        init the compact image is noise: after 640 steps at lr 1e-4 training crops were still at 20.5 dB."""
+        first, down, norm, last = self[0], self[2], self[3], self[5]
+        for conv in (first, down, last):
+            conv.weight[:channels].zero_()
+            conv.bias[:channels].zero_()
+        last.weight.zero_()
+        for i in range(channels):
+            first.weight[i, i, 1, 1] = 1.0                       # pixels are >= 0: the ReLU passes them
+            # the mean of each 2x2 block: the half-size pixel sits where bicubic upsampling expects it
+            down.weight[i, i, 1:, 1:] = 0.25
+            last.weight[i, i, 1, 1] = 4 * PIXEL_STD              # undoes the batch norm below
+            last.bias[i] = PIXEL_MEAN - 2 * PIXEL_STD
+        # batch norm maps the half-size image to mean 0.5, spread 0.25, which the ReLU passes; its running
+        # statistics start at photos' values, so eval mode agrees with training from the first step
+        norm.weight[:channels] = 0.25
+        norm.bias[:channels] = 0.5
+        norm.running_mean[:channels] = PIXEL_MEAN
+        norm.running_var[:channels] = PIXEL_STD ** 2
 
 
 class RecCNN(nn.Module):
