@@ -106,3 +106,13 @@ def test_unknown_training_stage_is_refused(tiny_data, tmp_path, capsys):
             "--crop", "32", "--stage", "nonsense"]
     assert main(argv) == 1
     assert "stages" in capsys.readouterr().err
+
+
+def test_densities_train_at_their_own_lr_and_the_drop_divides_both(tiny_data, tmp_path):
+    state = _train(tiny_data, tmp_path / "e", 3, "--lr", "1e-4", "--entropy-lr", "1e-2", "--lr-drop-step", "2")
+    main_group, density_group = state["opt"]["param_groups"]
+    assert (main_group["lr"], density_group["lr"]) == pytest.approx((1e-5, 1e-3))  # step 3 is past the drop
+    # the density group is every entropy-model parameter except the quantiles (their own aux optimizer)
+    model = nc.create_codec("balle2017")
+    expected = sum(1 for m in model.entropy_models() for p in m.parameters()) - len(list(model.aux_parameters()))
+    assert len(density_group["params"]) == expected > 0

@@ -156,7 +156,7 @@ def cmd_train(args) -> None:
 
     cfg = TrainConfig(codec=args.codec, data=args.data, out=args.out, steps=args.steps,
                       lmbda=[float(v) for v in args.lmbda.split(",")] if args.lmbda else None,
-                      batch=args.batch, crop=args.crop, lr=args.lr, lr_drop_step=args.lr_drop_step,
+                      batch=args.batch, crop=args.crop, lr=args.lr, entropy_lr=args.entropy_lr, lr_drop_step=args.lr_drop_step,
                       device=args.device, bf16=args.bf16, compile=args.compile, threads=args.threads,
                       checkpoint_minutes=args.checkpoint_minutes, max_images=args.max_images, seed=args.seed,
                       init=args.init, stage=args.stage)
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lmbda", help="comma-separated lambdas of the rate points (default: the codec's)")
     s.add_argument("--batch", type=int, default=8); s.add_argument("--crop", type=int, default=128)
     s.add_argument("--lr", type=float, default=1e-4); s.add_argument("--lr-drop-step", type=int)
+    s.add_argument("--entropy-lr", type=float, help="lr of the entropy models' densities (default: --lr)")
     s.add_argument("--device", default="cpu"); s.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPU here; for GPUs)")
     s.add_argument("--compile", action="store_true"); s.add_argument("--threads", type=int)
     s.add_argument("--checkpoint-minutes", type=float, default=5.0); s.add_argument("--max-images", type=int)
