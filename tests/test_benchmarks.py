@@ -24,3 +24,12 @@ def test_codec_speed_times_a_codec_with_settings(tmp_path):
                                  "--limit", "1"])  # another codec: webp's row stays
     rows = json.loads((tmp_path / "codec_speed.json").read_text())["results"]
     assert [r["codec"] for r in rows] == ["webp", "jpeg"] and rows[0] == row
+
+
+def test_rate_bound_measures_real_bytes_against_the_model(tmp_path):
+    _script("rate_bound").main(["--data", str(ROOT / "samples"), "--out", str(tmp_path), "--codec", "balle2017",
+                                "--quality", "2", "--limit", "1"])
+    (row,) = json.loads((tmp_path / "rate_bound.json").read_text())["results"]
+    assert row["codec"] == "balle2017" and row["quality"] == 2 and row["images"] == 1
+    # the range coder is within 1 % of the information bound (a 768x512 image has ~10 kbit at this point)
+    assert 0.99 < row["ratio_min"] <= row["ratio_max"] < 1.01
