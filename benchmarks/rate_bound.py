@@ -20,16 +20,11 @@ import numpy as np
 import neuralcodecs as nc
 from neuralcodecs.eval import list_images
 from neuralcodecs.image import pad
-from neuralcodecs.learned import LearnedCodec, one_thread
+from neuralcodecs.learned import entropy_coded_codecs, one_thread
 from neuralcodecs.registry import get_entry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
 from codec_speed import default_data  # noqa: E402
-
-
-def entropy_coded() -> list[str]:
-    names = [n for n in nc.list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
-    return [n for n in names if nc.create_codec(n).entropy_models()]
 
 
 def measure(name: str, quality, images: list[np.ndarray]) -> dict:
@@ -59,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     images = [nc.load_image(f) for f in list_images(args.data)[: args.limit]]
     print(f"{'codec':<14}{'quality':>8}{'real bpp':>10}{'model bpp':>11}{'real/model':>12}{'min':>8}{'max':>8}")
     rows = []
-    for name in args.codec or entropy_coded():
+    for name in args.codec or entropy_coded_codecs():
         for quality in args.quality or get_entry(name).cls.qualities:
             r = measure(name, quality, images)
             rows.append(r)

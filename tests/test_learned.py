@@ -11,12 +11,12 @@ import neuralcodecs as nc
 from neuralcodecs import codec as codec_module
 from neuralcodecs import weights
 from neuralcodecs.cli import main
-from neuralcodecs.learned import LearnedCodec
+from neuralcodecs.learned import LearnedCodec, entropy_coded_codecs
 from neuralcodecs.registry import get_entry
 
 LEARNED = [n for n in nc.list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
 # those that code with entropy models of their own (jiang2017's rate is its host codec's file)
-ENTROPY_CODED = [n for n in LEARNED if nc.create_codec(n).entropy_models()]
+ENTROPY_CODED = entropy_coded_codecs()
 
 
 @pytest.fixture(scope="module")

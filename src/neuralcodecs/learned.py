@@ -203,6 +203,14 @@ class VariableRateCodec(LearnedCodec):
         return from_tensor(self.synthesis(y_hat * inv_gain))
 
 
+def entropy_coded_codecs() -> list[str]:
+    """The ready learned codecs whose files are range coded with learned densities (the ones estimate_bits
+    can be checked against)."""
+    from .registry import create_codec, get_entry, list_codecs
+    learned = [n for n in list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
+    return [n for n in learned if create_codec(n).entropy_models()]
+
+
 @contextlib.contextmanager
 def one_thread():
     before = torch.get_num_threads()
