@@ -44,6 +44,12 @@ def test_stages_train_what_the_paper_trains(model):
     assert not any(p.requires_grad for p in list(model.g_a.parameters()) + list(model.g_s.parameters()))
     out["bits"].sum().backward()
     assert model.log_gain.grad is not None and model.g_a[0].weight.grad is None
+    model.set_stage("joint")  # beyond the paper: everything, at every rate point
+    model.zero_grad()
+    out = model(torch.rand(6, 3, 32, 32))
+    assert len(set(out["lmbda"].tolist())) == len(model.lmbdas)
+    out["bits"].sum().backward()
+    assert model.log_gain.grad is not None and model.g_a[0].weight.grad is not None
     model.set_stage("transforms")
 
 

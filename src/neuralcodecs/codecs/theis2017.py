@@ -21,6 +21,12 @@ them before rounding and divided after) and that point's entropy model, with the
 
     neuralcodecs train theis2017 --stage transforms ...    # all parameters, top rate point, mask opening
     neuralcodecs train theis2017 --stage scales --resume   # scales and GSMs of every rate point
+
+Beyond the paper, a third stage trains everything at every rate point at once (each sample of a batch at one
+point, as balle2017 always trains): transforms trained only at the top rate serve the middle rate points,
+1/2 to 1/4 of its bits, least well, and this stage lets the shared transforms serve them all:
+
+    neuralcodecs train theis2017 --stage joint --resume    # all parameters, every rate point
 """
 from __future__ import annotations
 
@@ -80,7 +86,7 @@ class Theis2017(VariableRateCodec):
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
     default_quality = 4
     lmbdas = LMBDAS
-    stages = ("transforms", "scales")
+    stages = ("transforms", "scales", "joint")
     latent_stride = 8
     pad_to = 8
     min_side = PAD + 8  # reflect padding needs more pixels than it pads
@@ -106,7 +112,7 @@ class Theis2017(VariableRateCodec):
         top = len(self.lmbdas) - 1
         self.train_points = [top] if stage == "transforms" else list(range(len(self.lmbdas)))
         for module in (self.g_a, self.g_s):
-            module.requires_grad_(stage == "transforms")
+            module.requires_grad_(stage != "scales")
 
     def analysis(self, x: Tensor) -> Tensor:
         x = F.pad((x - self.centre) / self.spread, (PAD,) * 4, mode="reflect")
