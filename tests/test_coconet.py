@@ -23,7 +23,7 @@ def coded(image):
 
 
 def test_the_file_is_the_weights_entropy_coded(coded, image):
-    width, depth = PRESETS[FAST["quality"] - 1]
+    width, depth, _ = PRESETS[FAST["quality"] - 1]
     weights = 2 * width + width + (depth - 1) * (width * width + width) + 3 * width + 3
     # 10-bit integers, range coded: well under 10 bits a weight, plus a step and histogram per tensor
     assert 6 * weights < 8 * nc.info(coded)["chunks"][0] < 10 * weights + 8 * 40 * (depth + 1)

@@ -43,14 +43,17 @@ from ..image import from_tensor, to_tensor
 from ..learned import one_thread
 from ..registry import register
 
-# (width, depth) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding
-PRESETS = ((12, 8), (16, 8), (20, 10), (28, 10), (36, 10), (48, 10))
+# (width, depth, Adam learning rate) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding.
+# Wider sine networks need a lower rate over a 300 s fit (2 threads, ~40k steps): kodim15 at width 28
+# 29.07 dB at 1e-3 against 28.33 at 3e-4; at width 36 29.67 at 1e-3, 29.84 at 5e-4; at width 48 28.87 at
+# 1e-3 (below width 36), 31.31 at 3e-4; kodim01 at width 48 and 1e-3 collapsed to 16 dB, 24.76 at 3e-4.
+PRESETS = ((12, 8, 1e-3), (16, 8, 1e-3), (20, 10, 1e-3), (28, 10, 1e-3), (36, 10, 5e-4), (48, 10, 3e-4))
 W0 = 30.0  # SIREN's first-layer frequency
 QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
 PLAN_AFTER = 200  # the schedule is fitted to the budget every this many steps
 HISTOGRAM_BINS = 16  # per tensor of at least MIN_HISTOGRAM weights; smaller ones are coded uniformly
 MIN_HISTOGRAM = 256
-DIVERGED = 4.0  # a smoothed training loss this many times its best means the fit blew up ...
+DIVERGED = 2.0  # a smoothed training loss this many times its best (3 dB) means the fit blew up ...
 HEALTHY = 1.5  # ... and one within this factor may be snapshotted to roll back to
 
 
@@ -102,7 +105,7 @@ class CocoNet(Codec):
         bits: int = 10  # levels of each tensor's quantizer: 2^bits (measured best of 8-12 on kodim15)
         iterations: int = 100_000  # cap; the budget usually decides
         budget: float = 300.0  # seconds of fitting at most
-        lr: float = 1e-3  # kodim15, 120 s, one thread: 27.51 dB at 1e-3, 27.08 at 3e-4 (batch 16384)
+        lr: float | None = None  # Adam's learning rate; None: the size's (PRESETS)
         batch: int = 1 << 12  # pixels per step, drawn at random; kodim15 120 s: 4096 > 1024, 16384, 65536
         compile: bool = True  # torch.compile fuses the sines: 1.5x faster steps for ~10 s of compiling
         seed: int = 0
@@ -115,7 +118,7 @@ class CocoNet(Codec):
                 raise ValueError(f"coconet compile is true or false, got {self.compile!r}")
             if not 4 <= self.bits <= 16:
                 raise ValueError(f"coconet bits must be in 4..16, got {self.bits}")
-            if self.iterations < 1 or self.budget <= 0 or self.lr <= 0 or self.batch < 1:
+            if self.iterations < 1 or self.budget <= 0 or (self.lr is not None and self.lr <= 0) or self.batch < 1:
                 raise ValueError("coconet needs iterations >= 1, budget > 0, lr > 0 and batch >= 1")
 
     qualities: ClassVar[tuple] = tuple(range(1, len(PRESETS) + 1))
@@ -126,7 +129,7 @@ class CocoNet(Codec):
         return 2 ** (self.config.bits - 1) - 1
 
     def _network(self) -> CoordinateNetwork:
-        width, depth = PRESETS[self.config.quality - 1]
+        width, depth, _ = PRESETS[self.config.quality - 1]
         return CoordinateNetwork(width, depth, self.config.activation)
 
     def fit(self, x: np.ndarray, progress: bool = True) -> tuple[CoordinateNetwork, list[Tensor]]:
@@ -138,14 +141,15 @@ class CocoNet(Codec):
         net = self._network()
         h, w, _ = x.shape
         xy, target = pixel_centres(h, w), to_tensor(x)[0].permute(1, 2, 0).reshape(-1, 3)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        base_lr = PRESETS[cfg.quality - 1][2] if cfg.lr is None else cfg.lr
+        opt = torch.optim.Adam(net.parameters(), lr=base_lr)
         g = torch.Generator().manual_seed(cfg.seed)
         # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
         forward = torch.compile(net) if cfg.compile else net
         total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()
         # Sine networks trained with Adam at a high rate sometimes blow up (kodim15, width 48, 300 s at lr 1e-3:
-        # 9.8 dB). A smoothed loss far above its best so far rolls the fit back to the last healthy snapshot,
-        # and the learning rate is halved from there on.
+        # 9.8 dB; kodim01 fell from 19.7 to 16 dB, which a 4x threshold missed). A smoothed loss far above its
+        # best so far rolls the fit back to the last healthy snapshot, and the learning rate is halved from there on.
         smooth, best, lr_scale, snapshot = math.inf, math.inf, 1.0, None
         bar = tqdm(total=total, desc="coconet fit", disable=not progress, leave=False)
         step = 0
@@ -164,7 +168,7 @@ class CocoNet(Codec):
                 steps = self._steps(net)
                 forward = torch.compile(net) if cfg.compile else net
             # one cosine from lr to 0 over all steps: the quantized phase starts where the rate is already low
-            lr = lr_scale * cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            lr = lr_scale * base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = torch.randint(len(xy), (cfg.batch,), generator=g) if cfg.batch < len(xy) else slice(None)
