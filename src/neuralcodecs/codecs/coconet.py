@@ -128,8 +128,13 @@ class CocoNet(Codec):
     def levels(self) -> int:
         return 2 ** (self.config.bits - 1) - 1
 
+    @property
+    def preset(self) -> tuple[int, int, float]:
+        """(width, depth, learning rate) of this size"""
+        return PRESETS[self.config.quality - 1]
+
     def _network(self) -> CoordinateNetwork:
-        width, depth, _ = PRESETS[self.config.quality - 1]
+        width, depth, _ = self.preset
         return CoordinateNetwork(width, depth, self.config.activation)
 
     def fit(self, x: np.ndarray, progress: bool = True) -> tuple[CoordinateNetwork, list[Tensor]]:
@@ -141,7 +146,7 @@ class CocoNet(Codec):
         net = self._network()
         h, w, _ = x.shape
         xy, target = pixel_centres(h, w), to_tensor(x)[0].permute(1, 2, 0).reshape(-1, 3)
-        base_lr = PRESETS[cfg.quality - 1][2] if cfg.lr is None else cfg.lr
+        base_lr = self.preset[2] if cfg.lr is None else cfg.lr
         opt = torch.optim.Adam(net.parameters(), lr=base_lr)
         g = torch.Generator().manual_seed(cfg.seed)
         # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
