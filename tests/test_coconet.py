@@ -71,6 +71,14 @@ def test_upsampling_queries_a_finer_grid(coded, image):
     assert abs(int(big[::2, ::2].astype(int).mean()) - int(nc.decode(coded).astype(int).mean())) < 3
 
 
+def test_files_of_another_network_table_are_refused(coded, monkeypatch):
+    import neuralcodecs.codecs.coconet as coconet
+
+    monkeypatch.setattr(coconet, "PRESETS", PRESETS[:1] + ((13, 3, 1e-3),) + PRESETS[2:])
+    with pytest.raises(nc.BitstreamError, match="fingerprint|weights"):
+        nc.decode(coded)
+
+
 def test_damaged_files_raise(coded):
     for bad in (coded[:-3], coded[:20]):
         with pytest.raises(nc.BitstreamError):

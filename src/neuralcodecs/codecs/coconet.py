@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import struct
 import time
@@ -149,6 +150,12 @@ class CocoNet(Codec):
     def preset(self) -> tuple[int, int, float]:
         """(width, depth, learning rate) of this size"""
         return PRESETS[self.config.quality - 1]
+
+    @property
+    def fingerprint(self) -> bytes:
+        # A file holds weights, not the network's shape, which `quality` looks up in PRESETS: a file made
+        # under another table (or input encoding) is refused instead of decoding to noise.
+        return hashlib.sha256(repr((PRESETS, "octaves of pi, 6-pixel limit")).encode()).digest()[:8]
 
     def octaves(self, h: int, w: int) -> int:
         """Positional-encoding octaves for an h x w image: `frequencies`, fewer where the finest would repeat
