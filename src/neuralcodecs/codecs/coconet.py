@@ -5,7 +5,8 @@ coding of the weights of Strümpler, Postels, Yang, Van Gool, Tombari, "Implicit
 Image Compression" (ECCV 2022).
 
     encode: f: (x, y) in [-1, 1]^2 -> (x, y, sin(2^k pi x), cos(2^k pi x), ... k < frequencies)
-            -> (r, g, b), `depth` fully-connected layers of `width` units, fitted to this one image: Adam on MSE over random pixel batches (seeded), learning rate on a cosine to 0
+            -> (r, g, b), `depth` fully-connected layers of `width` units, fitted to this one image: Adam on
+            MSE over random pixel batches (seeded), learning rate on a cosine to 0
             -> per tensor, a uniform quantizer of 2^bits levels (step = max |w| / (2^(bits-1) - 1)); the
             last QAT_FRACTION of the steps fit through it (rounding, gradient straight through)
             -> the integers, range coded with a 16-bin histogram per tensor sent in the file (integer
@@ -13,11 +14,11 @@ Image Compression" (ECCV 2022).
     decode: the network from the file's settings, its steps and integers, evaluated at every pixel centre
 
 Activation: sine (SIREN, Sitzmann et al. 2020, as COIN uses; the default) or relu (the CocoNet paper's
-network). Input: positional encoding (the default, as Strümpler et al. pair it with sines: shallow wide
-networks on it beat COIN's deep narrow ones, see PRESETS) or, with frequencies=0, the raw coordinates (the
-paper's input; SIREN's first layer sin(30 (W x + b)) then makes the frequencies). Rate is set by width and
-depth (`quality` picks a preset) and by `bits`. Evaluating the network on a finer grid upsamples the image (`neuralcodecs upsample`), another use
-the paper shows.
+network). Input: positional encoding (the default, as Strümpler et al. pair it with sines: on it three wide
+layers beat COIN's ten narrow ones of as many weights, see PRESETS) or, with frequencies=0, the raw
+coordinates (the paper's input; SIREN's first layer sin(30 (W x + b)) then makes the frequencies). Rate is
+set by width and depth (`quality` picks a preset) and by `bits`. Evaluating the network on a finer grid
+upsamples the image (`neuralcodecs upsample`), another use the paper shows.
 
 Encoding runs `iterations` steps, or fewer where the time `budget` would not allow them: every
 PLAN_AFTER steps the encoder measures its speed and fits the schedule to the steps the budget leaves.
@@ -289,15 +290,16 @@ class CocoNet(Codec):
         return net
 
     @torch.no_grad()
-    def render(self, chunk: bytes, shape: tuple[int, int], h: int, w: int) -> np.ndarray:
-        """The image the weights in `chunk` (fitted to an image of `shape`) describe, on an h x w grid."""
+    def render(self, chunk: bytes, shape: tuple[int, int], scale: float = 1.0) -> np.ndarray:
+        """The image the weights in `chunk` (fitted to an image of `shape`) describe, `scale` times its size."""
         net = self._load(chunk, *shape)
+        h, w = (max(1, round(n * scale)) for n in shape)
         with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
             rgb = torch.cat([net(xy) for xy in pixel_centres(h, w).split(1 << 16)])
         return from_tensor(rgb.view(h, w, 3).permute(2, 0, 1)[None])
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        return self.render(chunks[0], shape[:2], shape[0], shape[1])
+        return self.render(chunks[0], shape[:2])
 
 
 def upsample(data: bytes, scale: float) -> np.ndarray:
@@ -312,5 +314,5 @@ def upsample(data: bytes, scale: float) -> np.ndarray:
     if not 0 < scale <= 16:
         raise ValueError(f"scale must be in (0, 16], got {scale}")
     chunks = container.read_chunks(data, header, allow_partial=False)
-    out = codec.render(chunks[0], (header.height, header.width), max(1, round(header.height * scale)), max(1, round(header.width * scale)))
+    out = codec.render(chunks[0], (header.height, header.width), scale)
     return np.round(out.mean(axis=2, keepdims=True)).astype(np.uint8) if header.channels == 1 else out
