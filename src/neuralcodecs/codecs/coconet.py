@@ -4,21 +4,18 @@ COmpression with Implicit Neural representations", 2021), with the quantization-
 coding of the weights of Strümpler, Postels, Yang, Van Gool, Tombari, "Implicit Neural Representations for
 Image Compression" (ECCV 2022).
 
-    encode: f: (x, y) in [-1, 1]^2 -> (x, y, sin(2^k pi x), cos(2^k pi x), ... k < frequencies)
-            -> (r, g, b), `depth` fully-connected layers of `width` units, fitted to this one image: Adam on
-            MSE over random pixel batches (seeded), learning rate on a cosine to 0
+    encode: f: (x, y) in [-1, 1]^2 -> (r, g, b), `depth` fully-connected layers of `width` units, fitted to
+            this one image: Adam on MSE over random pixel batches (seeded), learning rate on a cosine to 0
             -> per tensor, a uniform quantizer of 2^bits levels (step = max |w| / (2^(bits-1) - 1)); the
             last QAT_FRACTION of the steps fit through it (rounding, gradient straight through)
             -> the integers, range coded with a 16-bin histogram per tensor sent in the file (integer
                counts, so the decoder rebuilds exactly the encoder's model on any machine)
     decode: the network from the file's settings, its steps and integers, evaluated at every pixel centre
 
-Activation: sine (SIREN, Sitzmann et al. 2020, as COIN uses; the default) or relu (the CocoNet paper's
-network). Input: positional encoding (the default, as Strümpler et al. pair it with sines: on it three wide
-layers beat COIN's ten narrow ones of as many weights, see PRESETS) or, with frequencies=0, the raw
-coordinates (the paper's input; SIREN's first layer sin(30 (W x + b)) then makes the frequencies). Rate is
-set by width and depth (`quality` picks a preset) and by `bits`. Evaluating the network on a finer grid
-upsamples the image (`neuralcodecs upsample`), another use the paper shows.
+Activation: sine (SIREN, Sitzmann et al. 2020, first layer sin(30 (W x + b)), as COIN uses; the default)
+or relu (the CocoNet paper's network). Rate is set by width and depth (`quality` picks a preset) and by
+`bits`. Evaluating the network on a finer grid upsamples the image (`neuralcodecs upsample`), another use
+the paper shows.
 
 Encoding runs `iterations` steps, or fewer where the time `budget` would not allow them: every
 PLAN_AFTER steps the encoder measures its speed and fits the schedule to the steps the budget leaves.
@@ -29,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
 import struct
 import time
@@ -47,13 +43,16 @@ from ..image import from_tensor, to_tensor
 from ..learned import one_thread
 from ..registry import register
 
-# (width, depth, Adam learning rate) per quality, for 8 octaves of positional encoding (34 inputs); at 10 bits
-# a weight costs 8-9 bits after entropy coding. Measured at 300 s on 2 threads, size 6 against the 10-layer
-# width-48 raw-coordinate SIREN it replaces (lr 3e-4), in dB from our jpeg at the same bpp: kodim01 -0.38 ->
-# +0.27, kodim08 -0.97 -> -0.75, kodim15 -0.22 -> +0.18 (at lr 1e-3). The best rate is the image's: kodim08
-# gained 0.9 dB from 1e-3 (width 92), where kodim01 lost 1.4 dB and lr 2e-3 wrecked kodim08 (18 dB); 7e-4 is
-# the compromise for the widest networks. Three layers beat four of width 80 on kodim08 by 0.4 dB.
-PRESETS = ((16, 3, 1e-3), (24, 3, 1e-3), (36, 3, 1e-3), (54, 3, 1e-3), (72, 3, 7e-4), (100, 3, 7e-4))
+# (width, depth, Adam learning rate) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding.
+# Wider sine networks need a lower rate over a 300 s fit (2 threads, ~40k steps): kodim15 at width 28
+# 29.07 dB at 1e-3 against 28.33 at 3e-4; at width 36 29.67 at 1e-3, 29.84 at 5e-4; at width 48 28.87 at
+# 1e-3 (below width 36), 31.31 at 3e-4; kodim01 at width 48 and 1e-3 collapsed to 16 dB, 24.76 at 3e-4.
+# Positional encoding (8 octaves of pi, 34 inputs) into three wide sine layers of as many weights, as
+# Strümpler et al. pair them, measured no better (300 s, from our jpeg at equal bpp): at width 100 (lr 7e-4)
+# against width 48 here, -0.21 dB on average on kodim01-08 where this network gives -0.17 (per image -0.82
+# to +0.57 against -0.97 to +0.52); at width 54 against width 28 (one thread each), 0.05, 0.34 and 0.73 dB
+# below it on kodim03, 05 and 07 (commit 6ccfbaa has that network).
+PRESETS = ((12, 8, 1e-3), (16, 8, 1e-3), (20, 10, 1e-3), (28, 10, 1e-3), (36, 10, 5e-4), (48, 10, 3e-4))
 W0 = 30.0  # SIREN's first-layer frequency
 QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
 PLAN_AFTER = 200  # the schedule is fitted to the budget every this many steps
@@ -64,34 +63,24 @@ HEALTHY = 1.5  # ... and one within this factor may be snapshotted to roll back 
 
 
 class CoordinateNetwork(nn.Module):
-    def __init__(self, width: int, depth: int, activation: str, frequencies: int = 0):
+    def __init__(self, width: int, depth: int, activation: str):
         super().__init__()
         self.activation = activation
-        self.register_buffer("omega", math.pi * 2.0 ** torch.arange(frequencies), persistent=False)
-        dims = [2 + 4 * frequencies] + [width] * depth + [3]
+        dims = [2] + [width] * depth + [3]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         if activation == "sine":  # SIREN's initialization keeps activations well spread through the depth
             with torch.no_grad():
-                if not frequencies:  # raw coordinates: the first layer spreads them over SIREN's frequencies
-                    self.layers[0].weight.uniform_(-1 / 2, 1 / 2)
-                for layer in self.layers[bool(not frequencies):]:
+                self.layers[0].weight.uniform_(-1 / 2, 1 / 2)
+                for layer in self.layers[1:]:
                     bound = math.sqrt(6 / layer.in_features) / W0
                     layer.weight.uniform_(-bound, bound)
-
-    def encoding(self, xy: Tensor) -> Tensor:
-        """The network's input: the coordinates, and with `frequencies`, their sines and cosines at octaves
-        of pi (positional encoding, Mildenhall et al. 2020; Strümpler et al. 2022 pair it with sines)"""
-        if not len(self.omega):
-            return xy
-        angles = (xy[:, :, None] * self.omega).flatten(1)
-        return torch.cat([xy, torch.sin(angles), torch.cos(angles)], dim=1)
 
     def forward(self, xy: Tensor, steps: list[Tensor] | None = None, levels: int = 0) -> Tensor:
         """RGB at coordinates xy; with `steps` (one per parameter), through the weights' quantizer."""
         params = list(self.parameters())
         if steps is not None:  # rounding in the forward pass, identity in the backward pass
             params = [p + (quantize(p, s, levels) * s - p).detach() for p, s in zip(params, steps)]
-        h = self.encoding(xy)
+        h = xy
         for k in range(0, len(params), 2):
             h = torch.nn.functional.linear(h, params[k], params[k + 1])
             if k + 2 < len(params):
@@ -118,7 +107,6 @@ class CocoNet(Codec):
     class Config:
         quality: int = 4
         activation: str = "sine"
-        frequencies: int = 8  # octaves of positional encoding; 0: the raw coordinates, as the paper
         bits: int = 10  # levels of each tensor's quantizer: 2^bits (measured best of 8-12 on kodim15)
         iterations: int = 100_000  # cap; the budget usually decides
         budget: float = 300.0  # seconds of fitting at most
@@ -133,8 +121,6 @@ class CocoNet(Codec):
                 raise ValueError(f"coconet activation must be 'sine' or 'relu', got {self.activation!r}")
             if not isinstance(self.compile, bool):
                 raise ValueError(f"coconet compile is true or false, got {self.compile!r}")
-            if not 0 <= self.frequencies <= 16:
-                raise ValueError(f"coconet frequencies must be in 0..16, got {self.frequencies}")
             if not 4 <= self.bits <= 16:
                 raise ValueError(f"coconet bits must be in 4..16, got {self.bits}")
             if self.iterations < 1 or self.budget <= 0 or (self.lr is not None and self.lr <= 0) or self.batch < 1:
@@ -152,20 +138,9 @@ class CocoNet(Codec):
         """(width, depth, learning rate) of this size"""
         return PRESETS[self.config.quality - 1]
 
-    @property
-    def fingerprint(self) -> bytes:
-        # A file holds weights, not the network's shape, which `quality` looks up in PRESETS: a file made
-        # under another table (or input encoding) is refused instead of decoding to noise.
-        return hashlib.sha256(repr((PRESETS, "octaves of pi, 6-pixel limit")).encode()).digest()[:8]
-
-    def octaves(self, h: int, w: int) -> int:
-        """Positional-encoding octaves for an h x w image: `frequencies`, fewer where the finest would repeat
-        within 6 pixels (above that it aliases between pixel centres: noise in an upsampled render)"""
-        return min(self.config.frequencies, (max(h, w) // 6).bit_length())
-
-    def _network(self, h: int, w: int) -> CoordinateNetwork:
+    def _network(self) -> CoordinateNetwork:
         width, depth, _ = self.preset
-        return CoordinateNetwork(width, depth, self.config.activation, self.octaves(h, w))
+        return CoordinateNetwork(width, depth, self.config.activation)
 
     def fit(self, x: np.ndarray, progress: bool = True) -> tuple[CoordinateNetwork, list[Tensor]]:
         """The network fitted to image x (uint8 HxWx3) and its quantizer steps: the encoder's work."""
@@ -173,8 +148,8 @@ class CocoNet(Codec):
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        net = self._network()
         h, w, _ = x.shape
-        net = self._network(h, w)
         xy, target = pixel_centres(h, w), to_tensor(x)[0].permute(1, 2, 0).reshape(-1, 3)
         base_lr = self.preset[2] if cfg.lr is None else cfg.lr
         opt = torch.optim.Adam(net.parameters(), lr=base_lr)
@@ -265,9 +240,8 @@ class CocoNet(Codec):
             return np.ones(n)
         return np.repeat(histogram.astype(np.float64), n // HISTOGRAM_BINS)
 
-    def _load(self, chunk: bytes, h: int, w: int) -> CoordinateNetwork:
-        """The network in `chunk`, fitted to an h x w image"""
-        net = self._network(h, w)
+    def _load(self, chunk: bytes) -> CoordinateNetwork:
+        net = self._network()
         params = list(net.parameters())
         head = sum(4 + (HISTOGRAM_BINS if p.numel() >= MIN_HISTOGRAM else 0) for p in params)
         if len(chunk) < head:
@@ -290,16 +264,15 @@ class CocoNet(Codec):
         return net
 
     @torch.no_grad()
-    def render(self, chunk: bytes, shape: tuple[int, int], scale: float = 1.0) -> np.ndarray:
-        """The image the weights in `chunk` (fitted to an image of `shape`) describe, `scale` times its size."""
-        net = self._load(chunk, *shape)
-        h, w = (max(1, round(n * scale)) for n in shape)
+    def render(self, chunk: bytes, h: int, w: int) -> np.ndarray:
+        """The image the weights in `chunk` describe, on an h x w grid of pixel centres."""
+        net = self._load(chunk)
         with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
             rgb = torch.cat([net(xy) for xy in pixel_centres(h, w).split(1 << 16)])
         return from_tensor(rgb.view(h, w, 3).permute(2, 0, 1)[None])
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        return self.render(chunks[0], shape[:2])
+        return self.render(chunks[0], shape[0], shape[1])
 
 
 def upsample(data: bytes, scale: float) -> np.ndarray:
@@ -314,5 +287,5 @@ def upsample(data: bytes, scale: float) -> np.ndarray:
     if not 0 < scale <= 16:
         raise ValueError(f"scale must be in (0, 16], got {scale}")
     chunks = container.read_chunks(data, header, allow_partial=False)
-    out = codec.render(chunks[0], (header.height, header.width), scale)
+    out = codec.render(chunks[0], max(1, round(header.height * scale)), max(1, round(header.width * scale)))
     return np.round(out.mean(axis=2, keepdims=True)).astype(np.uint8) if header.channels == 1 else out
