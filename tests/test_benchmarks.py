@@ -33,3 +33,23 @@ def test_rate_bound_measures_real_bytes_against_the_model(tmp_path):
     assert row["codec"] == "balle2017" and row["quality"] == 2 and row["images"] == 1
     # the range coder is within 1 % of the information bound
     assert 0.99 < row["ratio_min"] <= row["ratio_max"] < 1.01
+
+
+def test_toderici_tiles_counts_jpeg_without_its_header(tmp_path):
+    import numpy as np
+
+    import neuralcodecs as nc
+
+    bench = _script("toderici_tiles")
+    tile = nc.load_image(ROOT / "samples" / "kodim23.png")[100:132, 200:232]
+    data = nc.create_codec("jpeg", quality=50).encode_native(np.ascontiguousarray(tile))
+    scan = bench.jpeg_scan_bytes(data)
+    # the headers (quantization and Huffman tables, frame and scan headers) are hundreds of bytes on their own
+    assert 0 < scan < len(data) - 300 and data[-2:] == b"\xff\xd9"
+    bench.main(["--data", str(ROOT / "samples"), "--out", str(tmp_path), "--tiles-per-image", "2"])
+    doc = json.loads((tmp_path / "toderici_tiles.json").read_text())
+    assert doc["tiles"] == 2 and [r["iterations"] for r in doc["rows"]] == list(range(1, 17))
+    for r in doc["rows"]:
+        assert r["tiles"] + r["jpeg_does_not_fit"] == 2
+        if r["tiles"]:
+            assert r["jpeg_mean_bytes"] <= r["bytes"]  # JPEG never gets more bytes than the network

@@ -51,6 +51,15 @@ def test_train_cli_runs_and_resumes_exactly(tiny_data, tmp_path):
     assert main(["train", "balle2017", "--data", str(tiny_data), "--out", str(tmp_path / "a"), "--steps", "5"]) == 1
 
 
+def test_log_keeps_only_complete_steps(tmp_path):
+    """A SIGTERM between the appends of one step's values leaves the lists ragged; the log writes what is whole."""
+    from neuralcodecs.train.loop import _append_log
+
+    log = {"step": [1, 2, 3], "loss": [0.5, 0.4, 0.3], "bpp": [1.0, 0.9], "psnr": [20.0, 21.0]}
+    assert _append_log(tmp_path / "log.csv", log, 0) == 2
+    assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss,bpp,psnr", "1,0.5,1,20", "2,0.4,0.9,21"]
+
+
 def test_export_then_load_codes_and_checks_fingerprints(tiny_data, tmp_path, monkeypatch, photo):
     _train(tiny_data, tmp_path / "run", 5)
     monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path / "weights"))

@@ -210,7 +210,10 @@ class Toderici2017(LearnedCodec):
     # -- real coding: chunk t = iteration t's bits, range coded in two passes ------------------------
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
+        # to_tensor gives a channels-last view, and the layers' outputs keep that layout; the decoder's
+        # tensors are contiguous. A convolution over another memory layout can differ in the last bit, and a
+        # probability that then rounds to another 12-bit integer desynchronizes the range decoder.
+        codes, _ = self._encode_iterations(to_tensor(x).contiguous(), self.config.quality)
         chunks, previous = [], torch.zeros_like(codes[0])
         for b in codes:
             a = ContextModel.anchors(*b.shape[2:]).expand_as(b).bool()

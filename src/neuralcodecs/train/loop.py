@@ -129,7 +129,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             aux_opt.load_state_dict(state["aux_opt"])
         step, rng.bit_generator.state = state["step"], state["rng"]
         init_steps = state.get("init_steps", 0)
-        torch.set_rng_state(state["torch_rng"])
+        # map_location moved every tensor to the device, the CPU generator's state too; it must come back
+        torch.set_rng_state(state["torch_rng"].cpu())
         print(f"resumed {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     data = RandomCrops(cfg.data, cfg.crop, cfg.max_images, cache=out / "photos.npz")
@@ -195,12 +196,14 @@ def _append_log(path: Path, log: dict[str, list], start: int) -> int:
     """Append the per-step rows since `start` to log.csv, written with each checkpoint so that the log and
     the checkpoint agree on where the run is (a resumed run redoes, and logs, the steps after it)."""
     new = not path.exists()
+    # a SIGTERM can land between the appends of one step's values: write only the steps that are complete
+    complete = min(map(len, log.values()))
     with open(path, "a") as f:
         if new:
             f.write(",".join(log) + "\n")
-        for i in range(start, len(log["step"])):
+        for i in range(start, complete):
             f.write(",".join(f"{log[k][i]:.6g}" for k in log) + "\n")
-    return len(log["step"])
+    return complete
 
 
 def _raise_interrupt(signum, frame):
