@@ -68,6 +68,18 @@ def test_upsampling_queries_a_finer_grid(coded, image):
     assert abs(int(big[::2, ::2].astype(int).mean()) - int(nc.decode(coded).astype(int).mean())) < 3
 
 
+def test_files_of_another_network_table_are_refused(coded, monkeypatch):
+    import neuralcodecs.codecs.coconet as coconet
+
+    decoded = nc.decode(coded)
+    monkeypatch.setattr(coconet, "PRESETS", PRESETS[:1] + ((13, 3, 1e-3),) + PRESETS[2:])
+    with pytest.raises(nc.BitstreamError, match="other weights"):
+        nc.decode(coded)
+    # another learning rate fits differently but reads the same file
+    monkeypatch.setattr(coconet, "PRESETS", tuple((w, d, lr / 2) for w, d, lr in PRESETS))
+    assert np.array_equal(nc.decode(coded), decoded)
+
+
 def test_damaged_files_raise(coded):
     for bad in (coded[:-3], coded[:20]):
         with pytest.raises(nc.BitstreamError):

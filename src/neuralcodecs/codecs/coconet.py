@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import struct
 import time
@@ -137,6 +138,14 @@ class CocoNet(Codec):
     def preset(self) -> tuple[int, int, float]:
         """(width, depth, learning rate) of this size"""
         return PRESETS[self.config.quality - 1]
+
+    @property
+    def fingerprint(self) -> bytes:
+        # A file holds weights, not the network's shape, which `quality` looks up in PRESETS: a file made under
+        # another table or first-layer frequency is refused instead of decoding to noise. Learning rates are
+        # left out: they change how a network is fitted, not how it is read.
+        shapes = [(width, depth) for width, depth, _ in PRESETS]
+        return hashlib.sha256(repr((shapes, W0)).encode()).digest()[:8]
 
     def _network(self) -> CoordinateNetwork:
         width, depth, _ = self.preset
