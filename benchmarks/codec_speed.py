@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     # codecs not timed now keep their rows from the same images: a slow one (coconet encodes for
     # minutes) need not run again because another changed
     earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    if earlier.get("data") == str(data) and earlier.get("torch_threads") == TORCH_THREADS:
+    # (the same folder however it was named: a relative --data or the default's absolute path)
+    if (earlier and Path(earlier["data"]).resolve() == Path(data).resolve()
+            and earlier.get("torch_threads") == TORCH_THREADS):
         timed = {r["codec"] for r in results}
         results = [r for r in earlier["results"] if r["codec"] not in timed] + results
     doc = {"data": str(data), "images": len(images), "torch_threads": TORCH_THREADS,
