@@ -65,8 +65,8 @@ def jpeg_points(tile: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     points = []
     for q in range(1, 101):
         codec = nc.create_codec("jpeg", quality=q)
-        data = codec.encode_native(tile)
-        points.append((q, jpeg_scan_bytes(data), nc.decode(codec.encode(tile))))
+        (data,) = codec.encode_chunks(tile)  # the JPEG file itself
+        points.append((q, jpeg_scan_bytes(data), codec.decode_chunks([data], tile.shape)))
     return points
 
 

@@ -64,7 +64,10 @@ class ContextModel(nn.Module):
 
     def logits(self, previous: Tensor, seen: Tensor, second_pass: bool) -> Tensor:
         flag = torch.full_like(previous[:, :1], float(second_pass))
-        return self.net(torch.cat([previous, seen, flag], dim=1))
+        # One memory layout whoever calls: the encoder's codes come channels-last (from to_tensor's view), the
+        # decoder's are built contiguous, and a convolution over another layout can differ in the last bit; a
+        # probability that then rounds to another 12-bit integer desynchronizes the range decoder.
+        return self.net(torch.cat([previous, seen, flag], dim=1).contiguous())
 
     def bits(self, b: Tensor, previous: Tensor) -> Tensor:
         """Training: the cross-entropy (bits) of code b (values +-1) under both passes, per sample."""
@@ -210,10 +213,7 @@ class Toderici2017(LearnedCodec):
     # -- real coding: chunk t = iteration t's bits, range coded in two passes ------------------------
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        # to_tensor gives a channels-last view, and the layers' outputs keep that layout; the decoder's
-        # tensors are contiguous. A convolution over another memory layout can differ in the last bit, and a
-        # probability that then rounds to another 12-bit integer desynchronizes the range decoder.
-        codes, _ = self._encode_iterations(to_tensor(x).contiguous(), self.config.quality)
+        codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
         chunks, previous = [], torch.zeros_like(codes[0])
         for b in codes:
             a = ContextModel.anchors(*b.shape[2:]).expand_as(b).bool()
