@@ -9,6 +9,7 @@ from .codec import Codec, decode, encode, extract, info, truncate
 from .errors import BitstreamError
 from .image import load_image, save_image
 from .registry import create_codec, list_codecs, register
+from . import codecs  # noqa: F401,E402  (last: the codec modules register themselves)
 
 __all__ = ["Codec", "BitstreamError", "create_codec", "list_codecs", "register", "encode", "decode",
            "truncate", "extract", "info", "load_image", "save_image"]

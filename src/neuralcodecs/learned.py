@@ -12,19 +12,25 @@ from torch import Tensor, nn
 
 from . import weights
 from .codec import Codec
+from .entropy.latent import LatentCodec
+from .entropy.model import EntropyModel
 from .image import from_tensor, to_tensor
+from .registry import get_entry, list_codecs
 
 
 class LearnedCodec(Codec, nn.Module):
     """Base of the learned codecs.
 
-    Subclasses build their layers in __init__ (after calling this one), implement
+    Subclasses build their layers in __init__ (after calling this one) and implement
       forward(x) -> {"x_hat", "bits" (per sample), "lmbda" (per sample)[, "target"]}   training path
       encode_chunks / decode_chunks                                       real coding
-      entropy_models()                                                    their entropy models
-      estimate_bits(x)          the model's bits for padded image x (what the real file should cost)
     and give the lambdas their training weighs distortion with in `lmbdas` (one per rate point for
     variable-rate models, where quality q uses lmbdas[q - 1]; a single 1.0 where the rate is not learned).
+    Codecs whose bits come from a model also implement estimate_bits(x): the model's bits for the padded
+    image x, what the real file should cost. `loss` turns forward's output into the training loss
+    (rate-distortion by default); a codec with another objective overrides it.
+    Entropy models are found among the submodules (every `EntropyModel`): their tables are rebuilt when
+    training ends and when weights without tables load, and their auxiliary losses train alongside.
     """
 
     lmbdas: ClassVar[tuple[float, ...]] = ()
@@ -49,7 +55,7 @@ class LearnedCodec(Codec, nn.Module):
     def from_config(cls, config: Any, name: str) -> "LearnedCodec":
         """A ready coder: shipped weights (with their coding tables) loaded, eval mode, CPU."""
         model = cls(config, name=name)
-        model.load_weights(weights.shipped_state(name))
+        model.load_weights(weights.shipped_state(name), fingerprint=weights.shipped_fingerprint(name))
         return model.eval()
 
     @classmethod
@@ -59,15 +65,16 @@ class LearnedCodec(Codec, nn.Module):
 
     @classmethod
     def for_training(cls, lmbdas: list[float] | None = None, name: str | None = None, **settings: Any) -> "LearnedCodec":
-        settings = {"quality": cls.default_quality, **settings}
+        settings = {"quality": cls.Config().quality, **settings}
         return cls(cls.Config(**settings), name=name, lmbdas=tuple(lmbdas or ()) or None)
 
-    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+    def load_weights(self, state: dict[str, torch.Tensor], fingerprint: bytes | None = None) -> None:
+        """Load a state (strictly); `fingerprint` names the weights in files (default: computed from them)."""
         # The integer coding tables ship inside the state and are used as they are: rebuilding them from the
         # half-precision densities could round differently on another machine and break bit-exact decoding.
         # (The entropy models' load hooks build tables only when a state lacks them.)
         self.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        self._fingerprint = weights.fingerprint(self.state_dict())
+        self._fingerprint = fingerprint or weights.fingerprint(self.state_dict())
 
     # -- real coding: one thread -----------------------------------------------------------------
     # A convolution's float result depends on how the work is split across threads, and a change in the
@@ -81,12 +88,18 @@ class LearnedCodec(Codec, nn.Module):
         with one_thread():
             return super().decode_file(header, chunks)
 
-    # -- entropy models -------------------------------------------------------------------------
-    def estimate_bits(self, x) -> float:
-        raise NotImplementedError
+    # -- training ---------------------------------------------------------------------------------
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        """forward(x) and the rate-distortion loss, mean over the batch of lmbda * 255^2 * MSE + bpp."""
+        res = self(x)
+        mse = (res["x_hat"].float() - res.get("target", x)).pow(2).mean(dim=(1, 2, 3))
+        bpp = res["bits"] / (x.shape[2] * x.shape[3])
+        return {"loss": (res["lmbda"] * 255 ** 2 * mse + bpp).mean(), "bpp": bpp.mean().detach(),
+                "mse": mse.mean().detach()}
 
+    # -- entropy models -------------------------------------------------------------------------
     def entropy_models(self) -> list[nn.Module]:
-        raise NotImplementedError
+        return [m for m in self.modules() if isinstance(m, EntropyModel)]
 
     def update_tables(self) -> None:
         """Rebuild the integer coding tables from the learned densities (the training loop does, at its end)."""
@@ -94,7 +107,7 @@ class LearnedCodec(Codec, nn.Module):
             m.update_tables()
 
     def aux_loss(self) -> torch.Tensor:
-        return sum(m.aux_loss() for m in self.entropy_models())
+        return sum((m.aux_loss() for m in self.entropy_models()), torch.zeros(()))
 
     def aux_parameters(self):
         """Parameters trained only by aux_loss (e.g. the learned quantiles of a FactorizedPrior)."""
@@ -109,23 +122,23 @@ class LearnedCodec(Codec, nn.Module):
 
 
 class VariableRateCodec(LearnedCodec):
-    """A transform codec with one set of transforms for every rate point (the shape of balle2017 and
-    theis2017):
+    """A transform codec: transforms, per-rate-point gains and a latent codec (entropy/latent.py), one set of
+    transforms for every rate point (the shape of balle2017, theis2017 and balle2018):
 
-        x -> g_a -> y * gain[q] -> quantize -> y_hat --(entropy model q)--> one chunk
-        y_hat / gain[q] -> g_s -> x_hat
+        x -> g_a -> y * gain[q] -> latent codec (rate point q) -> its strings, one chunk each
+                                   -> y_hat -> y_hat / gain[q] -> g_s -> x_hat
 
-    Rate point q has a per-channel gain (gain[q] > 1: a finer quantizer, more bits) and its own entropy
-    model; the transforms are shared. Subclasses build `g_a`, `g_s` and call `_init_rate_points`.
+    Rate point q has a per-channel gain (gain[q] > 1: a finer quantizer, more bits); the latent codec keeps
+    whatever each point needs of its own (a density, a density of z). Subclasses build `g_a`, `g_s` and
+    `latent_codec`, and call `_init_gains`.
 
-    Training (forward): each sample of a batch gets one of `train_points`, cycling so they train equally;
-    the rate is measured on y + uniform noise (the papers' relaxation) and the synthesis sees the rounded
-    y_hat with the gradient passed straight through (identity), so the decoder trains on what it decodes.
+    Training (forward): each sample of a batch gets one of `train_points`, cycling so they train equally.
     """
 
     latent_stride = 16  # pixels per latent along each axis
+    latent_codec: LatentCodec
 
-    def _init_rate_points(self, channels: int, make_prior, gain0: float) -> None:
+    def _init_gains(self, channels: int, gain0: float) -> None:
         k = len(self.lmbdas)
         # log-gains start on the MSE rule of thumb (the best quantizer step shrinks like lmbda^-1/2) around
         # gain0, the gain of the middle point, chosen per codec so that an untrained g_a's latents are not
@@ -134,14 +147,10 @@ class VariableRateCodec(LearnedCodec):
         init = torch.tensor([math.log(gain0) + 0.5 * (math.log(l) - mid) for l in self.lmbdas])
         self.log_gain = nn.Parameter(init[:, None].repeat(1, channels).clone())
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels).clone())
-        self.priors = nn.ModuleList(make_prior() for _ in range(k))
         self.train_points = list(range(k))
 
     # channels whose coefficients count toward the training rate; None: all (see theis2017's mask)
     rate_mask: Tensor | None = None
-
-    def entropy_models(self):
-        return list(self.priors)
 
     def _gains(self, q: Tensor) -> tuple[Tensor, Tensor]:
         return self.log_gain[q].exp()[:, :, None, None], self.log_inv_gain[q].exp()[:, :, None, None]
@@ -156,59 +165,45 @@ class VariableRateCodec(LearnedCodec):
         b, points = x.shape[0], torch.tensor(self.train_points)
         q = points[(torch.randint(len(points), (1,)) + torch.arange(b)) % len(points)]
         gain, inv_gain = self._gains(q)
-        y = self.analysis(x).float() * gain
-        bits = torch.zeros(b, device=x.device)
-        y_hat = torch.empty_like(y)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            for k in q.unique().tolist():
-                idx = (q == k).nonzero().squeeze(1)
-                _, likelihoods = self.priors[k](y[idx])
-                info = -torch.log2(likelihoods)
-                if self.rate_mask is not None:  # coefficients held at zero in training cost nothing
-                    info = info * self.rate_mask.view(1, -1, 1, 1)
-                bits = bits.index_add(0, idx, info.sum(dim=(1, 2, 3)))
-                # round on the grid the coder will use, gradient straight through
-                m = self.priors[k].quantization_offset().view(1, -1, 1, 1)
-                y_hat[idx] = torch.round(y[idx] - m) + m + (y[idx] - y[idx].detach())  # exact values
+            y = self.analysis(x).float() * gain
+            y_hat, bits = self.latent_codec(y, q.to(x.device))
+            if self.rate_mask is not None:  # coefficients held at zero in training cost nothing
+                bits["y"] = bits["y"] * self.rate_mask.view(1, -1, 1, 1)
+            total = sum(v.sum(dim=tuple(range(1, v.dim()))) for v in bits.values())
         x_hat = self.synthesis(y_hat * inv_gain)
         lmbda = torch.tensor(self.lmbdas, device=x.device)[q]
-        return {"x_hat": x_hat, "bits": bits, "lmbda": lmbda}
+        return {"x_hat": x_hat, "bits": total, "lmbda": lmbda}
 
     # -- real coding --------------------------------------------------------------------------------
-    def _latents(self, x: np.ndarray):
-        """The scaled latents of a padded image at this codec's rate point, and that point's model."""
-        q = torch.tensor([self.config.quality - 1])
-        gain, _ = self._gains(q)
-        return self.analysis(to_tensor(x)) * gain, self.priors[q.item()]
+    def _latents(self, x: np.ndarray) -> Tensor:
+        """The scaled latents of a padded image at this codec's rate point."""
+        gain, _ = self._gains(torch.tensor([self.config.quality - 1]))
+        return self.analysis(to_tensor(x)) * gain
 
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        y, prior = self._latents(x)
-        return [prior.compress(y)]
+        return self.latent_codec.compress(self._latents(x), self.config.quality - 1)
 
     @torch.no_grad()
     def estimate_bits(self, x: np.ndarray) -> float:
-        y, prior = self._latents(x)
-        _, likelihoods = prior.eval()(y)
-        return float(-torch.log2(likelihoods).sum())
+        return self.latent_codec.estimate_bits(self._latents(x), self.config.quality - 1)
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         h, w, _ = shape
-        q = torch.tensor([self.config.quality - 1])
-        _, inv_gain = self._gains(q)
-        prior = self.priors[q.item()]
+        q = self.config.quality - 1
+        _, inv_gain = self._gains(torch.tensor([q]))
         s = self.latent_stride
-        y_hat = prior.decompress(chunks[0], (1, prior.channels, h // s, w // s))
+        y_hat = self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q)
         return from_tensor(self.synthesis(y_hat * inv_gain))
 
 
 def entropy_coded_codecs() -> list[str]:
     """The ready learned codecs whose files are range coded with learned densities (the ones estimate_bits
     can be checked against)."""
-    from .registry import create_codec, get_entry, list_codecs
     learned = [n for n in list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
-    return [n for n in learned if create_codec(n).entropy_models()]
+    return [n for n in learned if hasattr(get_entry(n).cls, "estimate_bits")]
 
 
 @contextlib.contextmanager

@@ -2,6 +2,9 @@
 
 One place only: the CLI, evaluation, benchmarks and tests all read it. A class may be registered under
 several names (variants such as `jpeg444` or `fmm-entropy`): each name fixes some settings of the class.
+
+A leaf: it imports nothing of the package. The codec modules import it and register themselves when
+`neuralcodecs` (its __init__) imports `neuralcodecs.codecs`, which every import of the package does first.
 """
 from __future__ import annotations
 
@@ -36,12 +39,10 @@ def register(name: str, **defaults: Any) -> Callable[[type], type]:
 def list_codecs(ready: bool = False) -> list[str]:
     """Names of all registered codecs, in registration order; with ready=True only those that can code now
     (a learned codec is registered before its first trained weights are installed)."""
-    _load()
     return [name for name, e in _REGISTRY.items() if not ready or e.cls.trained(name)]
 
 
 def get_entry(name: str) -> Entry:
-    _load()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -65,7 +66,3 @@ def create_codec(name: str, quality: Any = None, **settings: Any):
         raise ValueError(f"{name} fixes {sorted(fixed)}; use the codec name that has the settings you want")
     return cls.from_config(cfg, name=name)
 
-
-def _load() -> None:
-    # Importing the codec modules fills the registry (each decorates its classes).
-    from . import codecs  # noqa: F401

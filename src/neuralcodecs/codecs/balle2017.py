@@ -34,6 +34,7 @@ from typing import ClassVar
 from torch import nn
 
 from ..entropy.factorized import FactorizedPrior
+from ..entropy.latent import FactorizedLatentCodec
 from ..learned import VariableRateCodec
 from ..nn import GDN
 from ..codec import check_index_quality
@@ -78,4 +79,5 @@ class Balle2017(VariableRateCodec):
         self.g_a = nn.Sequential(_conv(3, n, 9, 4), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, m, 5, 2), GDN(m))
         self.g_s = nn.Sequential(GDN(m, inverse=True), _deconv(m, n, 5, 2), GDN(n, inverse=True),
                                  _deconv(n, n, 5, 2), GDN(n, inverse=True), _deconv(n, 3, 9, 4))
-        self._init_rate_points(m, lambda: FactorizedPrior(m), GAIN0)
+        self.latent_codec = FactorizedLatentCodec(lambda: FactorizedPrior(m), len(self.lmbdas))
+        self._init_gains(m, GAIN0)

@@ -138,8 +138,6 @@ class Jiang2017(LearnedCodec):
     def native_ext(self) -> str:
         return self.host.native_ext
 
-    def entropy_models(self):
-        return []  # the host codec codes the bits
 
     def _compact(self, x: Tensor) -> Tensor:
         return self.comcnn(x).clamp(0, 1)
@@ -156,8 +154,6 @@ class Jiang2017(LearnedCodec):
         return {"x_hat": torch.cat([real, through]), "target": torch.cat([x, x]),
                 "bits": x.new_zeros(2 * b), "lmbda": x.new_ones(2 * b)}
 
-    def estimate_bits(self, x: np.ndarray) -> float:
-        raise NotImplementedError("jiang2017 has no entropy model: its host codec's file is the rate")
 
     # -- real coding ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -210,11 +206,7 @@ class JPEGEnhance(LearnedCodec):
         self.reccnn = RecCNN()
         self.jpeg = create_codec("jpeg", quality=config.quality)
 
-    def entropy_models(self):
-        return []
 
-    def estimate_bits(self, x: np.ndarray) -> float:
-        raise NotImplementedError("jiang2017-enhance has no entropy model: the JPEG file is the rate")
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x_hat = self.reccnn(code_for_real(x, "jpeg", type(self).qualities))

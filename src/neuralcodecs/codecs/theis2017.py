@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..entropy.gsm import GaussianScaleMixture
+from ..entropy.latent import FactorizedLatentCodec
 from ..learned import VariableRateCodec
 from ..codec import check_index_quality
 from ..registry import register
@@ -102,7 +103,8 @@ class Theis2017(VariableRateCodec):
                                  _subpixel(n, n // 2), nn.LeakyReLU(0.2), _subpixel(n // 2, 3))
         # an untrained g_a gives coefficients of std ~0.09 on normalized photos: start with gains that make
         # the top rate point's about 3.5 (see balle2017 for why a unit step on tiny latents stalls training)
-        self._init_rate_points(m, lambda: GaussianScaleMixture(m), gain0=20.0)
+        self.latent_codec = FactorizedLatentCodec(lambda: GaussianScaleMixture(m), len(self.lmbdas))
+        self._init_gains(m, gain0=20.0)
         # incremental training: how many steps of stage "transforms" have run (saved, so resume is exact)
         self.register_buffer("mask_steps", torch.zeros((), dtype=torch.int64))
         self.set_stage("transforms")

@@ -125,8 +125,6 @@ class Toderici2016(LearnedCodec):
         super().__init__(config, name, lmbdas)
         self.coder = _LSTMCoder() if config.architecture == "lstm" else _FCCoder()
 
-    def entropy_models(self):
-        return []
 
     def estimate_bits(self, x: np.ndarray) -> float:
         return float(BITS * (x.shape[0] // TILE) * (x.shape[1] // TILE) * self.config.quality)

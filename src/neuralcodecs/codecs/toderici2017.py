@@ -163,8 +163,6 @@ class Toderici2017(LearnedCodec):
         self.context = ContextModel()
         self.gain = GainEstimator() if config.framing == "residual-scaling" else None
 
-    def entropy_models(self):
-        return []  # the context model codes with probabilities it computes, no tables
 
     def _gain(self, x_prev: Tensor) -> Tensor | float:
         """g_t from the (centred) reconstruction so far; 1 without residual scaling."""

@@ -7,7 +7,7 @@ p(y_hat) = P(y_hat - 1/2 < x < y_hat + 1/2); in training, uniform noise replaces
 
 Data flow (one channel):
 
-    training:  y -> y + u ---------------------------> likelihoods -> bits = -sum log2 p
+    training:  y -> y + u ---------------------------> bits = -log2 p (per value)
     coding:    y -> s = round(y - m) -> table[s] -> range coder -> bytes -> s -> y_hat = s + m
 
 Quantization is relative to the channel's median m: the grid of y_hat is centred on the mode of a unimodal
@@ -31,11 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BitstreamError
-from ..nn.bound import lower_bound
 from .coder import Decoder, Encoder, pmf_from_counts
+from .model import EntropyModel, bits_of
 
 PRECISION = 16                # integer table counts sum to about 2**PRECISION
-LIKELIHOOD_BOUND = 1e-9       # keeps -log2 p finite (30 bits) and its gradient useful
 MEDIAN_BITS = 8               # medians are stored as integers in units of 2**-MEDIAN_BITS
 MAX_OFFSET = 8191             # a table spans at most [-MAX_OFFSET, MAX_OFFSET] around the median
 _ESCAPE_LENGTHS = 64          # bit length of an escaped magnitude: uniform over [0, 64)
@@ -44,11 +43,11 @@ _UNIFORM_BIT = np.array([0.5, 0.5])
 _UNIFORM_LENGTH = np.full(_ESCAPE_LENGTHS, 1.0 / _ESCAPE_LENGTHS)
 
 
-class TabulatedDensity(nn.Module):
+class TabulatedDensity(EntropyModel):
     """Learned per-channel density of a latent y (NCHW) with real entropy coding.
 
-    forward(y) -> (y_tilde, likelihoods): y + uniform noise in training, the coded values in eval mode;
-    bits = -log2(likelihoods).sum(). Train with loss = lmbda * distortion + bits + aux_loss(); call
+    forward(y) -> (y_tilde, bits): y + uniform noise in training, the coded values in eval mode, and the
+    bits of each value. Train with loss = lmbda * distortion + bits.sum() + aux_loss(); call
     `update_tables()` when training ends. `compress(y)` / `decompress(data, shape)` code for real.
 
     A subclass defines its density through three methods, all per channel (C = `channels`):
@@ -100,12 +99,11 @@ class TabulatedDensity(nn.Module):
         return []
 
     # -- the model --------------------------------------------------------------------------------
-    def likelihood(self, y_hat: Tensor) -> Tensor:
-        """The probability mass of the unit bin around each value of y_hat (NCHW), bounded below."""
+    def bits(self, y_hat: Tensor) -> Tensor:
+        """-log2 of the probability mass of the unit bin around each value of y_hat (NCHW)."""
         n, c, h, w = y_hat.shape
         v = y_hat.float().transpose(0, 1).reshape(c, 1, -1)
-        mass = self._bin_mass(v).reshape(c, n, h, w).transpose(0, 1)
-        return lower_bound(mass, LIKELIHOOD_BOUND)
+        return bits_of(self._bin_mass(v).reshape(c, n, h, w).transpose(0, 1))
 
     def quantization_offset(self) -> Tensor:
         """Each channel's median now, float32 (C,) on the module's device: training rounds around it as
@@ -118,7 +116,7 @@ class TabulatedDensity(nn.Module):
         return self.table_medians.float() / 2 ** MEDIAN_BITS
 
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """y (NCHW) -> (y_tilde, likelihoods), both float32.
+        """y (NCHW) -> (y_tilde, bits), both float32.
 
         Training: y_tilde = y + U(-1/2, 1/2). Eval: y_tilde = round(y - m) + m with the stored medians
         m, exactly what `decompress(compress(y))` returns once the tables are up to date.
@@ -133,7 +131,7 @@ class TabulatedDensity(nn.Module):
             else:
                 m = self.medians.to(y.device).view(1, -1, 1, 1)
                 y_tilde = torch.round(y - m) + m
-            return y_tilde, self.likelihood(y_tilde)
+            return y_tilde, self.bits(y_tilde)
 
     # -- coding tables ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -38,6 +38,13 @@ def shipped_state(name: str) -> dict[str, torch.Tensor]:
     return load_file(weights_dir() / entry["file"])
 
 
+def shipped_fingerprint(name: str) -> bytes | None:
+    """The fingerprint recorded for `name`'s shipped weights when they were exported (None if not recorded).
+    Files name their weights by it, so the module layout can change without orphaning any file."""
+    value = manifest().get(name, {}).get("fingerprint")
+    return bytes.fromhex(value) if value else None
+
+
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Float tensors to half precision (what ships); integer tensors as they are."""
     return {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()).contiguous()
@@ -62,6 +69,7 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict) -> Path:
     path = directory / f"{name}.safetensors"
     save_file(export_state(state), str(path))
     full = manifest()
-    full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **entry}
+    full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                  **entry, "fingerprint": fingerprint(state).hex()}
     (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return path

@@ -1,0 +1,147 @@
+"""A Gaussian conditional: each latent value has its own scale (and mean), predicted by another network.
+
+Ballé, Minnen, Singh, Hwang, Johnston, "Variational image compression with a scale hyperprior", ICLR 2018:
+y_i ~ N(mu_i, sigma_i^2) convolved with U(-1/2, 1/2), so the mass of a quantization bin is
+
+    p(y_hat) = Phi((y_hat - mu + 1/2) / sigma) - Phi((y_hat - mu - 1/2) / sigma)
+
+The coder cannot build a table per value, so sigma comes from a fixed table of LEVELS scales spaced
+geometrically from SCALE_MIN to SCALE_MAX, and what decides a value's model is an integer index into it.
+That index (and mu) must be the same number in encoder and decoder on any machine: the network that predicts
+them computes them exactly (nn/integer.py); this module only turns indexes into tables and bits.
+
+    training:  y -> y + u -------------------------------> bits (sigma from the real-valued index)
+    coding:    y -> s = round(y - mu) -> table[index] -> range coder -> bytes -> s -> y_hat = s + mu
+
+The tables are integer counts (16-bit precision) stored as buffers, so they travel with the weights and are
+never recomputed by a decoder (a float64 erfc may differ in the last bit between machines). Values beyond a
+table's range take the escape symbol and are coded exactly (tabulated.py's escape code).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.special import erfc, ndtri
+
+from ..nn.bound import lower_bound
+from .coder import Decoder, Encoder, pmf_from_counts
+from .model import EntropyModel, bits_of
+from .tabulated import PRECISION, _decode_escapes, _encode_escapes, _escape_bits
+
+SCALE_MIN, SCALE_MAX, LEVELS = 0.11, 256.0, 64
+LOG_STEP = math.log(SCALE_MAX / SCALE_MIN) / (LEVELS - 1)
+TAIL_MASS = 1e-9
+
+
+def _normal_cdf(x: Tensor) -> Tensor:
+    return 0.5 * erfc(-x / math.sqrt(2.0))  # no cancellation in the lower tail (see gsm.py)
+
+
+def scale_of(index: Tensor) -> Tensor:
+    """The scale of a (real-valued, in training) index: SCALE_MIN * exp(index * LOG_STEP), index in [0, L-1]."""
+    index = lower_bound(index, 0.0)
+    index = -lower_bound(-index, -(LEVELS - 1.0))
+    return SCALE_MIN * torch.exp(index * LOG_STEP)
+
+
+def _bin_mass(v: Tensor, scale: Tensor) -> Tensor:
+    """P(v - 1/2 < x < v + 1/2) for x ~ N(0, scale^2), by symmetry on -|v| where the CDF is precise."""
+    v = v.abs()
+    return _normal_cdf((0.5 - v) / scale) - _normal_cdf((-0.5 - v) / scale)
+
+
+class GaussianConditional(EntropyModel):
+    """Codes y (any shape) given per-value integer scale indexes and means of the same shape."""
+
+    def __init__(self):
+        super().__init__()
+        scales = SCALE_MIN * torch.exp(torch.arange(LEVELS, dtype=torch.float64) * LOG_STEP)
+        z = float(-ndtri(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)))
+        half = torch.ceil(scales * z).long()  # symbols -half..half, then the escape
+        k = torch.arange(-int(half.max()), int(half.max()) + 1, dtype=torch.float64)
+        counts = torch.zeros(LEVELS, k.numel() + 1, dtype=torch.int32)
+        for i in range(LEVELS):
+            kk = k[k.abs() <= half[i]]
+            mass = _bin_mass(kk, scales[i])
+            tail = 2 * _normal_cdf(-(half[i] + 0.5) / scales[i])
+            p = torch.cat([mass, tail.view(1)])
+            counts[i, :p.numel()] = torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32)
+        self.register_buffer("table_counts", counts)
+        self.register_buffer("table_half", half.to(torch.int32))
+
+    # -- training and the model's bits ----------------------------------------------------------------
+    def forward(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(y_tilde, bits): y + U(-1/2, 1/2) in training, round(y - mu) + mu in eval mode; float32."""
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y, mu = y.float(), (means.float() if means is not None else torch.zeros_like(y, dtype=torch.float32))
+            if self.training:
+                y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            else:
+                y_tilde = torch.round(y - mu) + mu
+            return y_tilde, bits_of(_bin_mass(y_tilde - mu, scale_of(index.float())))
+
+    # -- real coding ----------------------------------------------------------------------------------
+    def _groups(self, index: Tensor):
+        """Per table index present, the flat positions that use it, in raster order (the coding order)."""
+        flat = index.detach().reshape(-1).cpu().numpy().astype(np.int64)
+        if flat.size and (flat.min() < 0 or flat.max() >= LEVELS):
+            raise ValueError(f"scale indexes must be in [0, {LEVELS})")
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(LEVELS + 1))
+        for i in range(LEVELS):
+            if bounds[i] < bounds[i + 1]:
+                yield i, order[bounds[i]:bounds[i + 1]]
+
+    def _table(self, i: int) -> tuple[np.ndarray, int]:
+        half = int(self.table_half[i])
+        return pmf_from_counts(self.table_counts[i, :2 * half + 2].cpu().numpy()), half
+
+    @staticmethod
+    def _symbols(y: Tensor, means: Tensor | None) -> np.ndarray:
+        y = y.detach().to("cpu", torch.float32)
+        mu = means.detach().to("cpu", torch.float32) if means is not None else torch.zeros_like(y)
+        s = torch.round(y - mu).reshape(-1)
+        if s.numel() and (not bool(torch.isfinite(s).all()) or float(s.abs().max()) >= 2.0 ** 60):
+            raise ValueError("cannot code latents that are not finite or have magnitude >= 2**60")
+        return s.numpy().astype(np.int64)
+
+    def compress(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> bytes:
+        s, enc = self._symbols(y, means), Encoder()
+        for i, pos in self._groups(index):
+            pmf, half = self._table(i)
+            v = s[pos]
+            escape = np.abs(v) > half
+            enc.categorical(np.where(escape, 2 * half + 1, v + half), pmf)
+            if escape.any():
+                _encode_escapes(enc, v[escape], -half, half)
+        return enc.to_bytes()
+
+    def decompress(self, data: bytes, index: Tensor, means: Tensor | None = None) -> Tensor:
+        """y_hat of index's shape, float32 on index's device: exactly forward()'s eval-mode y_tilde."""
+        s, dec = np.zeros(index.numel(), np.int64), Decoder(data)
+        for i, pos in self._groups(index):
+            pmf, half = self._table(i)
+            v = dec.categorical(len(pos), pmf).astype(np.int64) - half
+            escape = v == half + 1
+            if escape.any():
+                v[escape] = _decode_escapes(dec, int(escape.sum()), -half, half)
+            s[pos] = v
+        y_hat = torch.from_numpy(s).to(torch.float32).view(index.shape).to(index.device)
+        return y_hat + means.float() if means is not None else y_hat
+
+    def estimate_bits(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> float:
+        """Bits the tables give round(y - mu), escapes included: what compress() should produce."""
+        s, bits = self._symbols(y, means), 0.0
+        for i, pos in self._groups(index):
+            pmf, half = self._table(i)
+            v = s[pos]
+            escape = np.abs(v) > half
+            bits -= float(np.log2(pmf[np.where(escape, 2 * half + 1, v + half)]).sum())
+            if escape.any():
+                bits += float(_escape_bits(v[escape], -half, half).sum())
+        return bits
+
+

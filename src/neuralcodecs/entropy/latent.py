@@ -1,0 +1,154 @@
+"""Latent codecs: interchangeable ways to code the latent y of a transform codec (the role of CompressAI's
+latent_codecs). A transform codec is g_a, g_s, per-rate-point gains, and one of these:
+
+    FactorizedLatentCodec    y coded with a learned per-channel density per rate point (Ballé et al. 2017)
+                             strings: [y]
+    HyperpriorLatentCodec    side information z = h_a(|y|) coded first with a factorized density, then y with
+                             a Gaussian whose scales h_s(z_hat) predicts (Ballé et al. 2018); h_s is an integer
+                             network so encoder and decoder agree bit for bit on any machine
+                             strings: [z, y]
+
+Every latent codec takes y already multiplied by its rate point's gain, and the rate point q:
+
+    forward(y, q)                   -> (y_hat for the synthesis, {"y": bits, "z": bits, ...} per value)
+                                       q: one rate point index per sample
+    compress(y, q)                  -> list of byte strings (each becomes a chunk of the file)
+    decompress(strings, shape, q)   -> y_hat of `shape` (N, C, H, W), exactly what the encoder's y_hat was
+    estimate_bits(y, q)             -> the bits the strings should take (the information bound)
+
+In training the synthesis sees round(y) (around the model's quantization offset) with the gradient passed
+straight through, and the rate sees y + uniform noise (Minnen & Singh 2020's mixed quantization).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import BitstreamError
+from ..nn.integer import ACT_BITS, IntegerNetwork
+from .gaussian import LEVELS, GaussianConditional
+from .model import EntropyModel
+from .tabulated import TabulatedDensity
+
+
+def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
+    """round(y - offset) + offset, gradient straight through (exact values forward)."""
+    return torch.round(y - offset) + offset + (y - y.detach())
+
+
+def _per_point(q: Tensor, fn: Callable[[int, Tensor], tuple[Tensor, Tensor]], y: Tensor) -> tuple[Tensor, Tensor]:
+    """Apply fn(k, y[samples at point k]) -> (out, bits) to each rate point's samples and reassemble."""
+    outs, bits = None, None
+    for k in q.unique().tolist():
+        idx = (q == k).nonzero().squeeze(1)
+        o, b = fn(k, y[idx])
+        if outs is None:
+            outs = o.new_empty((y.shape[0], *o.shape[1:]))
+            bits = b.new_empty((y.shape[0], *b.shape[1:]))
+        outs = outs.index_copy(0, idx, o)
+        bits = bits.index_copy(0, idx, b)
+    return outs, bits
+
+
+class LatentCodec(nn.Module):
+    """Base: see the module docstring. `n_strings` is how many strings (chunks) compress() returns."""
+
+    n_strings = 1
+
+    def check_strings(self, strings: list[bytes]) -> None:
+        if len(strings) != self.n_strings:
+            raise BitstreamError(f"corrupted file: {len(strings)} chunks where this codec writes {self.n_strings}")
+
+    def entropy_models(self) -> list[EntropyModel]:
+        return [m for m in self.modules() if isinstance(m, EntropyModel)]
+
+
+class FactorizedLatentCodec(LatentCodec):
+    """y coded channel by channel with one learned density per rate point (`priors[q]`)."""
+
+    def __init__(self, make_prior: Callable[[], TabulatedDensity], points: int):
+        super().__init__()
+        self.priors = nn.ModuleList(make_prior() for _ in range(points))
+
+    def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        def point(k: int, yk: Tensor):
+            _, bits = self.priors[k](yk)
+            offset = self.priors[k].quantization_offset().view(1, -1, 1, 1)
+            return _round_ste(yk, offset), bits
+
+        y_hat, bits = _per_point(q, point, y)
+        return y_hat, {"y": bits}
+
+    def compress(self, y: Tensor, q: int) -> list[bytes]:
+        return [self.priors[q].compress(y)]
+
+    def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int) -> Tensor:
+        self.check_strings(strings)
+        return self.priors[q].decompress(strings[0], shape)
+
+    def estimate_bits(self, y: Tensor, q: int) -> float:
+        return self.priors[q].estimate_bits(y)
+
+
+class HyperpriorLatentCodec(LatentCodec):
+    """Scale hyperprior (Ballé et al. 2018):
+
+        |y| -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
+        z_hat -> h_s (integer network) -> scale index per value of y
+        y -> round -> y_hat --(Gaussian conditional, scale from the table by index)--> string 1
+
+    h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
+    rounds it to an integer in [0, LEVELS)). z_hat is on the 2^-8 grid of the factorized density's stored
+    medians, which is the integer network's input grid, so h_s.exact(z_hat) is exact.
+    """
+
+    n_strings = 2
+
+    def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, z_channels: int, points: int,
+                 make_prior: Callable[[int], TabulatedDensity]):
+        super().__init__()
+        self.h_a, self.h_s = h_a, h_s
+        self.z_priors = nn.ModuleList(make_prior(z_channels) for _ in range(points))
+        self.gaussian = GaussianConditional()
+
+    def _index(self, z_hat: Tensor) -> Tensor:
+        """Integer scale indexes from z_hat, exactly (int64)."""
+        out = self.h_s.exact(z_hat)
+        return torch.floor((out + 2 ** (ACT_BITS - 1)) / 2 ** ACT_BITS).clamp(0, LEVELS - 1).long()
+
+    def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        z = self.h_a(y.abs())
+
+        def point(k: int, zk: Tensor):
+            _, bits = self.z_priors[k](zk)
+            offset = self.z_priors[k].quantization_offset().view(1, -1, 1, 1)
+            return _round_ste(zk, offset), bits
+
+        z_hat, z_bits = _per_point(q, point, z)
+        _, y_bits = self.gaussian(y, self.h_s(z_hat))
+        return _round_ste(y), {"y": y_bits, "z": z_bits}
+
+    def _z_hat(self, y: Tensor, q: int) -> tuple[Tensor, Tensor]:
+        prior = self.z_priors[q]
+        z = self.h_a(y.abs())
+        return z, prior.eval()(z)[0]  # eval-mode y_tilde is exactly what decompress returns
+
+    def compress(self, y: Tensor, q: int) -> list[bytes]:
+        z, z_hat = self._z_hat(y, q)
+        return [self.z_priors[q].compress(z), self.gaussian.compress(y, self._index(z_hat))]
+
+    def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int) -> Tensor:
+        self.check_strings(strings)
+        n, c, h, w = shape
+        z_shape = (n, self.z_priors[q].channels, h // 4, w // 4)
+        z_hat = self.z_priors[q].decompress(strings[0], z_shape)
+        index = self._index(z_hat)
+        if tuple(index.shape) != tuple(shape):
+            raise BitstreamError(f"corrupted file: side information of shape {tuple(index.shape)} for y of {shape}")
+        return self.gaussian.decompress(strings[1], index)
+
+    def estimate_bits(self, y: Tensor, q: int) -> float:
+        z, z_hat = self._z_hat(y, q)
+        return self.z_priors[q].estimate_bits(z) + self.gaussian.estimate_bits(y, self._index(z_hat))
