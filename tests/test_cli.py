@@ -1,4 +1,5 @@
 """The command line: files round-trip for every codec, nothing is overwritten, bad input is one line."""
+import json
 import subprocess
 import sys
 
@@ -89,3 +90,33 @@ def test_eval_sweeps_the_chosen_qualities_and_resumes(png, tmp_path):
     assert len(log.splitlines()) == 2  # one image, the two qualities asked for
     assert main(args + ["--resume"]) == 0
     assert (out / "jobs.jsonl").read_text() == log  # nothing run again (its timings would differ)
+
+
+def test_train_takes_codec_settings_and_every_config_field(tmp_path):
+    """`--set` reaches the codec's settings (toderici2017 with GRU cells); options come from TrainConfig."""
+    import dataclasses
+
+    from neuralcodecs.cli import build_parser
+    from neuralcodecs.train import TrainConfig
+
+    data = tmp_path / "data"
+    data.mkdir()
+    nc.save_image(data / "a.png", np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    out = tmp_path / "run"
+    assert main(["train", "toderici2017", "--set", "cell=gru", "--data", str(data), "--out", str(out),
+                 "--steps", "1", "--crop", "32", "--batch", "1", "--threads", "1"]) == 0
+    assert json.loads((out / "config.json").read_text())["settings"] == {"cell": "gru"}
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in ("codec", "data", "out", "steps", "lmbda", "settings"):
+            assert "--" + f.name.replace("_", "-") in help_text
+
+
+def test_codec_commands_come_from_the_codecs():
+    from neuralcodecs.cli import build_parser
+    from neuralcodecs.registry import get_entry
+
+    choices = build_parser()._subparsers._group_actions[0].choices
+    for name in ("enhance", "upsample"):
+        assert name in choices
+    assert [c.name for c in get_entry("coconet").cls.commands] == ["upsample"]

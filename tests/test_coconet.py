@@ -96,7 +96,7 @@ def test_cli_budget_and_upsample(image, tmp_path):
 
     nc.save_image(tmp_path / "in.png", image)
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.ncdc"), "--codec", "coconet", "--quality", "1",
-                 "--set", "iterations=30", "--set", "compile=false", "--budget", "60"]) == 0
+                 "--set", "iterations=30", "--set", "compile=false", "--set", "budget=60"]) == 0
     settings = nc.info((tmp_path / "x.ncdc").read_bytes())["settings"]
     assert settings["budget"] == 60 and settings["compile"] is False
     assert main(["upsample", str(tmp_path / "x.ncdc"), str(tmp_path / "big.png"), "--scale", "3"]) == 0

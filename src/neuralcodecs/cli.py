@@ -1,19 +1,22 @@
 """The `neuralcodecs` command line.
 
     neuralcodecs list
-    neuralcodecs encode IN OUT --codec C [--quality Q] [--set KEY=VALUE ...] [--budget S] [--native] [--force]
+    neuralcodecs encode IN OUT --codec C [--quality Q] [--set KEY=VALUE ...] [--native] [--force]
     neuralcodecs decode IN OUT [--force]
     neuralcodecs info FILE
     neuralcodecs truncate IN OUT --steps K [--force]
     neuralcodecs extract IN OUT [--force]
-    neuralcodecs enhance IN.jpg OUT.png [--force]
-    neuralcodecs upsample IN OUT.png [--scale 2] [--force]
     neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--set KEY=VALUE ...] [--workers N] [--anchor jpeg]
                       [--reference F ...]
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
-    neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--resume] [--device cuda]
+    neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--set KEY=VALUE ...]
+                       [--resume] [every TrainConfig field as an option, e.g. --device cuda]
     neuralcodecs export RUN [--kodak DIR]
     neuralcodecs demo [--image PNG] [--codec C] [--out DIR]
+
+and the commands codecs declare (Codec.commands), e.g.
+    neuralcodecs enhance IN.jpg OUT.png [--force]             (jiang2017-enhance)
+    neuralcodecs upsample IN OUT.png [--scale 2] [--force]    (coconet)
 
 Outputs are written atomically and never overwrite an existing file without --force. Bad input prints
 one line on stderr and exits with status 1 (2 for usage errors), never a traceback.
@@ -21,6 +24,7 @@ one line on stderr and exits with status 1 (2 for usage errors), never a traceba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -70,8 +74,6 @@ def cmd_encode(args) -> None:
     from .image import write_atomic
 
     settings = dict(parse_setting(text) for text in args.set or [])
-    if args.budget is not None:
-        settings["budget"] = args.budget
     codec = create_codec(args.codec, quality=args.quality, **settings)
     image = load_image(args.input)
     data = codec.encode_native(image) if args.native else codec.encode(image)
@@ -113,26 +115,6 @@ def cmd_extract(args) -> None:
     print(f"{args.output}: the {ext} file inside {args.input} ({len(data)} bytes)")
 
 
-def cmd_enhance(args) -> None:
-    from . import create_codec
-    from .image import save_image
-
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists (use --force to overwrite)")
-    save_image(out, create_codec("jiang2017-enhance").enhance_jpeg(_read(args.input)))
-
-
-def cmd_upsample(args) -> None:
-    from .codecs.coconet import upsample
-    from .image import save_image
-
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists (use --force to overwrite)")
-    save_image(out, upsample(_read(args.input), args.scale))
-
-
 def cmd_eval(args) -> None:
     from .eval import evaluate
 
@@ -154,13 +136,11 @@ def cmd_plot(args) -> None:
 def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
-    cfg = TrainConfig(codec=args.codec, data=args.data, out=args.out, steps=args.steps,
-                      lmbda=[float(v) for v in args.lmbda.split(",")] if args.lmbda else None,
-                      batch=args.batch, crop=args.crop, lr=args.lr, entropy_lr=args.entropy_lr, lr_drop_step=args.lr_drop_step,
-                      device=args.device, bf16=args.bf16, compile=args.compile, threads=args.threads,
-                      checkpoint_minutes=args.checkpoint_minutes, max_images=args.max_images, seed=args.seed,
-                      init=args.init, stage=args.stage)
-    print(f"checkpoint: {train(cfg, resume=args.resume)}")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["lmbda"] = [float(v) for v in args.lmbda.split(",")] if args.lmbda else None
+    values["settings"] = dict(parse_setting(text) for text in args.set or [])
+    print(f"checkpoint: {train(TrainConfig(**values), resume=args.resume)}")
 
 
 def cmd_export(args) -> None:
@@ -193,6 +173,22 @@ def cmd_demo(args) -> None:
     print(f"  wrote {out / f'{stem}.{codec.name}.ncdc'} and the decoded {out / f'{stem}.{codec.name}.png'}")
 
 
+def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> None:
+    """An option per field of TrainConfig (its type and default), so the CLI never lags behind the config."""
+    from .train import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type).replace(" | None", "")
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f"TrainConfig.{f.name}")
+        else:
+            parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=f.default,
+                                help=f"TrainConfig.{f.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuralcodecs", description="Learned and classical image codecs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -204,7 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
     s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a codec setting (repeatable)")
-    s.add_argument("--budget", type=float, help="seconds of encoding at most (codecs that fit, e.g. coconet)")
     s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
 
     s = sub.add_parser("decode", help="decompress a neuralcodecs file to PNG")
@@ -220,14 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("extract", help="write out the standard image file (JPEG, ...) a file holds")
     s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_extract)
-
-    s = sub.add_parser("enhance", help="reduce the artefacts of an ordinary JPEG (Jiang et al.'s RecCNN)")
-    s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
-    s.set_defaults(fn=cmd_enhance)
-
-    s = sub.add_parser("upsample", help="render a coconet file on a finer grid")
-    s.add_argument("input"); s.add_argument("output"); s.add_argument("--scale", type=float, default=2.0)
-    s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_upsample)
 
     s = sub.add_parser("eval", help="rate-distortion sweep over a folder of images")
     s.add_argument("--codec", action="append", required=True)
@@ -249,20 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a curve file)")
     s.set_defaults(fn=cmd_plot)
 
-    s = sub.add_parser("train", help="train a learned codec")
+    s = sub.add_parser("train", help="train a learned codec", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("codec"); s.add_argument("--data", nargs="+", required=True); s.add_argument("--out", required=True)
     s.add_argument("--steps", type=int, required=True)
     s.add_argument("--lmbda", help="comma-separated lambdas of the rate points (default: the codec's)")
-    s.add_argument("--batch", type=int, default=8); s.add_argument("--crop", type=int, default=128)
-    s.add_argument("--lr", type=float, default=1e-4); s.add_argument("--lr-drop-step", type=int)
-    s.add_argument("--entropy-lr", type=float, help="lr of the entropy models' densities (default: --lr)")
-    s.add_argument("--device", default="cpu"); s.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPU here; for GPUs)")
-    s.add_argument("--compile", action="store_true"); s.add_argument("--threads", type=int)
-    s.add_argument("--checkpoint-minutes", type=float, default=5.0); s.add_argument("--max-images", type=int)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting of the codec (repeatable)")
     s.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
-    s.add_argument("--init", help="start a new run from weights: 'shipped' or a .safetensors file")
-    s.add_argument("--stage", help="training stage, for codecs trained in stages (e.g. theis2017)")
+    _add_config_options(s, "codec data out steps lmbda settings".split())
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("export", help="ship a trained run's weights in the package (half precision + manifest); "
@@ -271,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--command-line", default="", help="the training command, recorded in the manifest")
     s.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
     s.set_defaults(fn=cmd_export)
+
+    # commands declared by codecs (Codec.commands), each added once
+    from .registry import get_entry, list_codecs
+
+    seen = set()
+    for name in list_codecs():
+        for command in get_entry(name).cls.commands:
+            if command.name not in seen:
+                seen.add(command.name)
+                s = sub.add_parser(command.name, help=command.help)
+                command.add_arguments(s)
+                s.set_defaults(fn=command.run)
 
     s = sub.add_parser("demo", help="compress and decode the shipped sample image")
     s.add_argument("--image", default=str(DEMO_IMAGE)); s.add_argument("--codec", default="jpeg")

@@ -11,18 +11,36 @@ import dataclasses
 import functools
 import json
 import numbers
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from . import container
 from .errors import BitstreamError
 from .image import as_image, pad, padded_shape
+from .registry import create_codec, get_entry
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A command-line command a codec declares (e.g. jiang2017-enhance's `enhance`); the CLI finds it in the
+    registry. add_arguments(parser) declares its arguments; run(args) does the work (errors as exceptions)."""
+    name: str
+    help: str
+    add_arguments: Callable[[Any], None]
+    run: Callable[[Any], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class CodecConfig:
     quality: Any = None
+
+
+class _ConfigDefault:
+    """`cls.default_quality` reads the default of cls.Config.quality: the default is stated once, in Config."""
+
+    def __get__(self, obj: Any, cls: type) -> Any:
+        return cls.Config.__dataclass_fields__["quality"].default
 
 
 class Codec:
@@ -31,22 +49,24 @@ class Codec:
     Class attributes a codec sets:
       Config          frozen dataclass of settings (validated in __post_init__; stored in every file)
       qualities       the standard RD sweep, lowest rate first
-      default_quality quality used when none is given
+      default_quality quality used when none is given: Config's default for `quality` (read-only here)
       channels        channel counts coded natively; gray (1) is otherwise coded as RGB and averaged back
       pad_to, min_side  the codec sees images padded (edge replication) to a multiple of pad_to, at least
                       min_side on each side; the file keeps the true size and decoding crops back
       progressive     one chunk per step; a file cut at a chunk boundary decodes (see `truncate`)
       native_ext      file suffix of the standard format `encode_native` writes, if the codec has one
+      commands        command-line commands of this codec (Command), added to `neuralcodecs` by the CLI
     """
 
     Config: ClassVar[type] = CodecConfig
     qualities: ClassVar[tuple] = ()
-    default_quality: ClassVar[Any] = None
+    default_quality: ClassVar[Any] = _ConfigDefault()
     channels: ClassVar[tuple[int, ...]] = (3,)
     pad_to: ClassVar[int] = 1
     min_side: ClassVar[int] = 1
     progressive: ClassVar[bool] = False
     native_ext: ClassVar[str | None] = None
+    commands: ClassVar[tuple[Command, ...]] = ()
 
     def __init__(self, config: Any, name: str | None = None):
         super().__init__()  # lets learned codecs also be torch.nn.Modules
@@ -142,8 +162,6 @@ def check_index_quality(name: str, quality: Any, n: int, meaning: str = "rate po
 
 @functools.lru_cache(maxsize=16)
 def _decoder(name: str, settings_json: str) -> Codec:
-    from .registry import get_entry
-
     try:
         entry = get_entry(name)
     except KeyError:
@@ -163,25 +181,29 @@ def decoder_for(header: container.Header) -> Codec:
     return codec
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Decode a neuralcodecs file; the file says which codec and settings made it."""
+def open_file(data: bytes, allow_partial: bool | None = None) -> tuple[container.Header, Codec, list[bytes]]:
+    """The one way into a file: header, the codec that decodes it, and its checked chunks. A file cut at a
+    chunk boundary is accepted for progressive codecs (allow_partial None) or as asked."""
     header = container.read_header(data)
     codec = decoder_for(header)
-    chunks = container.read_chunks(data, header, allow_partial=codec.progressive)
+    partial = codec.progressive if allow_partial is None else allow_partial
+    return header, codec, container.read_chunks(data, header, allow_partial=partial)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Decode a neuralcodecs file; the file says which codec and settings made it."""
+    header, codec, chunks = open_file(data)
     return codec.decode_file(header, chunks)
 
 
 def encode(image: np.ndarray, codec: str = "jpeg", quality: Any = None, **settings: Any) -> bytes:
     """Shortcut: create_codec(codec, quality, **settings).encode(image)."""
-    from .registry import create_codec
-
     return create_codec(codec, quality, **settings).encode(image)
 
 
 def truncate(data: bytes, steps: int) -> bytes:
     """Keep the first `steps` chunks of a progressive file as a valid (smaller, lower-quality) file."""
-    header = container.read_header(data)
-    codec = decoder_for(header)
+    header, codec, chunks = open_file(data, allow_partial=True)
     if not codec.progressive:
         raise BitstreamError(f"{header.name} files are not progressive; they cannot be truncated")
     return container.truncate(data, steps)
@@ -190,9 +212,7 @@ def truncate(data: bytes, steps: int) -> bytes:
 def extract(data: bytes) -> tuple[bytes, str]:
     """The standard file inside a file whose one chunk is one (classical codecs, jiang2017's compact
     image): (its bytes, its suffix such as ".jpg"). BitstreamError for other files."""
-    header = container.read_header(data)
-    codec = decoder_for(header)
-    chunks = container.read_chunks(data, header, allow_partial=False)
+    header, codec, chunks = open_file(data, allow_partial=False)
     if codec.native_ext is None or len(chunks) != 1:
         raise BitstreamError(f"{header.name} files hold no standard image file to extract")
     return chunks[0], codec.native_ext
@@ -200,9 +220,7 @@ def extract(data: bytes) -> tuple[bytes, str]:
 
 def info(data: bytes) -> dict:
     """What a file holds: codec, settings, fingerprint, image size, chunk sizes, bytes and bpp."""
-    header = container.read_header(data)
-    codec = decoder_for(header)
-    chunks = container.read_chunks(data, header, allow_partial=codec.progressive)
+    header, codec, chunks = open_file(data)
     return {
         "codec": header.name, "settings": header.settings, "fingerprint": header.fingerprint.hex(),
         "height": header.height, "width": header.width, "channels": header.channels,
@@ -212,3 +230,38 @@ def info(data: bytes) -> dict:
         **({"standard_file": f"chunk 0 is a {codec.native_ext} file: `neuralcodecs extract FILE OUT{codec.native_ext}`"}
            if codec.native_ext and len(chunks) == 1 else {}),
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _host(name: str, quality: Any) -> Codec:
+    return create_codec(name, quality=quality)
+
+
+class HostedCodec:
+    """Mixin for codecs built around a standard codec, the host (jiang2017's JPEG, prakash2017's JPEG): the
+    host's padding rules and the host instances live here, once.
+
+    A subclass says which host it uses with `host_name` (a property may read it from the settings) and codes
+    through host_encode / host_decode, which pad to the host's alignment and crop back, so the host sees
+    exactly what it would see from the user.
+    """
+
+    host_name: str = "jpeg"
+
+    def host(self, quality: Any = None) -> Codec:
+        """The host codec at `quality` (default: this codec's own quality), made once per quality."""
+        return _host(self.host_name, self.config.quality if quality is None else quality)
+
+    @property
+    def native_ext(self) -> str | None:
+        return self.host().native_ext
+
+    def host_encode(self, x: np.ndarray, quality: Any = None) -> list[bytes]:
+        """uint8 HxWxC -> the host's chunks (padded by the host's rules)."""
+        host = self.host(quality)
+        return host.encode_chunks(pad(x, host.pad_to, host.min_side))
+
+    def host_decode(self, chunks: list[bytes], h: int, w: int, c: int = 3) -> np.ndarray:
+        """The host's chunks of an h x w image -> uint8 h x w x c (the host's padding cropped)."""
+        host = self.host()
+        return host.decode_chunks(chunks, (*padded_shape(h, w, host.pad_to, host.min_side), c))[:h, :w]

@@ -58,14 +58,15 @@ def _to_8bit_gray(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(a * 255.0 / peak), 0, 255).astype(np.uint8))
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an image losslessly (PNG unless the suffix says otherwise), atomically."""
+def save_image(path: str | os.PathLike, image: np.ndarray, force: bool = True) -> None:
+    """Write an image losslessly (PNG unless the suffix says otherwise), atomically; force=False refuses to
+    overwrite."""
     image = as_image(image)
     pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     buf = _encode_pil(pil, fmt)
-    write_atomic(path, buf)
+    write_atomic(path, buf, force=force)
 
 
 def _encode_pil(pil: Image.Image, fmt: str) -> bytes:
@@ -84,6 +85,9 @@ def write_atomic(path: str | os.PathLike, data: bytes, force: bool = True) -> No
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary; the file gets normal permissions
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

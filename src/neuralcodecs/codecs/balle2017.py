@@ -36,7 +36,7 @@ from torch import nn
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import FactorizedLatentCodec
 from ..learned import VariableRateCodec
-from ..nn import GDN
+from ..nn import GDN, conv, deconv
 from ..codec import check_index_quality
 from ..registry import register
 
@@ -50,12 +50,16 @@ LMBDAS = (0.00025, 0.0005, 0.001, 0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483
 GAIN0 = 8.0
 
 
-def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+def analysis_transform(n: int, m: int) -> nn.Sequential:
+    """g_a: 3 x [conv (9x9 /4, then 5x5 /2), GDN] from RGB to M channels at 1/16 size."""
+    return nn.Sequential(conv(3, n, 9, 4), GDN(n), conv(n, n, 5, 2), GDN(n), conv(n, m, 5, 2), GDN(m))
 
 
-def _deconv(cin: int, cout: int, k: int, stride: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+def synthesis_transform(n: int, m: int) -> nn.Sequential:
+    """g_s: 3 x [IGDN, deconv (5x5 x2, then 9x9 x4)] back to RGB."""
+    return nn.Sequential(GDN(m, inverse=True), deconv(m, n, 5, 2), GDN(n, inverse=True),
+                         deconv(n, n, 5, 2), GDN(n, inverse=True), deconv(n, 3, 9, 4))
 
 
 @register("balle2017")
@@ -70,14 +74,11 @@ class Balle2017(VariableRateCodec):
             check_index_quality("balle2017", self.quality, len(LMBDAS))
 
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
-    default_quality = 7
     lmbdas = LMBDAS
 
     def __init__(self, config, name=None, lmbdas=None):
         super().__init__(config, name, lmbdas)
         n, m = config.N, config.M
-        self.g_a = nn.Sequential(_conv(3, n, 9, 4), GDN(n), _conv(n, n, 5, 2), GDN(n), _conv(n, m, 5, 2), GDN(m))
-        self.g_s = nn.Sequential(GDN(m, inverse=True), _deconv(m, n, 5, 2), GDN(n, inverse=True),
-                                 _deconv(n, n, 5, 2), GDN(n, inverse=True), _deconv(n, 3, 9, 4))
+        self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
         self.latent_codec = FactorizedLatentCodec(lambda: FactorizedPrior(m), len(self.lmbdas))
         self._init_gains(m, GAIN0)

@@ -80,7 +80,6 @@ class JPEG(_SingleChunk):
                 raise ValueError(f"jpeg subsampling must be '420' or '444', got {self.subsampling!r}")
 
     qualities: ClassVar[tuple] = (5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95)
-    default_quality = 75
     channels = (1, 3)
     native_ext = ".jpg"
 
@@ -103,7 +102,6 @@ class JPEG2000(_SingleChunk):
             _check_quality("jpeg2000", self.quality, 10, 80)
 
     qualities: ClassVar[tuple] = (26, 28, 30, 32, 34, 36, 38, 40, 42, 44)
-    default_quality = 36
     channels = (1, 3)
     native_ext = ".jp2"
     min_side = 2  # OpenJPEG refuses a 1-pixel side with its default number of resolutions
@@ -127,7 +125,6 @@ class WebP(_SingleChunk):
             _check_quality("webp", self.quality, 0, 100)
 
     qualities: ClassVar[tuple] = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-    default_quality = 75
     native_ext = ".webp"
 
     def _encode(self, x):
@@ -149,7 +146,6 @@ class AVIF(_SingleChunk):
             _check_quality("avif", self.quality, 0, 100)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
-    default_quality = 60
     native_ext = ".avif"
 
     def _encode(self, x):
@@ -174,7 +170,6 @@ class HEIF(_SingleChunk):
 
     # denser where photos land between 0.05 and 2 bpp on Kodak (q 55 is already 1.6 bpp, q 65 2.6)
     qualities: ClassVar[tuple] = (5, 12, 19, 26, 33, 40, 47, 54, 61)
-    default_quality = 50
     native_ext = ".heic"
 
     def _encode(self, x):
@@ -206,7 +201,6 @@ class JPEGXL(_SingleChunk):
             _check_quality("jpegxl", self.quality, 0, 99)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
-    default_quality = 75
     channels = (1, 3)
     native_ext = ".jxl"
 
@@ -230,7 +224,6 @@ class PNG(_SingleChunk):
             _check_quality("png", self.quality, 0, 9)
 
     qualities: ClassVar[tuple] = (9,)
-    default_quality = 9
     channels = (1, 3, 4)
     native_ext = ".png"
 

@@ -30,6 +30,7 @@ import hashlib
 import math
 import struct
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -37,12 +38,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..codec import Codec, check_index_quality
+from ..codec import Codec, Command, check_index_quality, decode, open_file
 from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
-from ..image import from_tensor, to_tensor
+from ..image import from_tensor, save_image, to_tensor
 from ..learned import one_thread
 from ..registry import register
+from ..train.step import train_step
 
 # (width, depth, Adam learning rate) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding.
 # Wider sine networks need a lower rate over a 300 s fit (2 threads, ~40k steps): kodim15 at width 28
@@ -89,6 +91,18 @@ class CoordinateNetwork(nn.Module):
         return h + 0.5
 
 
+class PixelFit:
+    """What fitting minimizes, for train_step: the MSE of the network on a batch (coordinates, colours), through
+    the weights' quantizer once `steps` is set (the quantization-aware phase)."""
+
+    def __init__(self, forward, levels: int):
+        self.forward, self.levels, self.steps = forward, levels, None
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        xy, target = batch
+        return {"loss": (self.forward(xy, self.steps, self.levels) - target).pow(2).mean()}
+
+
 def quantize(p: Tensor, step: Tensor, levels: int) -> Tensor:
     """The integers in [-levels, levels] that code p on a grid of `step`."""
     return torch.round(p.detach() / step).clamp(-levels, levels)
@@ -128,7 +142,6 @@ class CocoNet(Codec):
                 raise ValueError("coconet needs iterations >= 1, budget > 0, lr > 0 and batch >= 1")
 
     qualities: ClassVar[tuple] = tuple(range(1, len(PRESETS) + 1))
-    default_quality = 4
 
     @property
     def levels(self) -> int:
@@ -164,7 +177,7 @@ class CocoNet(Codec):
         opt = torch.optim.Adam(net.parameters(), lr=base_lr)
         g = torch.Generator().manual_seed(cfg.seed)
         # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
-        forward = torch.compile(net) if cfg.compile else net
+        objective = PixelFit(torch.compile(net) if cfg.compile else net, self.levels)
         total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()
         # Sine networks trained with Adam at a high rate sometimes blow up (kodim15, width 48, 300 s at lr 1e-3:
         # 9.8 dB; kodim01 fell from 19.7 to 16 dB, which a 4x threshold missed). A smoothed loss far above its
@@ -184,22 +197,19 @@ class CocoNet(Codec):
                 bar.total = total
             if qat_start is None and step >= (1 - QAT_FRACTION) * total:
                 qat_start = step
-                steps = self._steps(net)
-                forward = torch.compile(net) if cfg.compile else net
+                steps = objective.steps = self._steps(net)
+                objective.forward = torch.compile(net) if cfg.compile else net
             # one cosine from lr to 0 over all steps: the quantized phase starts where the rate is already low
             lr = lr_scale * base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = torch.randint(len(xy), (cfg.batch,), generator=g) if cfg.batch < len(xy) else slice(None)
-            loss = (forward(xy[idx], steps, self.levels) - target[idx]).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            metrics = train_step(objective, (xy[idx], target[idx]), opt, clip=None)
             if step == 0:
                 first_step = time.monotonic() - start  # includes compiling
             step += 1
             bar.update(1)
-            value = loss.item()
+            value = metrics["loss"] if metrics else math.inf
             smooth = value if not math.isfinite(smooth) else 0.9 * smooth + 0.1 * value
             best = min(best, smooth)
             if not math.isfinite(value) or smooth > DIVERGED * best:
@@ -221,8 +231,6 @@ class CocoNet(Codec):
 
     def warm_up(self, image: np.ndarray) -> None:
         # the round trip without the fitting, which would spend the whole time budget on a crop
-        from ..codec import decode
-
         quick = CocoNet(dataclasses.replace(self.config, iterations=2), name=self.name)
         decode(quick.encode(np.ascontiguousarray(image[:64, :64])))
 
@@ -286,15 +294,24 @@ class CocoNet(Codec):
 
 def upsample(data: bytes, scale: float) -> np.ndarray:
     """A coconet file's image rendered `scale` times larger (or smaller): the network queried on a finer grid."""
-    from .. import container
-    from ..codec import decoder_for
-
-    header = container.read_header(data)
-    codec = decoder_for(header)
+    header, codec, chunks = open_file(data, allow_partial=False)
     if not isinstance(codec, CocoNet):
         raise BitstreamError(f"only coconet files can be upsampled (this one is {header.name})")
     if not 0 < scale <= 16:
         raise ValueError(f"scale must be in (0, 16], got {scale}")
-    chunks = container.read_chunks(data, header, allow_partial=False)
     out = codec.render(chunks[0], max(1, round(header.height * scale)), max(1, round(header.width * scale)))
     return np.round(out.mean(axis=2, keepdims=True)).astype(np.uint8) if header.channels == 1 else out
+
+
+def _cmd_upsample(args) -> None:
+    save_image(args.output, upsample(Path(args.input).read_bytes(), args.scale), force=args.force)
+
+
+def _upsample_arguments(p) -> None:
+    p.add_argument("input", help="a coconet file")
+    p.add_argument("output", help="the rendered image (PNG)")
+    p.add_argument("--scale", type=float, default=2.0, help="size factor (default: 2)")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+
+
+CocoNet.commands = (Command("upsample", "render a coconet file on a finer grid", _upsample_arguments, _cmd_upsample),)

@@ -71,7 +71,6 @@ class FMM(Codec):
                 raise ValueError(f"fmm has one rate point, quality={M} (the modulus), got {self.quality!r}")
 
     qualities: ClassVar[tuple] = (M,)
-    default_quality = M
     pad_to = 8
 
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:

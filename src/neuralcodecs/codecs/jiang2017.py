@@ -21,6 +21,7 @@ pair of updates made at once. The loss is MSE (rate is set by the host's quality
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -29,15 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..image import as_image, from_tensor, pad, padded_shape, to_tensor
+from ..codec import Command, HostedCodec
+from ..image import as_image, from_tensor, save_image, to_tensor
 from ..learned import LearnedCodec, one_thread
+from ..nn import conv
 from ..registry import create_codec, get_entry, register
 
 HOSTS = ("jpeg", "jpeg2000", "heif")
-
-
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
 # photos' mean and spread per channel (0..1), roughly: where ComCNN's batch norm starts
@@ -46,9 +45,9 @@ PIXEL_MEAN, PIXEL_STD = 0.45, 0.25
 
 class ComCNN(nn.Sequential):
     def __init__(self, channels: int = 3, width: int = 64):
-        super().__init__(_conv(channels, width), nn.ReLU(),
-                         _conv(width, width, 2), nn.BatchNorm2d(width), nn.ReLU(),
-                         _conv(width, channels))
+        super().__init__(conv(channels, width, 3), nn.ReLU(),
+                         conv(width, width, 3, 2), nn.BatchNorm2d(width), nn.ReLU(),
+                         conv(width, channels, 3))
         self._start_as_downsampler(channels)
 
     @torch.no_grad()
@@ -80,10 +79,10 @@ class RecCNN(nn.Module):
 
     def __init__(self, channels: int = 3, width: int = 64, depth: int = 20):
         super().__init__()
-        layers: list[nn.Module] = [_conv(channels, width), nn.ReLU()]
+        layers: list[nn.Module] = [conv(channels, width, 3), nn.ReLU()]
         for _ in range(depth - 2):
-            layers += [_conv(width, width), nn.BatchNorm2d(width), nn.ReLU()]
-        layers.append(_conv(width, channels))
+            layers += [conv(width, width, 3), nn.BatchNorm2d(width), nn.ReLU()]
+        layers.append(conv(width, channels, 3))
         # the residual starts at zero, so an untrained RecCNN returns its input and training starts from the
         # JPEG's quality (with the default init, 30 steps left training crops at 21.7 dB, below the JPEGs fed in)
         nn.init.zeros_(layers[-1].weight)
@@ -98,20 +97,21 @@ def upsample(c: Tensor) -> Tensor:
     return F.interpolate(c, scale_factor=2, mode="bicubic", align_corners=False)
 
 
-def code_for_real(images: Tensor, host: str, qualities: tuple) -> Tensor:
-    """Each image (NCHW in [0, 1]) coded and decoded by the real host codec at a random quality of
+def code_for_real(codec: HostedCodec, images: Tensor, qualities: tuple) -> Tensor:
+    """Each image (NCHW in [0, 1]) coded and decoded by codec's real host at a random quality of
     `qualities`: what RecCNN sees at decoding time. No gradient flows through."""
     out = []
     for img in images.detach().float().cpu():
         # torch's generator, not Python's: the training checkpoint saves it, so a resumed run is exact
-        codec = create_codec(host, quality=qualities[int(torch.randint(len(qualities), ()))])
+        quality = qualities[int(torch.randint(len(qualities), ()))]
         coded = from_tensor(img[None])
-        out.append(to_tensor(codec.decode_chunks(codec.encode_chunks(coded), coded.shape)))
+        host = codec.host(quality)
+        out.append(to_tensor(host.decode_chunks(codec.host_encode(coded, quality), coded.shape)))
     return torch.cat(out).to(images.device, images.dtype)
 
 
 @register("jiang2017", host="jpeg")
-class Jiang2017(LearnedCodec):
+class Jiang2017(HostedCodec, LearnedCodec):
     @dataclass(frozen=True)
     class Config:
         quality: float = 50  # the host codec's quality
@@ -124,7 +124,6 @@ class Jiang2017(LearnedCodec):
 
     # the host's sweep, up to where a half-size image stops paying (about 1 bpp on Kodak)
     qualities: ClassVar[tuple] = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)
-    default_quality = 50
     lmbdas = (1.0,)  # the loss is plain MSE: no rate term to weigh
     pad_to = 2
 
@@ -132,11 +131,10 @@ class Jiang2017(LearnedCodec):
         super().__init__(config, name, lmbdas)
         self.comcnn = ComCNN()
         self.reccnn = RecCNN()
-        self.host = create_codec(config.host, quality=config.quality)
 
     @property
-    def native_ext(self) -> str:
-        return self.host.native_ext
+    def host_name(self) -> str:
+        return self.config.host
 
 
     def _compact(self, x: Tensor) -> Tensor:
@@ -144,7 +142,7 @@ class Jiang2017(LearnedCodec):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         c = self._compact(x)
-        real = self.reccnn(upsample(code_for_real(c, self.config.host, type(self).qualities)))
+        real = self.reccnn(upsample(code_for_real(self, c, type(self).qualities)))
         # RecCNN with its weights held fixed, and batch-norm statistics updated on copies (they must
         # follow what RecCNN sees when decoding: real codec output)
         fixed = {**{k: v.clone() for k, v in self.reccnn.named_buffers()},
@@ -158,30 +156,36 @@ class Jiang2017(LearnedCodec):
     # -- real coding ------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        c = from_tensor(self._compact(to_tensor(x)))
-        return self.host.encode_chunks(pad(c, self.host.pad_to, self.host.min_side))  # the host's own size rules
+        return self.host_encode(from_tensor(self._compact(to_tensor(x))))
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        h, w = shape[0] // 2, shape[1] // 2
-        c = self.host.decode_chunks(chunks, (*padded_shape(h, w, self.host.pad_to, self.host.min_side), 3))
-        return from_tensor(self.reccnn(upsample(to_tensor(c[:h, :w]))))
+        c = self.host_decode(chunks, shape[0] // 2, shape[1] // 2)
+        return from_tensor(self.reccnn(upsample(to_tensor(c))))
 
 
 @register("jiang2017-jpeg2000", host="jpeg2000")
 class Jiang2017JPEG2000(Jiang2017):
+    @dataclass(frozen=True)
+    class Config(Jiang2017.Config):
+        quality: float = 34
+        host: str = "jpeg2000"
+
     qualities: ClassVar[tuple] = (26, 28, 30, 32, 34, 36, 38, 40, 42)
-    default_quality = 34
 
 
 @register("jiang2017-heif", host="heif")
 class Jiang2017HEIF(Jiang2017):
+    @dataclass(frozen=True)
+    class Config(Jiang2017.Config):
+        quality: float = 33
+        host: str = "heif"
+
     qualities: ClassVar[tuple] = (5, 12, 19, 26, 33, 40, 47, 54, 61)
-    default_quality = 33
 
 
 @register("jiang2017-enhance")
-class JPEGEnhance(LearnedCodec):
+class JPEGEnhance(HostedCodec, LearnedCodec):
     """RecCNN on its own as a JPEG artefact remover (the paper's RecCNN, used on full-size JPEGs): the file
     is an ordinary full-size JPEG at `quality`, and decoding runs RecCNN on the decoded JPEG. Trained on
     JPEGs of random quality in `qualities`, so `neuralcodecs enhance` helps any JPEG of such quality.
@@ -197,19 +201,19 @@ class JPEGEnhance(LearnedCodec):
             get_entry("jpeg").cls.Config(quality=self.quality)
 
     qualities: ClassVar[tuple] = (10, 20, 30, 40, 50)
-    default_quality = 30
     lmbdas = (1.0,)
-    native_ext = ".jpg"
+    commands = (Command("enhance", "reduce the artefacts of an ordinary JPEG (Jiang et al.'s RecCNN)",
+                        lambda p: (p.add_argument("input", help="a JPEG file"),
+                                   p.add_argument("output", help="the enhanced image (PNG)"),
+                                   p.add_argument("--force", action="store_true", help="overwrite OUTPUT")),
+                        lambda args: _cmd_enhance(args)),)
 
     def __init__(self, config, name=None, lmbdas=None):
         super().__init__(config, name, lmbdas)
         self.reccnn = RecCNN()
-        self.jpeg = create_codec("jpeg", quality=config.quality)
-
-
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        x_hat = self.reccnn(code_for_real(x, "jpeg", type(self).qualities))
+        x_hat = self.reccnn(code_for_real(self, x, type(self).qualities))
         return {"x_hat": x_hat, "bits": x.new_zeros(x.shape[0]), "lmbda": x.new_ones(x.shape[0])}
 
     @torch.no_grad()
@@ -219,13 +223,18 @@ class JPEGEnhance(LearnedCodec):
 
     def enhance_jpeg(self, data: bytes) -> np.ndarray:
         """Any ordinary JPEG file (bytes) -> its decoded image with artefacts reduced (gray stays gray)."""
-        x = as_image(self.jpeg.decode_chunks([data], (0, 0, 0)))
+        x = as_image(self.host().decode_chunks([data], (0, 0, 0)))
         with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
             y = self.enhance(np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x)
         return np.round(y.mean(axis=2, keepdims=True)).astype(np.uint8) if x.shape[2] == 1 else y
 
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        return self.jpeg.encode_chunks(x)
+        return self.host_encode(x)
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        return self.enhance(self.jpeg.decode_chunks(chunks, shape))
+        return self.enhance(self.host_decode(chunks, shape[0], shape[1]))
+
+
+def _cmd_enhance(args) -> None:
+    data = Path(args.input).read_bytes()
+    save_image(args.output, create_codec("jiang2017-enhance").enhance_jpeg(data), force=args.force)

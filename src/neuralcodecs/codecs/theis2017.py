@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from ..entropy.gsm import GaussianScaleMixture
 from ..entropy.latent import FactorizedLatentCodec
 from ..learned import VariableRateCodec
+from ..nn import conv
 from ..codec import check_index_quality
 from ..registry import register
 
@@ -57,20 +58,16 @@ MASK_STEP = 8      # ... and opened every MASK_EVERY steps after that
 MASK_EVERY = 1000
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
-
-
 class Residual(nn.Sequential):
     def __init__(self, n: int):
-        super().__init__(_conv(n, n, 3), nn.LeakyReLU(0.2), _conv(n, n, 3))
+        super().__init__(conv(n, n, 3), nn.LeakyReLU(0.2), conv(n, n, 3))
 
     def forward(self, x: Tensor) -> Tensor:
         return x + super().forward(x)
 
 
 def _subpixel(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(_conv(cin, 4 * cout, 3), nn.PixelShuffle(2))
+    return nn.Sequential(conv(cin, 4 * cout, 3), nn.PixelShuffle(2))
 
 
 @register("theis2017")
@@ -85,7 +82,6 @@ class Theis2017(VariableRateCodec):
             check_index_quality("theis2017", self.quality, len(LMBDAS))
 
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
-    default_quality = 4
     lmbdas = LMBDAS
     stages = ("transforms", "scales", "joint")
     latent_stride = 8
@@ -97,8 +93,8 @@ class Theis2017(VariableRateCodec):
         n, m = config.N, config.M
         self.register_buffer("centre", torch.tensor(CENTRE).view(1, 3, 1, 1) / 255)
         self.register_buffer("spread", torch.tensor(SPREAD).view(1, 3, 1, 1) / 255)
-        self.g_a = nn.Sequential(_conv(3, n // 2, 5, 2), nn.LeakyReLU(0.2), _conv(n // 2, n, 5, 2), nn.LeakyReLU(0.2),
-                                 Residual(n), Residual(n), Residual(n), _conv(n, m, 5, 2))
+        self.g_a = nn.Sequential(conv(3, n // 2, 5, 2), nn.LeakyReLU(0.2), conv(n // 2, n, 5, 2), nn.LeakyReLU(0.2),
+                                 Residual(n), Residual(n), Residual(n), conv(n, m, 5, 2))
         self.g_s = nn.Sequential(_subpixel(m, n), nn.LeakyReLU(0.2), Residual(n), Residual(n), Residual(n),
                                  _subpixel(n, n // 2), nn.LeakyReLU(0.2), _subpixel(n // 2, 3))
         # an untrained g_a gives coefficients of std ~0.09 on normalized photos: start with gains that make

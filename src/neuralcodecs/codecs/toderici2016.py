@@ -116,7 +116,6 @@ class Toderici2016(LearnedCodec):
                 raise ValueError(f"toderici2016 architecture must be 'lstm' or 'fc', got {self.architecture!r}")
 
     qualities: ClassVar[tuple] = tuple(range(1, ITERATIONS + 1))
-    default_quality = 8
     lmbdas = (1.0,)  # plain MSE: the rate is set by the iteration count
     progressive = True
     pad_to = TILE

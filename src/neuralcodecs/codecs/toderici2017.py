@@ -151,7 +151,6 @@ class Toderici2017(LearnedCodec):
                 raise ValueError(f"toderici2017 framing must be oneshot, additive or residual-scaling, got {self.framing!r}")
 
     qualities: ClassVar[tuple] = tuple(range(1, ITERATIONS + 1))
-    default_quality = 8
     lmbdas = (1.0,)
     progressive = True
     pad_to = 16

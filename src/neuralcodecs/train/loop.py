@@ -1,5 +1,7 @@
 """The one training loop for every learned codec (nanoGPT-style: it fits on a screen).
 
+Each step is train_step (step.py) on the codec's own loss, by default (LearnedCodec.loss)
+
     loss = mean over the batch of  lmbda * 255^2 * MSE(x, x_hat) + bits / pixels
 
 A learned codec's forward(x) returns {"x_hat", "bits" (per sample), "lmbda" (per sample)}: a
@@ -25,7 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from safetensors.torch import load_file
+
+from .. import weights
+from ..registry import get_entry
 from .data import RandomCrops
+from .step import train_step
 
 
 @dataclass
@@ -57,13 +64,13 @@ class TrainConfig:
     threads: int | None = None
     checkpoint_minutes: float = 5.0
     max_images: int | None = None
-    init: str | None = None  # start from weights: "shipped" (the package's) or a .safetensors file
+    # start from weights: "shipped" (the package's), "codec:NAME" (another codec's shipped weights, where names
+    # and shapes match) or a .safetensors file
+    init: str | None = None
     stage: str | None = None  # the codec's training stage (its `stages`; None: the first)
 
 
 def build_model(cfg: TrainConfig):
-    from ..registry import get_entry
-
     entry = get_entry(cfg.codec)
     return entry.cls.for_training(lmbdas=cfg.lmbda, name=cfg.codec, **{**entry.defaults, **cfg.settings})
 
@@ -113,11 +120,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     init_steps = 0  # training steps the initial weights had already had (the manifest knows, for shipped ones)
     if cfg.init and not ckpt.exists():
         # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer
-        from safetensors.torch import load_file
-
-        from .. import weights
-
-        model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else load_file(cfg.init))
+        if cfg.init.startswith("codec:"):
+            # another codec's shipped weights, where names and shapes match (e.g. balle2018 from balle2017's
+            # transforms and gains); the rest keeps its initialization
+            own = model.state_dict()
+            taken = {k: v.float() if v.is_floating_point() else v
+                     for k, v in weights.shipped_state(cfg.init[6:]).items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict({**own, **taken})
+            print(f"{len(taken)} of {len(own)} tensors from {cfg.init[6:]}'s weights")
+        else:
+            model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else load_file(cfg.init))
         if cfg.init == "shipped":
             init_steps = weights.manifest()[cfg.codec].get("steps", 0)
         print(f"initialized from {cfg.init}")
@@ -134,7 +146,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         print(f"resumed {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     data = RandomCrops(cfg.data, cfg.crop, cfg.max_images, cache=out / "photos.npz")
-    forward = torch.compile(model) if cfg.compile else model
+    if cfg.compile:
+        model.compile()  # compiles forward() in place; loss() calls it
     # `kill` (SIGTERM) stops a background run like Ctrl-C does: checkpoint first (background jobs of a
     # non-interactive shell ignore SIGINT, so Ctrl-C's signal cannot reach them)
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -151,27 +164,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             x = data.batch(cfg.batch, rng).to(cfg.device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(cfg):
-                res = forward(x)
-            mse = (res["x_hat"].float() - res.get("target", x)).pow(2).mean(dim=(1, 2, 3))
-            bpp = res["bits"] / (x.shape[2] * x.shape[3])
-            loss = (res["lmbda"] * 255 ** 2 * mse + bpp).mean()
-            opt.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):  # one bad batch must not poison hours of unattended training
+            metrics = train_step(model, x, opt, aux_opt, autocast=_autocast(cfg))
+            if metrics is None:
                 skipped += 1
                 continue
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
-            opt.step()
-            if aux_opt:
-                aux_opt.zero_grad(set_to_none=True)
-                model.aux_loss().backward()
-                aux_opt.step()
             step += 1
             log["step"].append(step)
-            log["loss"].append(loss.item())
-            log["bpp"].append(bpp.mean().item())
-            log["psnr"].append(-10 * math.log10(max(mse.mean().item(), 1e-10)))
+            log["loss"].append(metrics["loss"])
+            log["bpp"].append(metrics["bpp"])
+            log["psnr"].append(-10 * math.log10(max(metrics["mse"], 1e-10)))
             if step % 10 == 0:
                 bar.set_postfix({**{k: f"{np.mean(v[-50:]):.4g}" for k, v in log.items() if k != "step"},
                                  "skipped": skipped})

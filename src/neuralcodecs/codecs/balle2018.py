@@ -1,0 +1,59 @@
+"""Ballé, Minnen, Singh, Hwang, Johnston, "Variational image compression with a scale hyperprior", ICLR 2018;
+its hyper-synthesis as an integer network after Ballé, Johnston, Minnen, "Integer networks for data
+compression with latent-variable models", ICLR 2019.
+
+    x -> g_a (balle2017's: 3 x [conv /2-/4, GDN]) -> y * gain[q]
+      |y| -> h_a: [conv 3x3, relu] [conv 5x5 /2, relu] [conv 5x5 /2] -> z -> round -> z_hat
+             z_hat --(learned factorized density of rate point q)--> chunk 1
+      z_hat -> h_s (integer network): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> scale index
+      y -> round -> y_hat --(Gaussian, scale from a fixed table by that index)--> chunk 2
+    y_hat / gain[q] -> g_s (balle2017's: 3 x [IGDN, deconv x2-x4]) -> x_hat
+
+The transforms have balle2017's shape, so training starts from its shipped transforms and gains
+(`neuralcodecs train balle2018 --init codec:balle2017 ...`): only h_a, h_s and the z densities start from
+scratch. As in balle2017, one model serves every rate point through per-channel gains (Cui et al. 2021).
+h_s runs on integers (nn/integer.py), so the scale indexes, and with them the range decoder, agree bit for
+bit on any machine and thread count; g_s stays in floating point. Images are padded to multiples of 64 so
+that z is a whole 1/64 of the image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import nn
+
+from ..codec import check_index_quality
+from ..entropy.factorized import FactorizedPrior
+from ..entropy.latent import HyperpriorLatentCodec
+from ..learned import VariableRateCodec
+from ..nn import conv
+from ..nn.integer import IntegerConv, IntegerNetwork
+from ..registry import register
+from .balle2017 import GAIN0, LMBDAS, analysis_transform, synthesis_transform
+
+
+@register("balle2018")
+class Balle2018(VariableRateCodec):
+    @dataclass(frozen=True)
+    class Config:
+        quality: int = 7  # rate point 1..10 (lambda = LMBDAS[quality - 1])
+        N: int = 128  # channels of the hidden stages (balle2017's)
+        M: int = 192  # channels of the latent y (balle2017's)
+
+        def __post_init__(self):
+            check_index_quality("balle2018", self.quality, len(LMBDAS))
+
+    qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
+    lmbdas = LMBDAS
+    pad_to = 64
+
+    def __init__(self, config, name=None, lmbdas=None):
+        super().__init__(config, name, lmbdas)
+        n, m = config.N, config.M
+        self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
+        h_a = nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
+        h_s = IntegerNetwork(IntegerConv(n, n, 5, 2, transposed=True), nn.ReLU(),
+                             IntegerConv(n, n, 5, 2, transposed=True), nn.ReLU(), IntegerConv(n, m, 3, 1))
+        self.latent_codec = HyperpriorLatentCodec(h_a, h_s, n, len(self.lmbdas), FactorizedPrior)
+        self._init_gains(m, GAIN0)

@@ -1,0 +1,114 @@
+"""The Gaussian conditional, the integer network and the latent codecs (entropy/latent.py): real bytes against
+the bits the models return, exact round trips, and bit-exact entropy parameters in other processes."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcodecs.codecs.balle2018 import Balle2018
+from neuralcodecs.entropy.gaussian import LEVELS, GaussianConditional, scale_of
+from neuralcodecs.nn.integer import ACT_BITS, IntegerConv, IntegerNetwork
+
+torch.set_num_threads(1)
+
+
+def _gaussian_sample(seed: int, n: int = 4096):
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, 40, (1, 4, n // 4), generator=g)
+    y = torch.randn(index.shape, generator=g) * scale_of(index.float())
+    return y, index
+
+
+def test_gaussian_bytes_match_the_models_bits():
+    gc = GaussianConditional().eval()
+    y, index = _gaussian_sample(0)
+    data = gc.compress(y, index)
+    with torch.no_grad():
+        _, bits = gc(y, index.float())
+    table = gc.estimate_bits(y, index)
+    assert abs(8 * len(data) - table) <= 0.01 * table + 64
+    assert abs(8 * len(data) - float(bits.sum())) <= 0.01 * float(bits.sum()) + 64
+
+
+def test_gaussian_round_trip_is_exact_with_means_and_escapes():
+    gc = GaussianConditional().eval()
+    y, index = _gaussian_sample(1, 1024)
+    means = torch.round(torch.randn(y.shape) * 512) / 256  # on the integer network's grid
+    y.view(-1)[[3, 50, 700]] = torch.tensor([1e6, -3e4, 2.0 ** 40])  # far outside every table
+    data = gc.compress(y, index, means)
+    y_hat = gc.decompress(data, index, means)
+    assert torch.equal(y_hat, gc(y, index.float(), means)[0])
+    assert torch.equal(torch.round(y_hat - means), torch.round(y - means))
+
+
+def test_gaussian_tables_travel_with_the_weights():
+    assert {"table_counts", "table_half"} <= set(GaussianConditional().state_dict())
+    assert GaussianConditional().table_counts.shape[0] == LEVELS
+
+
+def test_integer_network_exact_matches_its_training_arithmetic():
+    torch.manual_seed(0)
+    net = IntegerNetwork(IntegerConv(8, 16, 5, 2, transposed=True), torch.nn.ReLU(), IntegerConv(16, 4, 3))
+    z = torch.round(torch.randn(1, 8, 6, 5) * 3 * 2 ** ACT_BITS) / 2 ** ACT_BITS
+    exact = net.exact(z) / 2 ** ACT_BITS
+    with torch.no_grad():
+        approx = net(z).double()
+    # float32 training arithmetic can land on the other side of a rounding step, rarely
+    assert (exact - approx).abs().max() <= 2 ** -ACT_BITS + 1e-6
+    assert float((exact != approx).double().mean()) < 0.05
+    with pytest.raises(ValueError, match="grid"):
+        net.exact(z + 1e-3)
+
+
+_EXACT = """
+import sys, torch
+from neuralcodecs.nn.integer import IntegerConv, IntegerNetwork
+torch.set_num_threads(int(sys.argv[1]))
+torch.manual_seed(0)
+net = IntegerNetwork(IntegerConv(64, 64, 5, 2, transposed=True), torch.nn.ReLU(), IntegerConv(64, 96, 3))
+z = torch.round(torch.randn(1, 64, 24, 20, generator=torch.Generator().manual_seed(1)) * 2000) / 256
+print(torch.sum(net.exact(z) * torch.arange(96).view(1, -1, 1, 1).double()).item())
+"""
+
+
+def test_integer_network_is_exact_across_thread_counts():
+    out = {subprocess.run([sys.executable, "-c", _EXACT, str(t)], capture_output=True, text=True, check=True).stdout
+           for t in (1, 2)}
+    assert len(out) == 1, out
+
+
+@pytest.fixture(scope="module")
+def hyperprior():
+    torch.manual_seed(0)
+    m = Balle2018.for_training(name="balle2018")
+    m.update_tables()
+    return m.eval()
+
+
+def test_hyperprior_bytes_match_estimate_and_round_trip(hyperprior, photo):
+    from neuralcodecs.image import pad
+
+    x = pad(photo, 64)
+    chunks = hyperprior.encode_chunks(x)
+    assert len(chunks) == 2  # z, then y
+    estimate = hyperprior.estimate_bits(x)
+    assert abs(8 * sum(map(len, chunks)) - estimate) <= 0.01 * estimate + 128
+    with torch.no_grad():
+        y = hyperprior._latents(x)
+        y_hat = hyperprior.latent_codec.decompress(chunks, tuple(y.shape), hyperprior.config.quality - 1)
+    assert torch.equal(y_hat, torch.round(y))
+    assert hyperprior.decode_chunks(chunks, x.shape).shape == x.shape
+
+
+def test_hyperprior_training_path(hyperprior):
+    hyperprior.train()
+    try:
+        out = hyperprior(torch.rand(2, 3, 64, 64))
+        assert out["bits"].shape == (2,) and bool((out["bits"] > 0).all())
+        out["bits"].sum().backward()
+        assert hyperprior.latent_codec.h_s[0].conv.weight.grad is not None  # straight through the rounding
+    finally:
+        hyperprior.eval()
+        hyperprior.zero_grad(set_to_none=True)
