@@ -17,7 +17,7 @@ import numpy as np
 
 from . import container
 from .errors import BitstreamError
-from .image import as_image, pad, padded_shape
+from .image import as_image, max_decode_pixels, pad, padded_shape
 from .registry import create_codec, get_entry
 
 
@@ -134,9 +134,23 @@ class Codec:
         chunks = self.encode_chunks(x)
         return container.pack(self.name, self.settings, self.fingerprint, (h, w, c), chunks)
 
+    @property
+    def n_chunks(self) -> int | None:
+        """The number of chunks its files have (None: progressive, 1 up to its quality's steps)."""
+        return None if self.progressive else 1
+
     def decode_file(self, header: container.Header, chunks: list[bytes]) -> np.ndarray:
-        cc = self._coded_channels(header.channels)
+        try:
+            cc = self._coded_channels(header.channels)
+        except ValueError as e:
+            raise BitstreamError(f"corrupted file: {e}") from None
+        expected = self.n_chunks
+        if (len(chunks) != expected) if expected is not None else not 1 <= len(chunks) <= self.config.quality:
+            raise BitstreamError(f"corrupted file: {len(chunks)} chunks, {self.name} at these settings writes "
+                                 f"{expected if expected is not None else f'1 to {self.config.quality}'}")
         ph, pw = padded_shape(header.height, header.width, self.pad_to, self.min_side)
+        if ph * pw > max_decode_pixels():  # padding can push a claim at the limit over it
+            raise BitstreamError(f"image of {pw}x{ph} coded pixels is over the decoder limit")
         try:
             x = self.decode_chunks(chunks, (ph, pw, cc))
         except BitstreamError:
@@ -167,7 +181,12 @@ def _decoder(name: str, settings_json: str) -> Codec:
     except KeyError:
         raise BitstreamError(f"file made by unknown codec {name!r}") from None
     try:
+        # the settings are checked (Config's own checks, the name's fixed settings, and for learned codecs
+        # the shipped weights' architecture) before anything is built from them
         cfg = entry.cls.Config(**json.loads(settings_json))
+        fixed = sorted(k for k, v in entry.defaults.items() if getattr(cfg, k) != v)
+        if fixed:
+            raise ValueError(f"{name} fixes {fixed}")
         return entry.cls.from_config(cfg, name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None

@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import BitstreamError
-from .image import MAX_PIXELS, MAX_SIDE
+from .image import MAX_SIDE, max_decode_pixels
 
 MAGIC = b"NCDC"
 VERSION = 1
@@ -109,8 +109,11 @@ def read_header(data: bytes) -> Header:
         raise BitstreamError("corrupted file: unreadable codec name or settings") from None
     if not isinstance(settings, dict):
         raise BitstreamError("corrupted file: settings are not a mapping")
-    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise BitstreamError(f"header claims an image of {w}x{h} pixels, outside what this library decodes")
+    if h * w > max_decode_pixels():
+        raise BitstreamError(f"header claims an image of {w}x{h} = {h * w} pixels, over the decoder limit of "
+                             f"{max_decode_pixels()} (set NEURALCODECS_MAX_PIXELS to raise it)")
     if c not in (1, 3, 4):
         raise BitstreamError(f"header claims {c} channels (expected 1, 3 or 4)")
     return Header(name, settings, fingerprint, h, w, c, k, size=r.pos)

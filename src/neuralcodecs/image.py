@@ -13,7 +13,28 @@ import numpy as np
 from PIL import Image
 
 MAX_SIDE = 65535
-MAX_PIXELS = 1 << 27  # ~134 Mpixel: larger claims are refused before anything is allocated
+MAX_PIXELS = 1 << 27  # ~134 Mpixel: the largest image this library handles at all
+# The decoder pixel limit (like Pillow's MAX_IMAGE_PIXELS): a file claiming a larger image is refused before any
+# work, since decoding time grows with the claimed size, not the file's. Settable with the environment variable
+# NEURALCODECS_MAX_PIXELS or set_max_decode_pixels(); encoding is not limited by it.
+DEFAULT_MAX_DECODE_PIXELS = 1 << 26  # ~67 Mpixel (an 8192 x 8192 image)
+_max_decode_pixels: int | None = None
+
+
+def max_decode_pixels() -> int:
+    """The decoder pixel limit now in force."""
+    if _max_decode_pixels is not None:
+        return _max_decode_pixels
+    value = os.environ.get("NEURALCODECS_MAX_PIXELS")
+    return min(int(value), MAX_PIXELS) if value else DEFAULT_MAX_DECODE_PIXELS
+
+
+def set_max_decode_pixels(n: int | None) -> None:
+    """Set the decoder pixel limit for this process (None: back to the environment variable or the default)."""
+    global _max_decode_pixels
+    if n is not None and not 1 <= n <= MAX_PIXELS:
+        raise ValueError(f"the decoder pixel limit must be in [1, {MAX_PIXELS}]")
+    _max_decode_pixels = n
 
 
 def as_image(image: np.ndarray) -> np.ndarray:

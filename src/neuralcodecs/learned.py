@@ -3,6 +3,7 @@ training (forward: reconstruction and estimated bits) apart from real coding (en
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Any, ClassVar
 
@@ -51,9 +52,21 @@ class LearnedCodec(Codec, nn.Module):
         self.stage = stage
 
     # -- construction ---------------------------------------------------------------------------
+    # settings a file or user may choose freely; every other setting is architecture and must be the shipped
+    # weights' (checked before anything is built, so a file cannot make the decoder allocate a network of its
+    # choosing)
+    free_settings: ClassVar[tuple[str, ...]] = ("quality",)
+
     @classmethod
     def from_config(cls, config: Any, name: str) -> "LearnedCodec":
         """A ready coder: shipped weights (with their coding tables) loaded, eval mode, CPU."""
+        entry = weights.manifest().get(name, {})
+        shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
+        wrong = {k: v for k, v in dataclasses.asdict(config).items()
+                 if entry and k not in cls.free_settings and v != shipped.get(k)}
+        if wrong:
+            raise ValueError(f"{name}'s shipped weights have " + ", ".join(f"{k}={shipped[k]!r}" for k in wrong)
+                             + "; asked for " + ", ".join(f"{k}={v!r}" for k, v in wrong.items()))
         model = cls(config, name=name)
         model.load_weights(weights.shipped_state(name), fingerprint=weights.shipped_fingerprint(name))
         return model.eval()
@@ -188,6 +201,10 @@ class VariableRateCodec(LearnedCodec):
     @torch.no_grad()
     def estimate_bits(self, x: np.ndarray) -> float:
         return self.latent_codec.estimate_bits(self._latents(x), self.config.quality - 1)
+
+    @property
+    def n_chunks(self) -> int:
+        return self.latent_codec.n_strings
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:

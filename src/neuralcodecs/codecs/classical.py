@@ -43,19 +43,24 @@ def _as_hwc(x: np.ndarray) -> np.ndarray:
 
 
 class _SingleChunk(Codec):
-    """A library codec whose whole bitstream is the single chunk; subclasses give _encode/_decode."""
+    """A library codec whose whole bitstream is the single chunk; subclasses give _encode/_decode.
+
+    _decode(data, out) decodes into `out`, the array of the size the container claims: the libraries read
+    the embedded file's own size first and refuse a mismatch before decoding (or allocating) anything, so a
+    small file cannot claim a huge image inside."""
 
     def _encode(self, x: np.ndarray) -> bytes:
         raise NotImplementedError
 
-    def _decode(self, data: bytes) -> np.ndarray:
+    def _decode(self, data: bytes, out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
         return [self._encode(x)]
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        return _as_hwc(self._decode(chunks[0]))
+        h, w, c = shape
+        return _as_hwc(self._decode(chunks[0], np.empty((h, w) if c == 1 else (h, w, c), np.uint8)))
 
     def encode_native(self, image: np.ndarray) -> bytes:
         from ..image import as_image
@@ -88,8 +93,8 @@ class JPEG(_SingleChunk):
         return bytes(_ic().jpeg8_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
                                               subsampling=sub, optimize=False))
 
-    def _decode(self, data):
-        return _ic().jpeg8_decode(data)
+    def _decode(self, data, out):
+        return _ic().jpeg8_decode(data, out=out)
 
 
 @register("jpeg2000")
@@ -110,8 +115,8 @@ class JPEG2000(_SingleChunk):
         return bytes(_ic().jpeg2k_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=float(self.config.quality),
                                                codecformat="jp2", numthreads=1))
 
-    def _decode(self, data):
-        return _ic().jpeg2k_decode(data)
+    def _decode(self, data, out):
+        return _ic().jpeg2k_decode(data, out=out)
 
 
 @register("webp")
@@ -131,8 +136,8 @@ class WebP(_SingleChunk):
         return bytes(_ic().webp_encode(x, level=int(self.config.quality), lossless=False,
                                              method=self.config.method))
 
-    def _decode(self, data):
-        return _ic().webp_decode(data)[:, :, :3]
+    def _decode(self, data, out):
+        return _ic().webp_decode(data, out=out)
 
 
 @register("avif")
@@ -152,8 +157,8 @@ class AVIF(_SingleChunk):
         return bytes(_ic().avif_encode(x, level=int(self.config.quality), speed=self.config.speed,
                                              numthreads=1))
 
-    def _decode(self, data):
-        return _ic().avif_decode(data)
+    def _decode(self, data, out):
+        return _ic().avif_decode(data, out=out)
 
 
 @register("heif")
@@ -181,11 +186,13 @@ class HEIF(_SingleChunk):
         heif.save(buf, quality=int(self.config.quality), chroma=int(self.config.chroma))
         return buf.getvalue()
 
-    def _decode(self, data):
+    def _decode(self, data, out):
         import pillow_heif
 
-        im = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)[0]
+        im = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)[0]  # reads the header only
         w, h = im.size
+        if (h, w, 3) != out.shape or im.mode != "RGB":
+            raise ValueError(f"the HEIF inside is {w}x{h} {im.mode}, the file claims {out.shape}")
         rows = np.frombuffer(im.data, np.uint8).reshape(h, im.stride)
         return np.ascontiguousarray(rows[:, : w * 3].reshape(h, w, 3))
 
@@ -208,8 +215,8 @@ class JPEGXL(_SingleChunk):
         return bytes(_ic().jpegxl_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
                                                effort=self.config.effort, numthreads=1))
 
-    def _decode(self, data):
-        return _ic().jpegxl_decode(data)
+    def _decode(self, data, out):
+        return _ic().jpegxl_decode(data, out=out)
 
 
 @register("png")
@@ -230,5 +237,5 @@ class PNG(_SingleChunk):
     def _encode(self, x):
         return bytes(_ic().png_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality)))
 
-    def _decode(self, data):
-        return _ic().png_decode(data)
+    def _decode(self, data, out):
+        return _ic().png_decode(data, out=out)

@@ -20,18 +20,20 @@ pair of updates made at once. The loss is MSE (rate is set by the host's quality
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from PIL import Image
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..codec import Command, HostedCodec
-from ..image import as_image, from_tensor, save_image, to_tensor
+from ..image import as_image, from_tensor, max_decode_pixels, save_image, to_tensor
 from ..learned import LearnedCodec, one_thread
 from ..nn import conv
 from ..registry import create_codec, get_entry, register
@@ -222,8 +224,9 @@ class JPEGEnhance(HostedCodec, LearnedCodec):
         return from_tensor(self.reccnn(to_tensor(decoded)))
 
     def enhance_jpeg(self, data: bytes) -> np.ndarray:
-        """Any ordinary JPEG file (bytes) -> its decoded image with artefacts reduced (gray stays gray)."""
-        x = as_image(self.host().decode_chunks([data], (0, 0, 0)))
+        """Any ordinary JPEG file (bytes) -> its decoded image with artefacts reduced (gray stays gray, CMYK and
+        YCCK become RGB). ValueError for anything else, or over the decoder pixel limit."""
+        x = as_image(_read_jpeg(data))
         with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
             y = self.enhance(np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x)
         return np.round(y.mean(axis=2, keepdims=True)).astype(np.uint8) if x.shape[2] == 1 else y
@@ -233,6 +236,19 @@ class JPEGEnhance(HostedCodec, LearnedCodec):
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         return self.enhance(self.host_decode(chunks, shape[0], shape[1]))
+
+
+def _read_jpeg(data: bytes) -> np.ndarray:
+    """A JPEG file's pixels as L or RGB, its size checked against the decoder limit before decoding."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "JPEG":
+                raise ValueError(f"not a JPEG file (it is {im.format or 'unknown'}); enhance reads JPEG files")
+            if im.width * im.height > max_decode_pixels():
+                raise ValueError(f"a JPEG of {im.width}x{im.height} pixels is over the decoder limit")
+            return np.asarray(im.convert("L" if im.mode == "L" else "RGB")).copy()
+    except (Image.UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"not a readable JPEG file ({e})") from None
 
 
 def _cmd_enhance(args) -> None:
