@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: venv
-	$(VENV)/bin/neuralcodecs demo --out out/demo
+	$(VENV)/bin/neuralcodecs demo --out out/demo --force
 
 test: venv
 	$(PY) -m pytest -q

@@ -75,7 +75,7 @@ def cmd_encode(args) -> None:
 
     settings = dict(parse_setting(text) for text in args.set or [])
     codec = create_codec(args.codec, quality=args.quality, **settings)
-    image = load_image(args.input)
+    image = load_image(args.input, alpha=args.alpha)
     data = codec.encode_native(image) if args.native else codec.encode(image)
     write_atomic(args.output, data, force=args.force)
     h, w = image.shape[:2]
@@ -85,12 +85,13 @@ def cmd_encode(args) -> None:
 
 def cmd_decode(args) -> None:
     from . import decode
-    from .image import save_image
+    from .image import lossless_format, save_image
 
+    lossless_format(args.output)  # refuse a lossy or unknown suffix before decoding
     out = Path(args.output)
     if out.exists() and not args.force:
         raise FileExistsError(f"{out} exists (use --force to overwrite)")
-    save_image(out, decode(_read(args.input)))
+    save_image(out, decode(_read(args.input)), force=args.force)
 
 
 def cmd_info(args) -> None:
@@ -128,6 +129,8 @@ def cmd_eval(args) -> None:
 def cmd_plot(args) -> None:
     from .eval import plot
 
+    if Path(args.out).exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists (use --force to overwrite)")
     files = plot([Path(p) for p in args.json], Path(args.out), references=[Path(p) for p in args.reference or []],
                  anchor=args.anchor)
     print("wrote " + ", ".join(str(f) for f in files))
@@ -149,28 +152,42 @@ def cmd_export(args) -> None:
     export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers)
 
 
+DEMO_CODECS = ("jpeg", "webp", "heif", "balle2017", "theis2017", "balle2018")
+
+
 def cmd_demo(args) -> None:
+    """Every demo codec at the rate point whose file is nearest in size to the target (jpeg at quality 50 unless
+    --bpp), decoded, measured and printed side by side."""
     import time
 
-    from . import create_codec, decode, load_image, metrics
+    from . import decode, load_image, metrics
     from .image import save_image, write_atomic
+    from .registry import create_codec, list_codecs
 
-    image = load_image(args.image)
-    codec = create_codec(args.codec)
-    t0 = time.perf_counter()
-    data = codec.encode(image)
-    t1 = time.perf_counter()
-    decoded = decode(data)
-    t2 = time.perf_counter()
-    out = Path(args.out)
-    stem = Path(args.image).stem
-    write_atomic(out / f"{stem}.{codec.name}.ncdc", data)
-    save_image(out / f"{stem}.{codec.name}.png", decoded)
+    image = load_image(args.image, alpha="flatten")
     h, w = image.shape[:2]
-    print(f"{args.image}: {w}x{h}, codec {codec.name} (quality {codec.config.quality})")
-    print(f"  {len(data)} bytes, {metrics.bpp(len(data), h, w):.4f} bpp, PSNR {metrics.psnr(image, decoded):.2f} dB, "
-          f"MS-SSIM {metrics.ms_ssim(image, decoded):.4f}, encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s")
-    print(f"  wrote {out / f'{stem}.{codec.name}.ncdc'} and the decoded {out / f'{stem}.{codec.name}.png'}")
+    out, stem = Path(args.out), Path(args.image).stem
+    target = args.bpp * h * w / 8 if args.bpp else len(create_codec("jpeg", quality=50).encode(image))
+    ready = set(list_codecs(ready=True))
+    names = [n for n in args.codec or DEMO_CODECS if n in ready or args.codec]
+    print(f"{args.image}: {w}x{h}; each codec at the rate point nearest {target:.0f} bytes "
+          f"({metrics.bpp(int(target), h, w):.3f} bpp)")
+    print(f"{'codec':12s} {'quality':>7s} {'bytes':>7s} {'bpp':>6s} {'PSNR':>6s} {'MS-SSIM':>7s} {'enc s':>6s} {'dec s':>6s}")
+    for name in names:
+        codec_cls = create_codec(name)
+        sizes = {q: len(create_codec(name, quality=q).encode(image)) for q in type(codec_cls).qualities}
+        quality = min(sizes, key=lambda q: abs(sizes[q] - target))
+        codec = create_codec(name, quality=quality)
+        t0 = time.perf_counter()
+        data = codec.encode(image)
+        t1 = time.perf_counter()
+        decoded = decode(data)
+        t2 = time.perf_counter()
+        write_atomic(out / f"{stem}.{name}.ncdc", data, force=args.force)
+        save_image(out / f"{stem}.{name}.png", decoded, force=args.force)
+        print(f"{name:12s} {quality!s:>7s} {len(data):7d} {metrics.bpp(len(data), h, w):6.3f} "
+              f"{metrics.psnr(image, decoded):6.2f} {metrics.ms_ssim(image, decoded):7.4f} {t1 - t0:6.2f} {t2 - t1:6.2f}")
+    print(f"wrote the files and the decoded images to {out}/")
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> None:
@@ -199,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("input"); s.add_argument("output")
     s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
     s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
+    s.add_argument("--alpha", choices=("keep", "flatten", "drop"), default="keep",
+                   help="an alpha channel: keep it (png only), flatten the image onto white, or drop it "
+                        "(default: keep)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a codec setting (repeatable)")
     s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
 
@@ -234,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", nargs="+")
     s.add_argument("--anchor", help="also write bd.csv/bd.md against this curve (a codec name among the JSONs, "
                    "or a curve file)")
+    s.add_argument("--force", action="store_true", help="overwrite OUT")
     s.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("train", help="train a learned codec", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -265,8 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                 s.set_defaults(fn=command.run)
 
     s = sub.add_parser("demo", help="compress and decode the shipped sample image")
-    s.add_argument("--image", default=str(DEMO_IMAGE)); s.add_argument("--codec", default="jpeg")
-    s.add_argument("--out", default="out/demo"); s.set_defaults(fn=cmd_demo)
+    s.add_argument("--image", default=str(DEMO_IMAGE), help="the image (default: the shipped Kodak sample)")
+    s.add_argument("--codec", action="append", help=f"a codec to compare (repeatable; default: {', '.join(DEMO_CODECS)})")
+    s.add_argument("--bpp", type=float, help="target size in bits per pixel (default: jpeg quality 50's size)")
+    s.add_argument("--out", default="out/demo"); s.add_argument("--force", action="store_true", help="overwrite")
+    s.set_defaults(fn=cmd_demo)
     return p
 
 

@@ -121,7 +121,7 @@ class Codec:
             return 3
         kind = {1: "grayscale", 4: "RGBA (alpha)"}.get(c, f"{c}-channel")
         raise ValueError(f"{self.name} does not code {kind} images; it takes {self.channels} channels"
-                         + (" (drop the alpha channel, or use png)" if c == 4 else ""))
+                         + (" (use png, or --alpha flatten / drop)" if c == 4 else ""))
 
     def encode(self, image: np.ndarray) -> bytes:
         """uint8 HxWx3 (or HxW gray, HxWx4 where supported) -> the whole file as bytes."""

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 27  # ~134 Mpixel: the largest image this library handles at all
@@ -55,11 +55,16 @@ def as_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file into uint8 HxW (gray), HxWx3 or HxWx4; palette and 16-bit images are converted."""
+def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
+    """Read an image file into uint8 HxW (gray), HxWx3 or HxWx4, turned upright by its EXIF orientation;
+    palette and 16-bit images are converted. `alpha` says what happens to an alpha channel: "keep" it,
+    "flatten" the image onto white (what a viewer shows), or "drop" it."""
+    if alpha not in ("keep", "flatten", "drop"):
+        raise ValueError(f"alpha must be keep, flatten or drop, got {alpha!r}")
     try:
         with Image.open(path) as im:
             im.load()
+            im = ImageOps.exif_transpose(im)  # cameras store pixels sideways and say so in EXIF
             if im.mode in ("L", "RGB", "RGBA"):
                 pass
             elif im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F"):
@@ -68,9 +73,31 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 im = im.convert("RGBA")
             else:
                 im = im.convert("RGB")
-            return np.asarray(im).copy()
+            x = np.asarray(im).copy()
     except (Image.UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ValueError(f"{path}: not a readable image ({e})") from None
+    if x.ndim == 3 and x.shape[2] == 4 and alpha != "keep":
+        rgb = x[:, :, :3].astype(np.float64)
+        if alpha == "flatten":
+            a = x[:, :, 3:].astype(np.float64) / 255
+            rgb = rgb * a + 255 * (1 - a)
+        x = np.round(rgb).astype(np.uint8)
+    return x
+
+
+# Suffixes an image may be saved under: lossless formats only, so a decoded image is written as decoded.
+LOSSLESS = {".png": "PNG", ".ppm": "PPM", ".pgm": "PPM", ".pnm": "PPM", ".tif": "TIFF", ".tiff": "TIFF",
+            ".bmp": "BMP"}
+
+
+def lossless_format(path: str | os.PathLike) -> str:
+    """The lossless format a path's suffix names (Pillow's name); ValueError for any other suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in LOSSLESS:
+        raise ValueError(f"{path}: images are written losslessly, as {', '.join(sorted(LOSSLESS))}; "
+                         f"{suffix or 'no suffix'} is not one (a lossy format would change the decoded pixels; "
+                         f"`neuralcodecs extract` writes a codec's own standard file)")
+    return LOSSLESS[suffix]
 
 
 def _to_8bit_gray(im: Image.Image) -> Image.Image:
@@ -85,7 +112,9 @@ def save_image(path: str | os.PathLike, image: np.ndarray, force: bool = True) -
     image = as_image(image)
     pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    fmt = lossless_format(path)
+    if fmt in ("PPM", "BMP") and image.shape[2] == 4:
+        raise ValueError(f"{path}: {fmt} has no alpha channel; write .png or .tiff")
     buf = _encode_pil(pil, fmt)
     write_atomic(path, buf, force=force)
 

@@ -189,10 +189,49 @@ class VariableRateCodec(LearnedCodec):
         return {"x_hat": x_hat, "bits": total, "lmbda": lmbda}
 
     # -- real coding --------------------------------------------------------------------------------
+    # Large images run through the transforms in tiles, so memory stays bounded (a 12 Mpixel photo in one piece
+    # needs 2-4 GB of activations). A tile sees `margin` of real image around it, more than the transforms'
+    # receptive fields (g_a: 28 px for balle2017, 38 px for theis2017; g_s: 4-5 latents), and only its interior
+    # is kept. The tile size is a constant, not derived from the machine's memory, so every decoder computes
+    # the same pixels; images up to one tile plus its margins are coded whole, as they always were.
+    tile = 1024             # pixels per tile side (a multiple of every latent stride)
+    analysis_margin = 64    # pixels of context on each side of an analysis tile
+    synthesis_margin = 8    # latents of context on each side of a synthesis tile
+
+    def _analyse(self, x: np.ndarray) -> Tensor:
+        """g_a of a padded uint8 image, in tiles if it is large."""
+        h, w, _ = x.shape
+        s = self.latent_stride
+        rows, cols = _spans(h, self.tile, self.analysis_margin), _spans(w, self.tile, self.analysis_margin)
+        if len(rows) == len(cols) == 1:
+            return self.analysis(to_tensor(x))
+        y = None
+        for a, b, ca, cb in rows:
+            for c, d, cc, cd in cols:
+                t = self.analysis(to_tensor(np.ascontiguousarray(x[ca:cb, cc:cd])))
+                if y is None:
+                    y = t.new_empty((1, t.shape[1], h // s, w // s))
+                y[:, :, a // s:b // s, c // s:d // s] = t[:, :, (a - ca) // s:(b - ca) // s, (c - cc) // s:(d - cc) // s]
+        return y
+
+    def _synthesise(self, y_hat: Tensor) -> np.ndarray:
+        """g_s of y_hat as a uint8 image, in tiles if it is large."""
+        _, _, hl, wl = y_hat.shape
+        s, tile = self.latent_stride, self.tile // self.latent_stride
+        rows, cols = _spans(hl, tile, self.synthesis_margin), _spans(wl, tile, self.synthesis_margin)
+        if len(rows) == len(cols) == 1:
+            return from_tensor(self.synthesis(y_hat))
+        out = np.empty((hl * s, wl * s, 3), np.uint8)
+        for a, b, ca, cb in rows:
+            for c, d, cc, cd in cols:
+                t = from_tensor(self.synthesis(y_hat[:, :, ca:cb, cc:cd]))
+                out[a * s:b * s, c * s:d * s] = t[(a - ca) * s:(b - ca) * s, (c - cc) * s:(d - cc) * s]
+        return out
+
     def _latents(self, x: np.ndarray) -> Tensor:
         """The scaled latents of a padded image at this codec's rate point."""
         gain, _ = self._gains(torch.tensor([self.config.quality - 1]))
-        return self.analysis(to_tensor(x)) * gain
+        return self._analyse(x) * gain
 
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
@@ -213,7 +252,15 @@ class VariableRateCodec(LearnedCodec):
         _, inv_gain = self._gains(torch.tensor([q]))
         s = self.latent_stride
         y_hat = self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q)
-        return from_tensor(self.synthesis(y_hat * inv_gain))
+        return self._synthesise(y_hat * inv_gain)
+
+
+def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Tiles along an axis of length n: (start, stop) and the context (start, stop) computed around it.
+    One span covering everything when n fits in a tile and its margins."""
+    if n <= tile + 2 * margin:
+        return [(0, n, 0, n)]
+    return [(a, min(a + tile, n), max(0, a - margin), min(n, a + tile + margin)) for a in range(0, n, tile)]
 
 
 def entropy_coded_codecs() -> list[str]:

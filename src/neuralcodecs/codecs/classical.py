@@ -33,9 +33,11 @@ def _ic():
     return imagecodecs
 
 
-def _check_quality(name: str, q, lo, hi) -> None:
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not lo <= q <= hi:
-        raise ValueError(f"{name} quality must be a number in [{lo}, {hi}], got {q!r}")
+def _check_quality(name: str, q, lo, hi, integer: bool = True) -> None:
+    kind = (int,) if integer else (int, float)
+    if isinstance(q, bool) or not isinstance(q, kind) or not lo <= q <= hi:
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{name} quality must be {what} in [{lo}, {hi}], got {q!r}")
 
 
 def _as_hwc(x: np.ndarray) -> np.ndarray:
@@ -104,7 +106,7 @@ class JPEG2000(_SingleChunk):
         quality: float = 36.0  # target PSNR in dB (OpenJPEG's fixed-quality mode)
 
         def __post_init__(self):
-            _check_quality("jpeg2000", self.quality, 10, 80)
+            _check_quality("jpeg2000", self.quality, 10, 80, integer=False)
 
     qualities: ClassVar[tuple] = (26, 28, 30, 32, 34, 36, 38, 40, 42, 44)
     channels = (1, 3)

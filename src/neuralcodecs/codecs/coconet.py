@@ -58,6 +58,7 @@ from ..train.step import train_step
 PRESETS = ((12, 8, 1e-3), (16, 8, 1e-3), (20, 10, 1e-3), (28, 10, 1e-3), (36, 10, 5e-4), (48, 10, 3e-4))
 W0 = 30.0  # SIREN's first-layer frequency
 QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
+COMPILE_MIN_BUDGET = 60.0  # seconds: shorter fits run uncompiled
 PLAN_AFTER = 200  # the schedule is fitted to the budget every this many steps
 HISTOGRAM_BINS = 16  # per tensor of at least MIN_HISTOGRAM weights; smaller ones are coded uniformly
 MIN_HISTOGRAM = 256
@@ -177,7 +178,9 @@ class CocoNet(Codec):
         opt = torch.optim.Adam(net.parameters(), lr=base_lr)
         g = torch.Generator().manual_seed(cfg.seed)
         # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
-        objective = PixelFit(torch.compile(net) if cfg.compile else net, self.levels)
+        # compiling costs ~10 s, twice (again for the quantized phase): more than a short budget can win back
+        compile_ = cfg.compile and cfg.budget >= COMPILE_MIN_BUDGET
+        objective = PixelFit(torch.compile(net) if compile_ else net, self.levels)
         total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()
         # Sine networks trained with Adam at a high rate sometimes blow up (kodim15, width 48, 300 s at lr 1e-3:
         # 9.8 dB; kodim01 fell from 19.7 to 16 dB, which a 4x threshold missed). A smoothed loss far above its
@@ -198,7 +201,7 @@ class CocoNet(Codec):
             if qat_start is None and step >= (1 - QAT_FRACTION) * total:
                 qat_start = step
                 steps = objective.steps = self._steps(net)
-                objective.forward = torch.compile(net) if cfg.compile else net
+                objective.forward = torch.compile(net) if compile_ else net
             # one cosine from lr to 0 over all steps: the quantized phase starts where the rate is already low
             lr = lr_scale * base_lr * 0.5 * (1 + math.cos(math.pi * step / total))
             for group in opt.param_groups:

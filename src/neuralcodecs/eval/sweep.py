@@ -76,7 +76,7 @@ def _get_codec(name: str, quality: Any, settings: tuple, image: np.ndarray) -> A
 
 def run_job(job: Job) -> dict[str, Any]:
     """Encode, decode and measure one image at one rate point; one per_image.csv row."""
-    image = load_image(job.image)
+    image = load_image(job.image, alpha="flatten")  # RD is measured on what a viewer shows
     try:
         codec = _get_codec(job.codec, job.quality, job.settings, image)
         t0 = time.perf_counter()
