@@ -114,6 +114,13 @@ class LearnedCodec(Codec, nn.Module):
     def entropy_models(self) -> list[nn.Module]:
         return [m for m in self.modules() if isinstance(m, EntropyModel)]
 
+    def entropy_parameters(self) -> list[nn.Parameter]:
+        """What models the rate (the densities, and a latent codec's networks that predict them, such as a
+        hyperprior's h_a and h_s): training gives them their own learning rate (TrainConfig.entropy_lr)."""
+        latent = getattr(self, "latent_codec", None)
+        modules = [latent] if latent is not None else self.entropy_models()
+        return list(dict.fromkeys(p for m in modules for p in m.parameters()))
+
     def update_tables(self) -> None:
         """Rebuild the integer coding tables from the learned densities (the training loop does, at its end)."""
         for m in self.entropy_models():

@@ -41,7 +41,7 @@ def _tensors(a, b):
     a, b = _pair(a, b)
     # float32: within 1e-6 of float64 on Kodak (SSIM of 8-bit data needs no more) and 7x faster
     ta = torch.from_numpy(a).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float()
     return ta, tb
 
 
@@ -90,6 +90,32 @@ def psnr_hvs(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     with np.errstate(invalid="ignore", divide="ignore"):  # its np.where evaluates 0/0 on flat blocks, then discards it
         hvs, hvsm = psnr_hvs_hvsm(luma(a[:h, :w]), luma(b[:h, :w]))
     return float(hvs), float(hvsm)
+
+
+def weighted_psnr(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
+    """PSNR of a weighted mean squared error: weights (HxW, >= 0) say where errors count, e.g. a fixation
+    density (where people look); uniform weights give the plain PSNR."""
+    a, b = _pair(a, b)
+    err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=2)
+    w = np.asarray(weights, dtype=np.float64)
+    value = float((err * w).sum() / max(w.sum(), 1e-300))
+    return float("inf") if value == 0 else 10 * math.log10(255 ** 2 / value)
+
+
+def fixation_density(points: np.ndarray, height: int, width: int, sigma: float) -> np.ndarray:
+    """A fixation density map (HxW, sums to 1): each fixation (row, column; 0-based pixels) a Gaussian of
+    `sigma` pixels, the usual ground truth of saliency benchmarks."""
+    density = np.zeros((height, width))
+    pts = np.round(np.asarray(points, dtype=np.float64)).astype(int)
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < height) & (pts[:, 1] >= 0) & (pts[:, 1] < width)
+    np.add.at(density, (pts[inside, 0], pts[inside, 1]), 1.0)
+    radius = int(3 * sigma) + 1
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    k /= k.sum()
+    # separable blur, zero outside the image (a fixation near the border spreads less mass inside)
+    density = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 0, density)
+    density = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, density)
+    return density / max(density.sum(), 1e-300)
 
 
 def bpp(n_bytes: int, height: int, width: int) -> float:

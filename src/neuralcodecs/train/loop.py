@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model.set_stage(cfg.stage or model.stages[0])
     aux = list(model.aux_parameters())
     aux_ids = {id(p) for p in aux}
-    density = [p for m in model.entropy_models() for p in m.parameters() if id(p) not in aux_ids]
+    density = [p for p in model.entropy_parameters() if id(p) not in aux_ids]
     rest = aux_ids | {id(p) for p in density}
     opt = torch.optim.Adam([{"params": [p for p in model.parameters() if id(p) not in rest]}, {"params": density}],
                            lr=cfg.lr)
