@@ -190,6 +190,40 @@ def cmd_demo(args) -> None:
     print(f"wrote the files and the decoded images to {out}/")
 
 
+def cmd_pq(args) -> None:
+    """Product quantization of a classifier's weights (Stock et al. 2020): quantize, or measure a file."""
+    import time
+
+    from .image import write_atomic
+    from .quant import PQConfig, classifier, load, pq
+
+    if args.pq_command == "quantize":
+        if Path(args.out).exists() and not args.force:
+            raise FileExistsError(f"{args.out} exists (use --force to overwrite)")
+        t = time.time()
+        cfg = PQConfig(codewords=args.codewords, large=args.large, em_iterations=args.em_iterations, seed=args.seed)
+        data = classifier.quantize_classifier(args.model, args.calibration, cfg, images=args.images,
+                                              finetune_steps=args.finetune_steps, batch=args.batch)
+        write_atomic(args.out, data, force=args.force)
+        print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
+        return
+    from tqdm import tqdm
+
+    data = Path(args.file).read_bytes()
+    student = load(data, lambda name: classifier.build(name, pretrained=False))
+    meta_model = "efficientnet-lite0"
+    teacher = classifier.build(meta_model)
+    items = classifier.labelled(args.data)[:args.limit]
+    t = time.time()
+    with tqdm(total=2 * len(items), desc="top-1", dynamic_ncols=True) as bar:
+        top1 = classifier.top1(student, items, progress=bar.update)
+        top1_teacher = classifier.top1(teacher, items, progress=bar.update)
+    print(json.dumps({"file": args.file, "model": meta_model, "images": len(items), "top1": top1,
+                      "top1_teacher": top1_teacher, "bytes": len(data),
+                      "teacher_bytes": pq.parameter_bytes_fp32(teacher),
+                      "ratio": pq.parameter_bytes_fp32(teacher) / len(data), "seconds": round(time.time() - t, 1)}))
+
+
 def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> None:
     """An option per field of TrainConfig (its type and default), so the CLI never lags behind the config."""
     from .train import TrainConfig
@@ -272,6 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--command-line", default="", help="the training command, recorded in the manifest")
     s.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
     s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("pq", help="product quantization of a network's weights (And the Bit Goes Down)")
+    pq_sub = s.add_subparsers(dest="pq_command", required=True)
+    q = pq_sub.add_parser("quantize", help="quantize a classifier", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--model", default="efficientnet-lite0", help="the classifier")
+    q.add_argument("--calibration", required=True, help="folder of images for activations and distillation")
+    q.add_argument("--out", required=True, help="the compressed network's file")
+    q.add_argument("--codewords", type=int, default=256, help="k, codewords per layer")
+    q.add_argument("--large", action="store_true", help="the paper's large-block setting")
+    q.add_argument("--em-iterations", type=int, default=20, help="EM iterations per layer")
+    q.add_argument("--images", type=int, default=256, help="calibration images")
+    q.add_argument("--finetune-steps", type=int, default=200, help="codeword fine-tuning steps (distillation)")
+    q.add_argument("--batch", type=int, default=16, help="fine-tuning batch")
+    q.add_argument("--seed", type=int, default=0, help="seed")
+    q.add_argument("--force", action="store_true", help="overwrite --out")
+    e = pq_sub.add_parser("eval", help="top-1 of a quantized network and of its teacher; the last line is JSON")
+    e.add_argument("file"); e.add_argument("--data", required=True, help="ImageNet-labelled folder (labels.csv)")
+    e.add_argument("--limit", type=int, default=None, help="first N images only")
+    s.set_defaults(fn=cmd_pq)
 
     # commands declared by codecs (Codec.commands), each added once
     from .registry import get_entry, list_codecs

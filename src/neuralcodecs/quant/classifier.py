@@ -1,0 +1,101 @@
+"""What `neuralcodecs pq` quantizes and measures: an ImageNet classifier, calibration images and top-1 accuracy.
+
+Top-1 is measured the usual way: the shorter side resized to 256 (bicubic), the central 224x224, ImageNet mean
+and std. Calibration images (for the Gram matrices and the distillation) come from another folder than the
+evaluation one, cropped the same way.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..nn.classifier import efficientnet_lite0, normalize
+
+MODELS = ("efficientnet-lite0",)
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+def build(name: str, pretrained: bool = True) -> nn.Module:
+    """The classifier `name` (MODELS), pretrained (a fresh copy) or only its architecture."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    if pretrained:
+        return efficientnet_lite0(fresh=True)
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0").eval()
+
+
+def preprocess(path: str | Path, size: int = 224) -> torch.Tensor:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        s = 256 / min(w, h)
+        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return normalize(np.asarray(im.crop((left, top, left + size, top + size))))[0]
+
+
+def labelled(folder: str | Path) -> list[tuple[Path, int]]:
+    """(image, class index) from an ImageNet-labelled folder: its labels.csv (filename, class_index)."""
+    folder = Path(folder)
+    with open(folder / "labels.csv", newline="") as f:
+        return [(folder / row["filename"], int(row["class_index"])) for row in csv.DictReader(f)]
+
+
+def calibration(folder: str | Path, n: int, seed: int = 0) -> torch.Tensor:
+    """n preprocessed images drawn (seeded) from the images under `folder`."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"no images under {folder}")
+    pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
+    return torch.stack([preprocess(files[i]) for i in sorted(pick)])
+
+
+@torch.no_grad()
+def top1(model: nn.Module, items: list[tuple[Path, int]], batch: int = 32, progress=None) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(items), batch):
+        chunk = items[i:i + batch]
+        x = torch.stack([preprocess(p) for p, _ in chunk])
+        correct += int((model(x).argmax(1) == torch.tensor([c for _, c in chunk])).sum())
+        if progress:
+            progress(len(chunk))
+    return correct / len(items)
+
+
+def quantize_classifier(name: str, calibration_dir: str | Path, cfg, images: int = 256, finetune_steps: int = 200,
+                        batch: int = 16, lr: float = 1e-4, log=print) -> bytes:
+    """Product-quantize classifier `name` (layer by layer, then codeword fine-tuning by distillation from the
+    uncompressed teacher through the one train_step) and return the compressed file's bytes."""
+    from ..train.step import train_step
+    from . import pq
+
+    teacher, student = build(name), build(name)
+    x = calibration(calibration_dir, images, cfg.seed)
+    log(f"calibration: {len(x)} images from {calibration_dir}")
+    layers = pq.quantizable(student, cfg)
+    done = []
+    pq.quantize(student, x, cfg, progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n}")))
+    objective = pq.Distillation(student, teacher)
+    params = pq.codeword_parameters(student)
+    for p in student.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    student.eval()  # batch norm keeps its statistics: only the codewords move
+    for step in range(finetune_steps):
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        metrics = train_step(objective, x[idx], opt, clip=None)
+        if step % 20 == 0 or step == finetune_steps - 1:
+            log(f"fine-tune step {step + 1}/{finetune_steps}: KL {metrics['loss'] if metrics else float('nan'):.4f}")
+    return pq.save(student, name, cfg)

@@ -1,0 +1,52 @@
+"""Product quantization (quant/pq.py): the activation-aware EM, the file format and the layer rules."""
+import numpy as np
+import torch
+from torch import nn
+
+from neuralcodecs.quant import PQConfig, load, pq, quantize, save
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 64, 1), nn.ReLU(),
+                         nn.Conv2d(64, 64, 3, padding=1, groups=64), nn.ReLU(), nn.Conv2d(64, 32, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 40))
+
+
+def test_em_minimizes_the_output_error_not_the_weight_error():
+    torch.manual_seed(1)
+    # inputs with very unequal scales: the weight error of plain k-means is not what the output sees
+    x = torch.randn(2000, 8) * torch.tensor([10.0, 0.1, 5, 0.1, 1, 1, 0.1, 3])
+    w = torch.randn(300, 8)  # 300 outputs x 8 inputs, blocks of d = 4: groups 0 and 1
+    blocks, groups = w.reshape(-1, 4), torch.arange(2).repeat(300)
+    xg = x.reshape(-1, 2, 4).double()
+    gram = torch.einsum("ngi,ngj->gij", xg, xg)
+    aware, a = pq.em(blocks, groups, gram, 16, 15, 0)
+    plain, p = pq.em(blocks, groups, torch.eye(4, dtype=torch.float64).repeat(2, 1, 1), 16, 15, 0)
+    out_err = lambda c, idx: float(((x @ (w - c[idx].reshape(300, 8)).T) ** 2).sum())  # noqa: E731
+    assert out_err(aware, a) < 0.7 * out_err(plain, p)
+
+
+def test_quantize_save_load_round_trip():
+    net = _net()
+    cfg = PQConfig(codewords=4, em_iterations=5)
+    x = torch.randn(8, 3, 16, 16)
+    names = [n for n, _ in pq.quantizable(net, cfg)]
+    assert "0" not in names and {"2", "4", "6", "9"} <= set(names)  # the first layer stays, depthwise is quantized
+    quantize(net, x, cfg)
+    with torch.no_grad():
+        y = net(x)
+    data = save(net, "toy", cfg)
+    loaded = load(data, lambda name: _net())
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), y, atol=2e-2, rtol=2e-2)  # fp16 codebooks and biases
+    for name in ("2", "4", "6", "9"):
+        assert len(torch.unique(loaded.get_submodule(name).weight.reshape(-1, pq.block_size(loaded.get_submodule(name), False)), dim=0)) <= 4
+
+
+def test_pack_unpack():
+    rng = np.random.default_rng(0)
+    for bits in (1, 3, 8, 10):
+        idx = rng.integers(0, 2 ** bits, 1001)
+        assert np.array_equal(pq._unpack(pq._pack(idx, bits), len(idx), bits), idx)
+        assert len(pq._pack(idx, bits)) == -(-len(idx) * bits // 8)
