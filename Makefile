@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The constraint file pins torch to the local CPU wheel so pip never pulls a CUDA build.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-all bench venv clean gpu-wheels gpu-data gpu-dry-run
 
 venv: $(VENV)/.installed
 
@@ -30,3 +30,14 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) out
+
+# The GPU plan (gpu/plan.py): wheels the device lacks and the compact training patches, made here and carried.
+gpu-wheels:
+	mkdir -p .whl && python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl constriction
+
+gpu-data: venv
+	$(PY) gpu/make_data.py ../shared/data/train ../shared/data/saliency/nus-scene500/stimuli --out gpu-data/patches.npz
+
+gpu-dry-run: venv
+	$(PY) gpu/plan.py --dry-run --data samples --out out/gpu-dry-run --work out/gpu-dry-run-work

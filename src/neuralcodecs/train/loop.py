@@ -145,7 +145,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_rng_state(state["torch_rng"].cpu())
         print(f"resumed {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    data = RandomCrops(cfg.data, cfg.crop, cfg.max_images, cache=out / "photos.npz")
+    # crops are whole multiples of what the codec codes (balle2018's z needs multiples of 64)
+    crop = -(-cfg.crop // model.pad_to) * model.pad_to
+    if crop != cfg.crop:
+        print(f"crops of {crop} pixels: {cfg.codec} codes multiples of {model.pad_to}")
+    data = RandomCrops(cfg.data, crop, cfg.max_images, cache=out / "photos.npz")
     if cfg.compile:
         model.compile()  # compiles forward() in place; loss() calls it
     # `kill` (SIGTERM) stops a background run like Ctrl-C does: checkpoint first (background jobs of a

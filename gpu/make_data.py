@@ -1,0 +1,69 @@
+"""Build the compact training set that travels to a lent GPU (the device tool carries at most 64 MiB with the
+working tree): square crops of the training photos, stored as high-quality JPEG bytes in one .npz.
+
+    .venv/bin/python gpu/make_data.py ../shared/data/train ../shared/data/saliency/nus-scene500/stimuli \
+        --out gpu-data/patches.npz --patches 256 --size 384
+
+Kodak is never used (evaluation only). The file is not committed (the photos are for research use).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+def build(folders: list[str], patches: int, size: int, quality: int, seed: int) -> list[bytes]:
+    files = sorted(p for f in folders for p in Path(f).rglob("*") if p.suffix.lower() in EXTENSIONS)
+    if not files:
+        raise SystemExit(f"no images under {folders}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.permutation(len(files)):
+        with Image.open(files[i]) as im:
+            im = im.convert("RGB")
+            if min(im.size) < size:
+                continue
+            x, y = rng.integers(0, im.size[0] - size + 1), rng.integers(0, im.size[1] - size + 1)
+            buf = io.BytesIO()
+            im.crop((int(x), int(y), int(x) + size, int(y) + size)).save(buf, "JPEG", quality=quality)
+            out.append(buf.getvalue())
+        if len(out) == patches:
+            break
+    return out
+
+
+def unpack(npz: str | Path, folder: str | Path) -> Path:
+    """Write the patches out as PNG files (what the training loop reads); returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with np.load(npz) as data:
+        for i, blob in enumerate(data["jpeg"]):
+            Image.open(io.BytesIO(blob.tobytes())).save(folder / f"{i:05d}.png")
+    return folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+")
+    ap.add_argument("--out", default="gpu-data/patches.npz")
+    ap.add_argument("--patches", type=int, default=256)
+    ap.add_argument("--size", type=int, default=384)
+    ap.add_argument("--quality", type=int, default=93)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    blobs = build(args.folders, args.patches, args.size, args.quality, args.seed)
+    arr = np.empty(len(blobs), dtype=object)
+    arr[:] = [np.frombuffer(b, np.uint8) for b in blobs]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, jpeg=arr)
+    print(f"{args.out}: {len(blobs)} patches of {args.size}x{args.size}, {Path(args.out).stat().st_size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The GPU plan's dry run: every queued codec trains two steps on the CPU, checkpoints and exports, and what
+the device would return fits its limits (at most 8 files, 16 MiB each)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "gpu"))
+
+from plan import QUEUE  # noqa: E402
+
+
+def test_dry_run_of_the_whole_plan(tmp_path):
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(ROOT / "gpu" / "plan.py"), "--dry-run", "--data", str(ROOT / "samples"),
+                    "--out", str(out), "--work", str(tmp_path / "work")], check=True, capture_output=True)
+    report = json.loads((out / "plan.json").read_text())
+    assert set(report["runs"]) == {c for c, _ in QUEUE}
+    for codec, run in report["runs"].items():
+        assert run["exit"] == 0 and run["steps"] == 2 and run["exported"], (codec, run)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2 ** 20 for p in files), files
+    manifest = json.loads((out / "weights" / "manifest.json").read_text())
+    assert {c for c, _ in QUEUE} <= set(manifest)
