@@ -120,3 +120,16 @@ def test_codec_commands_come_from_the_codecs():
     for name in ("enhance", "upsample"):
         assert name in choices
     assert [c.name for c in get_entry("coconet").cls.commands] == ["upsample"]
+
+
+def test_version_module_and_standard_streams(tmp_path, photo):
+    nc.save_image(tmp_path / "a.png", photo)
+    run = lambda *a, **k: subprocess.run([sys.executable, "-m", "neuralcodecs", *a], capture_output=True, **k)  # noqa: E731
+    assert run("--version").stdout.decode().startswith("neuralcodecs ")
+    assert b"jiang2017-enhance" in run("list").stdout
+    coded = run("encode", "-", "-", "--codec", "jpeg", input=(tmp_path / "a.png").read_bytes())
+    assert coded.returncode == 0 and coded.stdout[:4] == b"NCDC" and b"bytes" in coded.stderr
+    png = run("decode", "-", "-", input=coded.stdout)
+    assert png.returncode == 0 and png.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "b.png").write_bytes(png.stdout)
+    assert np.array_equal(nc.load_image(tmp_path / "b.png"), nc.decode(coded.stdout))

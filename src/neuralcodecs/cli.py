@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import sys
 from pathlib import Path
@@ -57,36 +58,57 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 
 def _read(path: str) -> bytes:
-    return Path(path).read_bytes()
+    """A file's bytes; "-" reads standard input."""
+    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+
+
+def _write(path: str, data: bytes, force: bool) -> None:
+    """Write atomically (never over an existing file without force); "-" writes standard output."""
+    from .image import write_atomic
+
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(path, data, force=force)
+
+
+def _say(args, text: str) -> None:
+    """A status line: on stderr when standard output carries the data."""
+    print(text, file=sys.stderr if getattr(args, "output", None) == "-" else sys.stdout)
 
 
 def cmd_list(args) -> None:
     from .registry import get_entry, list_codecs
 
-    for name in list_codecs():
+    names = list_codecs()
+    width = max(map(len, names))
+    for name in names:
         cls = get_entry(name).cls
         flags = (" progressive" if cls.progressive else "") + ("" if cls.trained(name) else " (no trained weights yet)")
-        print(f"{name:14s} default quality {cls.default_quality!s:6s} sweep {list(cls.qualities)}{flags}")
+        print(f"{name:{width}s}  default quality {cls.default_quality!s:6s} sweep {list(cls.qualities)}{flags}")
 
 
 def cmd_encode(args) -> None:
     from . import create_codec, load_image, metrics
-    from .image import write_atomic
 
     settings = dict(parse_setting(text) for text in args.set or [])
     codec = create_codec(args.codec, quality=args.quality, **settings)
-    image = load_image(args.input, alpha=args.alpha)
+    image = load_image(io.BytesIO(_read(args.input)) if args.input == "-" else args.input, alpha=args.alpha)
     data = codec.encode_native(image) if args.native else codec.encode(image)
-    write_atomic(args.output, data, force=args.force)
+    _write(args.output, data, args.force)
     h, w = image.shape[:2]
-    print(f"{args.output}: {args.codec} q={codec.config.quality} {len(data)} bytes, "
-          f"{metrics.bpp(len(data), h, w):.4f} bpp")
+    _say(args, f"{args.output}: {args.codec} q={codec.config.quality} {len(data)} bytes, "
+               f"{metrics.bpp(len(data), h, w):.4f} bpp")
 
 
 def cmd_decode(args) -> None:
     from . import decode
-    from .image import lossless_format, save_image
+    from .image import encode_image, lossless_format, save_image
 
+    if args.output == "-":  # PNG on standard output
+        _write("-", encode_image(decode(_read(args.input)), ".png"), True)
+        return
     lossless_format(args.output)  # refuse a lossy or unknown suffix before decoding
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -241,13 +263,17 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="neuralcodecs", description="Learned and classical image codecs.")
+    p.add_argument("--version", action="version", version=f"neuralcodecs {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="registered codecs").set_defaults(fn=cmd_list)
 
     s = sub.add_parser("encode", help="compress an image")
-    s.add_argument("input"); s.add_argument("output")
+    s.add_argument("input", help="an image file, or - for standard input")
+    s.add_argument("output", help="the file to write, or - for standard output")
     s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
     s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
     s.add_argument("--alpha", choices=("keep", "flatten", "drop"), default="keep",
@@ -256,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a codec setting (repeatable)")
     s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
 
-    s = sub.add_parser("decode", help="decompress a neuralcodecs file to PNG")
-    s.add_argument("input"); s.add_argument("output"); s.add_argument("--force", action="store_true")
+    s = sub.add_parser("decode", help="decompress a neuralcodecs file to a lossless image")
+    s.add_argument("input", help="a neuralcodecs file, or - for standard input")
+    s.add_argument("output", help="the image (.png, .ppm, .tif, .bmp), or - for PNG on standard output")
+    s.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     s.set_defaults(fn=cmd_decode)
 
     s = sub.add_parser("info", help="what a file holds"); s.add_argument("input"); s.set_defaults(fn=cmd_info)
@@ -354,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("neuralcodecs: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`neuralcodecs list | head`): stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, KeyError, TypeError, OSError, NotImplementedError) as e:
         # BitstreamError is a ValueError; one line, no traceback
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

@@ -109,14 +109,18 @@ def _to_8bit_gray(im: Image.Image) -> Image.Image:
 def save_image(path: str | os.PathLike, image: np.ndarray, force: bool = True) -> None:
     """Write an image losslessly (PNG unless the suffix says otherwise), atomically; force=False refuses to
     overwrite."""
-    image = as_image(image)
-    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     path = Path(path)
-    fmt = lossless_format(path)
+    lossless_format(path)  # the error names the path
+    write_atomic(path, encode_image(image, path.suffix), force=force)
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """An image as the bytes of a lossless file of that suffix."""
+    image = as_image(image)
+    fmt = lossless_format(f"image{suffix}")
     if fmt in ("PPM", "BMP") and image.shape[2] == 4:
-        raise ValueError(f"{path}: {fmt} has no alpha channel; write .png or .tiff")
-    buf = _encode_pil(pil, fmt)
-    write_atomic(path, buf, force=force)
+        raise ValueError(f"{fmt} has no alpha channel; write .png or .tiff")
+    return _encode_pil(Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image), fmt)
 
 
 def _encode_pil(pil: Image.Image, fmt: str) -> bytes:
