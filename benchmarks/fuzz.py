@@ -241,7 +241,6 @@ def main() -> None:
         if not w.alive:
             w = Worker()
         if (i + 1) % 1000 == 0:
-            done = sum(sum(v[k] for k in ("ok", "BitstreamError", "other")) for v in tally.values())
             bad = sum(v["other"] for v in tally.values())
             print(f"{i + 1} inputs, {bad} not ok/BitstreamError, {time.time() - start:.0f} s", flush=True)
     w.close()

@@ -31,6 +31,7 @@ QUEUE = [
     ("toderici2017", ["--crop", "64", "--batch", "32", "--lr", "5e-4", "--init", "shipped"]),
     ("toderici2016", ["--crop", "32", "--batch", "128", "--lr", "5e-4", "--init", "shipped"]),
     ("balle2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "codec:balle2017"]),
+    ("minnen2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "codec:balle2017"]),
     ("balle2017", ["--crop", "256", "--batch", "16", "--lr", "5e-5", "--init", "shipped"]),
     ("theis2017", ["--crop", "128", "--batch", "32", "--lr", "5e-5", "--entropy-lr", "1e-3", "--init", "shipped",
                    "--stage", "joint"]),

@@ -2,7 +2,6 @@
 error or the right result, never a traceback, a silently lossy output or a lost file."""
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -112,3 +112,42 @@ def test_hyperprior_training_path(hyperprior):
     finally:
         hyperprior.eval()
         hyperprior.zero_grad(set_to_none=True)
+
+
+_DECODE = """
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+from neuralcodecs.codecs.minnen2018 import Minnen2018
+torch.manual_seed(0)
+m = Minnen2018.for_training(name="minnen2018"); m.update_tables(); m.eval()
+chunks = [open(p, "rb").read() for p in sys.argv[2:5]]
+with torch.no_grad():
+    y_hat = m.latent_codec.decompress(chunks, (1, 192, 4, 8), 6)
+np.save(sys.argv[5], y_hat.numpy())
+"""
+
+
+def test_checkerboard_round_trip_is_exact_in_other_processes(photo, tmp_path):
+    from neuralcodecs.codecs.minnen2018 import Minnen2018
+    from neuralcodecs.image import pad
+
+    torch.manual_seed(0)
+    m = Minnen2018.for_training(name="minnen2018")
+    m.update_tables()
+    m.eval()
+    x = pad(photo[:64, :128], 64)  # y of 4x8 latents
+    with torch.no_grad():
+        y = m._latents(x)
+        chunks = m.latent_codec.compress(y, 6)
+        y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), 6)
+    assert len(chunks) == 3 and float((y_hat - y).abs().max()) <= 0.5
+    estimate = m.latent_codec.estimate_bits(y, 6)
+    assert abs(8 * sum(map(len, chunks)) - estimate) <= 0.01 * estimate + 192
+    paths = []
+    for i, c in enumerate(chunks):
+        paths.append(tmp_path / f"c{i}")
+        paths[-1].write_bytes(c)
+    for threads in (1, 2):
+        subprocess.run([sys.executable, "-c", _DECODE, str(threads), *map(str, paths), str(tmp_path / "y.npy")],
+                       check=True)
+        assert np.array_equal(np.load(tmp_path / "y.npy"), y_hat.numpy())

@@ -33,6 +33,17 @@ from ..registry import register
 from .balle2017 import GAIN0, LMBDAS, analysis_transform, synthesis_transform
 
 
+def hyper_analysis(n: int, m: int) -> nn.Sequential:
+    """h_a: y (M channels) -> z (N channels at 1/4 of y's size)."""
+    return nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
+
+
+def hyper_synthesis(n: int, out: int) -> IntegerNetwork:
+    """h_s, an integer network: z_hat (N channels) -> `out` channels at y's size."""
+    return IntegerNetwork(IntegerConv(n, n, 5, 2, transposed=True), nn.ReLU(),
+                          IntegerConv(n, n, 5, 2, transposed=True), nn.ReLU(), IntegerConv(n, out, 3, 1))
+
+
 @register("balle2018")
 class Balle2018(VariableRateCodec):
     @dataclass(frozen=True)
@@ -52,8 +63,8 @@ class Balle2018(VariableRateCodec):
         super().__init__(config, name, lmbdas)
         n, m = config.N, config.M
         self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
-        h_a = nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n, 5, 2), nn.ReLU(), conv(n, n, 5, 2))
-        h_s = IntegerNetwork(IntegerConv(n, n, 5, 2, transposed=True), nn.ReLU(),
-                             IntegerConv(n, n, 5, 2, transposed=True), nn.ReLU(), IntegerConv(n, m, 3, 1))
-        self.latent_codec = HyperpriorLatentCodec(h_a, h_s, n, len(self.lmbdas), FactorizedPrior)
+        self.latent_codec = self._latent_codec(n, m)
         self._init_gains(m, GAIN0)
+
+    def _latent_codec(self, n: int, m: int) -> HyperpriorLatentCodec:
+        return HyperpriorLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, m), n, len(self.lmbdas), FactorizedPrior)

@@ -58,9 +58,9 @@ class ComCNN(nn.Sequential):
         training starts from a bicubic-upsampled half-size image, ~26 dB on training crops. From the default
         init the compact image is noise: after 640 steps at lr 1e-4 training crops were still at 20.5 dB."""
         first, down, norm, last = self[0], self[2], self[3], self[5]
-        for conv in (first, down, last):
-            conv.weight[:channels].zero_()
-            conv.bias[:channels].zero_()
+        for layer in (first, down, last):
+            layer.weight[:channels].zero_()
+            layer.bias[:channels].zero_()
         last.weight.zero_()
         for i in range(channels):
             first.weight[i, i, 1, 1] = 1.0                       # pixels are >= 0: the ReLU passes them

@@ -7,6 +7,11 @@ latent_codecs). A transform codec is g_a, g_s, per-rate-point gains, and one of 
                              a Gaussian whose scales h_s(z_hat) predicts (Ballé et al. 2018); h_s is an integer
                              network so encoder and decoder agree bit for bit on any machine
                              strings: [z, y]
+    CheckerboardLatentCodec  mean-scale hyperprior with a two-pass checkerboard context (Minnen et al. 2018,
+                             He et al. 2021): z first; then the anchor half of y from the hyperprior alone; then
+                             the other half with a context of the decoded anchors; all entropy parameters
+                             from integer networks
+                             strings: [z, y anchors, y non-anchors]
 
 Every latent codec takes y already multiplied by its rate point's gain, and the rate point q:
 
@@ -152,3 +157,107 @@ class HyperpriorLatentCodec(LatentCodec):
     def estimate_bits(self, y: Tensor, q: int) -> float:
         z, z_hat = self._z_hat(y, q)
         return self.z_priors[q].estimate_bits(z) + self.gaussian.estimate_bits(y, self._index(z_hat))
+
+
+def checkerboard(h: int, w: int, device=None) -> Tensor:
+    """1 at the anchors ((i + j) even), 0 elsewhere, shape (1, 1, h, w)."""
+    i = torch.arange(h, device=device)[:, None]
+    j = torch.arange(w, device=device)[None, :]
+    return ((i + j) % 2 == 0).float()[None, None]
+
+
+class CheckerboardLatentCodec(LatentCodec):
+    """Mean-scale hyperprior with a checkerboard context (Minnen, Ballé, Toderici 2018; He et al. 2021):
+
+        y -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
+        z_hat -> h_s (integer) -> psi
+        anchors:     (mu, index) = e(psi, 0)                       y_hat[anchors]     --> string 1
+        non-anchors: (mu, index) = e(psi, g_ctx(y_hat * anchors))  y_hat[non-anchors] --> string 2
+
+    e (the entropy parameters) and g_ctx (a 5x5 convolution over the decoded anchors) are integer networks,
+    so means and scale indexes are exact on any machine; y_hat = round(y - mu) + mu is on the 2^-8 grid
+    they read. Both halves decode in one parallel pass each (the serial raster context of Minnen et al.
+    would need one network evaluation per latent position).
+    """
+
+    n_strings = 3
+
+    def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
+                 z_channels: int, points: int, make_prior: Callable[[int], TabulatedDensity]):
+        super().__init__()
+        self.h_a, self.h_s, self.g_ctx, self.e = h_a, h_s, g_ctx, e
+        self.z_priors = nn.ModuleList(make_prior(z_channels) for _ in range(points))
+        self.gaussian = GaussianConditional()
+
+    def _params(self, psi: Tensor, ctx: Tensor, exact: bool) -> tuple[Tensor, Tensor]:
+        """(means, scale indexes): real-valued in training, (grid values, int64) in exact mode."""
+        x = torch.cat([psi, ctx], dim=1)
+        if not exact:
+            mu, index = self.e(x).chunk(2, dim=1)
+            return mu, index
+        out = self.e.exact(x)
+        mu, index = out.chunk(2, dim=1)
+        index = torch.floor((index + 2 ** (ACT_BITS - 1)) / 2 ** ACT_BITS).clamp(0, LEVELS - 1).long()
+        return (mu / 2 ** ACT_BITS).float(), index
+
+    def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        z = self.h_a(y)
+
+        def point(k: int, zk: Tensor):
+            _, bits = self.z_priors[k](zk)
+            offset = self.z_priors[k].quantization_offset().view(1, -1, 1, 1)
+            return _round_ste(zk, offset), bits
+
+        z_hat, z_bits = _per_point(q, point, z)
+        psi = self.h_s(z_hat)
+        a = checkerboard(*y.shape[2:], device=y.device)
+        mu_a, index_a = self._params(psi, torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels]), False)
+        y_hat_a = _round_ste(y - mu_a) + mu_a
+        mu_n, index_n = self._params(psi, self.g_ctx(y_hat_a * a), False)
+        mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
+        _, y_bits = self.gaussian(y, index, mu)
+        return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
+
+    def _z(self, y: Tensor, q: int) -> tuple[Tensor, Tensor]:
+        z = self.h_a(y)
+        return z, self.z_priors[q].eval()(z)[0]
+
+    def _anchor_params(self, z_hat: Tensor, shape) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        psi = self.h_s.exact(z_hat) / 2 ** ACT_BITS
+        if tuple(psi.shape[2:]) != tuple(shape[2:]):
+            raise BitstreamError(f"corrupted file: side information of shape {tuple(psi.shape)} for y of {tuple(shape)}")
+        a = checkerboard(*shape[2:], device=psi.device).bool().expand(shape)
+        mu, index = self._params(psi, torch.zeros((shape[0], self.g_ctx[0].conv.out_channels, *shape[2:]),
+                                                   dtype=psi.dtype, device=psi.device), True)
+        return psi, a, mu, index
+
+    def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor) -> tuple[Tensor, Tensor]:
+        ctx = self.g_ctx.exact(y_hat_a) / 2 ** ACT_BITS
+        return self._params(psi, ctx, True)
+
+    def compress(self, y: Tensor, q: int) -> list[bytes]:
+        z, z_hat = self._z(y, q)
+        psi, a, mu, index = self._anchor_params(z_hat, y.shape)
+        y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
+        mu_n, index_n = self._nonanchor_params(psi, y_hat_a)
+        return [self.z_priors[q].compress(z), self.gaussian.compress(y[a], index[a], mu[a]),
+                self.gaussian.compress(y[~a], index_n[~a], mu_n[~a])]
+
+    def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int) -> Tensor:
+        self.check_strings(strings)
+        n, c, h, w = shape
+        z_hat = self.z_priors[q].decompress(strings[0], (n, self.z_priors[q].channels, h // 4, w // 4))
+        psi, a, mu, index = self._anchor_params(z_hat, shape)
+        y_hat = torch.zeros(shape)
+        y_hat[a] = self.gaussian.decompress(strings[1], index[a], mu[a])
+        mu_n, index_n = self._nonanchor_params(psi, y_hat)
+        y_hat[~a] = self.gaussian.decompress(strings[2], index_n[~a], mu_n[~a])
+        return y_hat
+
+    def estimate_bits(self, y: Tensor, q: int) -> float:
+        z, z_hat = self._z(y, q)
+        psi, a, mu, index = self._anchor_params(z_hat, y.shape)
+        y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
+        mu_n, index_n = self._nonanchor_params(psi, y_hat_a)
+        return (self.z_priors[q].estimate_bits(z) + self.gaussian.estimate_bits(y[a], index[a], mu[a])
+                + self.gaussian.estimate_bits(y[~a], index_n[~a], mu_n[~a]))
