@@ -16,32 +16,36 @@ from pathlib import Path
 import torch
 
 from neuralcodecs.train.loop import TrainConfig, build_model
+from neuralcodecs.train.step import train_step
 
 
-def time_step(codec: str, batch: int, crop: int, bf16: bool, channels_last: bool, compile_: bool, steps: int) -> float:
+def time_step(codec: str, batch: int, crop: int, bf16: bool, channels_last: bool, compile_: bool,
+              steps: int) -> tuple[float, int]:
+    """Median seconds of one train_step, and the operators it launches."""
     torch.manual_seed(0)
     model = build_model(TrainConfig(codec=codec, data=[], out="", steps=0))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    fwd = torch.compile(model) if compile_ else model
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     # smooth random fields: latents of photo-like statistics (white noise would be an unusual workload)
     x = torch.nn.functional.interpolate(torch.rand(batch, 3, crop // 8, crop // 8), size=(crop, crop), mode="bilinear")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    aux = torch.optim.Adam(list(model.aux_parameters()), lr=1e-3) if list(model.aux_parameters()) else None
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    model.train()
+    if compile_:
+        model.compile()
     times = []
     for i in range(steps + 2):
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            res = fwd(x)
-        mse = (res["x_hat"].float() - x).pow(2).mean(dim=(1, 2, 3))
-        loss = (res["lmbda"] * 255 ** 2 * mse + res["bits"] / crop ** 2).mean() + model.aux_loss()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, x, opt, aux, autocast=autocast())
         if i >= 2:
             times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+    # PyTorch operators one step launches: what a step costs in dispatch, which is what collapses under load
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train_step(model, x, opt, aux, autocast=autocast())
+    return sorted(times)[len(times) // 2], len(prof.events())
 
 
 # One change at a time from the setting we train with (fp32, channels_last, crop 128, 2 threads).
@@ -64,15 +68,17 @@ def main() -> None:
     p.add_argument("--out", default="out/bench")
     a = p.parse_args()
     rows = []
-    print(f"{'variant':<22}{'threads':>8}{'crop':>6}{'s/step':>9}{'Mpx/s':>8}")
+    print(f"{'variant':<22}{'threads':>8}{'crop':>6}{'s/step':>9}{'Mpx/s':>8}{'ops':>8}")
     for v in VARIANTS:
         if v["name"] in a.skip:
             continue
         cfg = dict(threads=2, crop=128, bf16=False, channels_last=True, compile_=False) | v
         torch.set_num_threads(cfg["threads"])
-        s = time_step(a.codec, a.batch, cfg["crop"], cfg["bf16"], cfg["channels_last"], cfg["compile_"], a.steps)
-        rows.append({"codec": a.codec, "batch": a.batch, **{k: x for k, x in cfg.items()}, "seconds_per_step": s})
-        print(f"{v['name']:<22}{cfg['threads']:>8}{cfg['crop']:>6}{s:>9.3f}{a.batch * cfg['crop'] ** 2 / s / 1e6:>8.3f}")
+        s, ops = time_step(a.codec, a.batch, cfg["crop"], cfg["bf16"], cfg["channels_last"], cfg["compile_"], a.steps)
+        rows.append({"codec": a.codec, "batch": a.batch, **{k: x for k, x in cfg.items()}, "seconds_per_step": s,
+                     "operators": ops})
+        print(f"{v['name']:<22}{cfg['threads']:>8}{cfg['crop']:>6}{s:>9.3f}{a.batch * cfg['crop'] ** 2 / s / 1e6:>8.3f}"
+              f"{ops:>8d}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_step.json").write_text(json.dumps(rows, indent=2))

@@ -151,3 +151,21 @@ def test_checkerboard_round_trip_is_exact_in_other_processes(photo, tmp_path):
         subprocess.run([sys.executable, "-c", _DECODE, str(threads), *map(str, paths), str(tmp_path / "y.npy")],
                        check=True)
         assert np.array_equal(np.load(tmp_path / "y.npy"), y_hat.numpy())
+
+
+@pytest.mark.parametrize("name", ["balle2017", "theis2017"])
+def test_rate_points_evaluated_in_one_batch_equal_each_density_on_its_own(name):
+    import neuralcodecs as nc
+
+    m = nc.create_codec(name).train()
+    try:
+        y = torch.randn(6, m.log_gain.shape[1], 4, 4) * 2
+        q = torch.tensor([0, 3, 5, 1, 0, 2])
+        torch.manual_seed(1)
+        _, bits = m.latent_codec(y, q)
+        torch.manual_seed(1)
+        noise = torch.empty_like(y).uniform_(-0.5, 0.5)
+        ref = torch.cat([m.latent_codec.priors[int(k)].bits(y[i:i + 1] + noise[i:i + 1]) for i, k in enumerate(q)])
+        assert torch.equal(bits["y"], ref)
+    finally:
+        m.eval()

@@ -57,13 +57,14 @@ class GaussianScaleMixture(TabulatedDensity):
         self.logits = nn.Parameter(torch.zeros(channels, num_scales))
 
     def _scales_and_weights(self, like: Tensor, detach: bool = False) -> tuple[Tensor, Tensor]:
-        """The bounded scales and the mixture weights, (C, K, 1) each, in like's dtype and on its device."""
+        """The bounded scales and the mixture weights, (C, K, 1) each (with any leading dimensions of the
+        parameters, see FactorizedLatentCodec), in like's dtype and on its device."""
         log_scales, logits = self.log_scales, self.logits
         if detach:
             log_scales, logits = log_scales.detach(), logits.detach()
         log_scales, logits = log_scales.to(like), logits.to(like)
         scales = lower_bound(torch.exp(log_scales), SCALE_BOUND)
-        return scales[..., None], torch.softmax(logits, dim=1)[..., None]
+        return scales[..., None], torch.softmax(logits, dim=-1)[..., None]
 
     def _bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
         """P(v - 1/2 < x < v + 1/2) for v of shape (C, 1, M), without cancellation in the tails."""
@@ -73,7 +74,7 @@ class GaussianScaleMixture(TabulatedDensity):
         sign = torch.where(v > 0, -1.0, 1.0).to(v.dtype)
         upper = _normal_cdf(sign * (v + 0.5) / scales)
         lower = _normal_cdf(sign * (v - 0.5) / scales)
-        return (weights * torch.abs(upper - lower)).sum(dim=1, keepdim=True)
+        return (weights * torch.abs(upper - lower)).sum(dim=-2, keepdim=True)
 
     def _tail_mass(self, below: Tensor, above: Tensor) -> Tensor:
         """P(x < below) + P(x > above) per channel, for float64 CPU tensors of shape (C,)."""

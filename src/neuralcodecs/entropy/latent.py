@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, IntegerNetwork
 from .gaussian import LEVELS, GaussianConditional
-from .model import EntropyModel
+from .model import EntropyModel, bits_of
 from .tabulated import TabulatedDensity
 
 
@@ -43,18 +43,38 @@ def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
     return torch.round(y - offset) + offset + (y - y.detach())
 
 
-def _per_point(q: Tensor, fn: Callable[[int, Tensor], tuple[Tensor, Tensor]], y: Tensor) -> tuple[Tensor, Tensor]:
-    """Apply fn(k, y[samples at point k]) -> (out, bits) to each rate point's samples and reassemble."""
-    outs, bits = None, None
-    for k in q.unique().tolist():
-        idx = (q == k).nonzero().squeeze(1)
-        o, b = fn(k, y[idx])
-        if outs is None:
-            outs = o.new_empty((y.shape[0], *o.shape[1:]))
-            bits = b.new_empty((y.shape[0], *b.shape[1:]))
-        outs = outs.index_copy(0, idx, o)
-        bits = bits.index_copy(0, idx, b)
-    return outs, bits
+class _BinMass(nn.Module):
+    """density._bin_mass as a module's forward, so functional_call can run it on other (batched) parameters."""
+
+    def __init__(self, density: TabulatedDensity):
+        super().__init__()
+        self.density = density
+
+    def forward(self, v: Tensor) -> Tensor:
+        return self.density._bin_mass(v)
+
+
+def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+    """Sample i of y (NCHW) under the density of its rate point q[i]: (round(y) around each point's quantization
+    offset with the gradient passed straight through, the bits of y + uniform noise in training or of the
+    rounded values in eval mode). All points' densities run as ONE batched evaluation: each parameter is
+    stacked over the points and gathered per sample, and the density's own bin mass runs on those batched
+    parameters (torch.func.functional_call), so a step launches the operators of one density, not one per
+    rate point in the batch."""
+    with torch.autocast(device_type=y.device.type, enabled=False):
+        y = y.float()
+        b, c, h, w = y.shape
+        first = priors[0]
+        params = {f"density.{name}": torch.stack([dict(p.named_parameters())[name] for p in priors])[q]
+                  for name, _ in first.named_parameters()}
+        if first.training:
+            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            m = torch.stack([p.medians for p in priors]).to(y.device)[q].view(b, c, 1, 1)
+            y_tilde = torch.round(y - m) + m
+        mass = torch.func.functional_call(_BinMass(first), params, (y_tilde.reshape(b, c, 1, h * w),))
+        offset = torch.stack([p.quantization_offset() for p in priors])[q].view(b, c, 1, 1)
+        return _round_ste(y, offset), bits_of(mass).reshape(b, c, h, w)
 
 
 class LatentCodec(nn.Module):
@@ -78,12 +98,7 @@ class FactorizedLatentCodec(LatentCodec):
         self.priors = nn.ModuleList(make_prior() for _ in range(points))
 
     def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        def point(k: int, yk: Tensor):
-            _, bits = self.priors[k](yk)
-            offset = self.priors[k].quantization_offset().view(1, -1, 1, 1)
-            return _round_ste(yk, offset), bits
-
-        y_hat, bits = _per_point(q, point, y)
+        y_hat, bits = _per_point(self.priors, y, q)
         return y_hat, {"y": bits}
 
     def compress(self, y: Tensor, q: int) -> list[bytes]:
@@ -126,12 +141,7 @@ class HyperpriorLatentCodec(LatentCodec):
     def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.h_a(y.abs())
 
-        def point(k: int, zk: Tensor):
-            _, bits = self.z_priors[k](zk)
-            offset = self.z_priors[k].quantization_offset().view(1, -1, 1, 1)
-            return _round_ste(zk, offset), bits
-
-        z_hat, z_bits = _per_point(q, point, z)
+        z_hat, z_bits = _per_point(self.z_priors, z, q)
         _, y_bits = self.gaussian(y, self.h_s(z_hat))
         return _round_ste(y), {"y": y_bits, "z": z_bits}
 
@@ -203,12 +213,7 @@ class CheckerboardLatentCodec(LatentCodec):
     def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.h_a(y)
 
-        def point(k: int, zk: Tensor):
-            _, bits = self.z_priors[k](zk)
-            offset = self.z_priors[k].quantization_offset().view(1, -1, 1, 1)
-            return _round_ste(zk, offset), bits
-
-        z_hat, z_bits = _per_point(q, point, z)
+        z_hat, z_bits = _per_point(self.z_priors, z, q)
         psi = self.h_s(z_hat)
         a = checkerboard(*y.shape[2:], device=y.device)
         mu_a, index_a = self._params(psi, torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels]), False)

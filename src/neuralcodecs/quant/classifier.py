@@ -17,6 +17,8 @@ from torch import nn
 from ..nn.classifier import efficientnet_lite0, normalize
 
 MODELS = ("efficientnet-lite0",)
+# layers each model quantizes with half-size blocks (PQConfig.fine)
+FINE = {"efficientnet-lite0": ("_project_conv",)}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
@@ -79,6 +81,8 @@ def quantize_classifier(name: str, calibration_dir: str | Path, cfg, images: int
     from . import pq
 
     teacher, student = build(name), build(name)
+    if not cfg.fine:
+        cfg.fine = FINE.get(name, ())
     x = calibration(calibration_dir, images, cfg.seed)
     log(f"calibration: {len(x)} images from {calibration_dir}")
     layers = pq.quantizable(student, cfg)
