@@ -47,14 +47,9 @@ from ..registry import register
 from ..train.step import train_step
 
 # (width, depth, Adam learning rate) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding.
-# Wider sine networks need a lower rate over a 300 s fit (2 threads, ~40k steps): kodim15 at width 28
-# 29.07 dB at 1e-3 against 28.33 at 3e-4; at width 36 29.67 at 1e-3, 29.84 at 5e-4; at width 48 28.87 at
-# 1e-3 (below width 36), 31.31 at 3e-4; kodim01 at width 48 and 1e-3 collapsed to 16 dB, 24.76 at 3e-4.
-# Positional encoding (8 octaves of pi, 34 inputs) into three wide sine layers of as many weights, as
-# Strümpler et al. pair them, measured no better (300 s, from our jpeg at equal bpp): at width 100 (lr 7e-4)
-# against width 48 here, -0.21 dB on average on kodim01-08 where this network gives -0.17 (per image -0.82
-# to +0.57 against -0.97 to +0.52); at width 54 against width 28 (one thread each), 0.05, 0.34 and 0.73 dB
-# below it on kodim03, 05 and 07 (commit 6ccfbaa has that network).
+# Wider sine networks need a lower learning rate to fit stably within a 300 s budget (at 1e-3 the widest ones
+# collapsed on some Kodak images), and positional encoding into fewer, wider sine layers measured no better;
+# the measurements are in the README.
 PRESETS = ((12, 8, 1e-3), (16, 8, 1e-3), (20, 10, 1e-3), (28, 10, 1e-3), (36, 10, 5e-4), (48, 10, 3e-4))
 W0 = 30.0  # SIREN's first-layer frequency
 QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
