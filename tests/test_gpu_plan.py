@@ -23,3 +23,12 @@ def test_dry_run_of_the_whole_plan(tmp_path):
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2 ** 20 for p in files), files
     manifest = json.loads((out / "weights" / "manifest.json").read_text())
     assert {c for c, _ in QUEUE} <= set(manifest)
+
+
+def test_cross_device_script_round_trip_on_the_cpu(tmp_path):
+    """gpu/cross_device.py as it runs when a GPU is lent, both halves here: files encoded in one process decode
+    to the encoder's exact y_hat in others with 1 and 2 threads."""
+    script = str(ROOT / "gpu" / "cross_device.py")
+    subprocess.run([sys.executable, script, "encode", "--out", str(tmp_path)], check=True, capture_output=True)
+    res = subprocess.run([sys.executable, script, "check", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

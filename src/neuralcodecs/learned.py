@@ -211,11 +211,11 @@ class VariableRateCodec(LearnedCodec):
         s = self.latent_stride
         rows, cols = _spans(h, self.tile, self.analysis_margin), _spans(w, self.tile, self.analysis_margin)
         if len(rows) == len(cols) == 1:
-            return self.analysis(to_tensor(x))
+            return self.analysis(to_tensor(x).to(self.log_gain.device))
         y = None
         for a, b, ca, cb in rows:
             for c, d, cc, cd in cols:
-                t = self.analysis(to_tensor(np.ascontiguousarray(x[ca:cb, cc:cd])))
+                t = self.analysis(to_tensor(np.ascontiguousarray(x[ca:cb, cc:cd])).to(self.log_gain.device))
                 if y is None:
                     y = t.new_empty((1, t.shape[1], h // s, w // s))
                 y[:, :, a // s:b // s, c // s:d // s] = t[:, :, (a - ca) // s:(b - ca) // s, (c - cc) // s:(d - cc) // s]
@@ -237,7 +237,7 @@ class VariableRateCodec(LearnedCodec):
 
     def _latents(self, x: np.ndarray) -> Tensor:
         """The scaled latents of a padded image at this codec's rate point."""
-        gain, _ = self._gains(torch.tensor([self.config.quality - 1]))
+        gain, _ = self._gains(torch.tensor([self.config.quality - 1], device=self.log_gain.device))
         return self._analyse(x) * gain
 
     @torch.no_grad()
@@ -256,10 +256,10 @@ class VariableRateCodec(LearnedCodec):
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         h, w, _ = shape
         q = self.config.quality - 1
-        _, inv_gain = self._gains(torch.tensor([q]))
+        _, inv_gain = self._gains(torch.tensor([q], device=self.log_gain.device))
         s = self.latent_stride
         y_hat = self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q)
-        return self._synthesise(y_hat * inv_gain)
+        return self._synthesise(y_hat.to(inv_gain.device) * inv_gain)
 
 
 def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:

@@ -253,7 +253,7 @@ class CheckerboardLatentCodec(LatentCodec):
         n, c, h, w = shape
         z_hat = self.z_priors[q].decompress(strings[0], (n, self.z_priors[q].channels, h // 4, w // 4))
         psi, a, mu, index = self._anchor_params(z_hat, shape)
-        y_hat = torch.zeros(shape)
+        y_hat = torch.zeros(shape, device=psi.device)
         y_hat[a] = self.gaussian.decompress(strings[1], index[a], mu[a])
         mu_n, index_n = self._nonanchor_params(psi, y_hat)
         y_hat[~a] = self.gaussian.decompress(strings[2], index_n[~a], mu_n[~a])
