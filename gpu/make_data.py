@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
-
-
 def build(folders: list[str], patches: int, size: int, quality: int, seed: int) -> list[bytes]:
-    files = sorted(p for f in folders for p in Path(f).rglob("*") if p.suffix.lower() in EXTENSIONS)
+    from neuralcodecs.image import image_files
+
+    files = [p for f in folders for p in image_files(f, recursive=True)]
     if not files:
         raise SystemExit(f"no images under {folders}")
     rng = np.random.default_rng(seed)

@@ -133,3 +133,17 @@ def test_version_module_and_standard_streams(tmp_path, photo):
     assert png.returncode == 0 and png.stdout[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "b.png").write_bytes(png.stdout)
     assert np.array_equal(nc.load_image(tmp_path / "b.png"), nc.decode(coded.stdout))
+
+
+def test_folder_in_folder_out(tmp_path, photo):
+    src, coded, decoded = tmp_path / "src", tmp_path / "coded", tmp_path / "decoded"
+    src.mkdir()
+    for i in range(3):
+        nc.save_image(src / f"{i}.png", photo[:, i * 8:])
+    (src / "notes.txt").write_text("not an image")
+    assert main(["encode", str(src), str(coded), "--codec", "webp"]) == 0
+    assert sorted(p.name for p in coded.iterdir()) == ["0.ncdc", "1.ncdc", "2.ncdc"]
+    assert main(["decode", str(coded), str(decoded)]) == 0
+    assert np.array_equal(nc.load_image(decoded / "1.png"), nc.decode((coded / "1.ncdc").read_bytes()))
+    (coded / "bad.ncdc").write_bytes(b"NCDC garbage")
+    assert main(["decode", str(coded), str(decoded), "--force"]) == 1  # one failed file: reported, others written

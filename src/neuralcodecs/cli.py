@@ -89,11 +89,44 @@ def cmd_list(args) -> None:
         print(f"{name:{width}s}  default quality {cls.default_quality!s:6s} sweep {list(cls.qualities)}{flags}")
 
 
+def _batch(args, files: list[Path], target, work) -> None:
+    """Folder mode: work(file, out_path) for each file into the folder args.output, with a progress bar; a
+    file that fails is reported and skipped, the rest go on; a summary at the end (exit 1 if any failed)."""
+    from tqdm import tqdm
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    done, failed, size = 0, [], 0
+    for f in tqdm(files, desc=args.command, unit="file", dynamic_ncols=True):
+        try:
+            size += work(f, out / target(f))
+            done += 1
+        except (ValueError, OSError) as e:
+            failed.append(f"{f.name}: {e}")
+    print(f"{done} of {len(files)} files {args.command}d into {out}/ ({size} bytes)")
+    for line in failed:
+        print(f"  failed: {line}", file=sys.stderr)
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(files)} files failed")
+
+
 def cmd_encode(args) -> None:
     from . import create_codec, load_image, metrics
 
     settings = dict(parse_setting(text) for text in args.set or [])
     codec = create_codec(args.codec, quality=args.quality, **settings)
+    if Path(args.input).is_dir():
+        from .image import image_files
+
+        def one(f: Path, out: Path) -> int:
+            image = load_image(f, alpha=args.alpha)
+            data = codec.encode_native(image) if args.native else codec.encode(image)
+            _write(str(out), data, args.force)
+            return len(data)
+
+        ext = (codec.native_ext or ".ncdc") if args.native else ".ncdc"
+        files = image_files(args.input)
+        return _batch(args, files, lambda f: f.stem + ext, one)
     image = load_image(io.BytesIO(_read(args.input)) if args.input == "-" else args.input, alpha=args.alpha)
     data = codec.encode_native(image) if args.native else codec.encode(image)
     _write(args.output, data, args.force)
@@ -109,6 +142,13 @@ def cmd_decode(args) -> None:
     if args.output == "-":  # PNG on standard output
         _write("-", encode_image(decode(_read(args.input)), ".png"), True)
         return
+    if Path(args.input).is_dir():
+        def one(f: Path, out: Path) -> int:
+            save_image(out, decode(f.read_bytes()), force=args.force)
+            return out.stat().st_size
+
+        files = sorted(Path(args.input).glob("*.ncdc"))
+        return _batch(args, files, lambda f: f.stem + ".png", one)
     lossless_format(args.output)  # refuse a lossy or unknown suffix before decoding
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -272,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered codecs").set_defaults(fn=cmd_list)
 
     s = sub.add_parser("encode", help="compress an image")
-    s.add_argument("input", help="an image file, or - for standard input")
-    s.add_argument("output", help="the file to write, or - for standard output")
+    s.add_argument("input", help="an image file, - for standard input, or a folder of images")
+    s.add_argument("output", help="the file to write, - for standard output, or a folder (when INPUT is one)")
     s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
     s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
     s.add_argument("--alpha", choices=("keep", "flatten", "drop"), default="keep",
@@ -283,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
 
     s = sub.add_parser("decode", help="decompress a neuralcodecs file to a lossless image")
-    s.add_argument("input", help="a neuralcodecs file, or - for standard input")
-    s.add_argument("output", help="the image (.png, .ppm, .tif, .bmp), or - for PNG on standard output")
+    s.add_argument("input", help="a neuralcodecs file, - for standard input, or a folder of .ncdc files")
+    s.add_argument("output", help="the image (.png, .ppm, .tif, .bmp), - for PNG on standard output, or a folder "
+                                  "(PNG files, when INPUT is one)")
     s.add_argument("--force", action="store_true", help="overwrite OUTPUT")
     s.set_defaults(fn=cmd_decode)
 

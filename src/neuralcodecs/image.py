@@ -85,6 +85,15 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
     return x
 
 
+# Suffixes of the image files a folder is read for (batch encoding, evaluation, training)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The image files of a folder (or its whole tree), sorted by path."""
+    paths = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
 # Suffixes an image may be saved under: lossless formats only, so a decoded image is written as decoded.
 LOSSLESS = {".png": "PNG", ".ppm": "PPM", ".pgm": "PPM", ".pnm": "PPM", ".tif": "TIFF", ".tiff": "TIFF",
             ".bmp": "BMP"}

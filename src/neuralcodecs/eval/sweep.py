@@ -25,14 +25,13 @@ import numpy as np
 
 from .. import __version__
 from ..codec import decode
-from ..image import load_image
+from ..image import image_files, load_image
 from ..metrics import all_metrics, ms_ssim_db
 from ..registry import create_codec, get_entry, list_codecs
 from .bd import report
 from .figures import draw_rd
 from .references import Curve, load_curve, load_references, make_curve
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 METRICS = ("bpp", "psnr-rgb", "ssim-rgb", "ms-ssim-rgb", "ms-ssim-db", "psnr-hvs", "psnr-hvs-m")
 TIMES = ("encoding_time", "decoding_time")
 CSV_COLUMNS = ("codec", "quality", "image", "height", "width", "bytes") + METRICS + TIMES
@@ -47,15 +46,15 @@ class Job:
 
 
 def list_images(data: str | os.PathLike) -> list[Path]:
-    """The PNG/JPEG files of a folder, sorted by name (a single image file is also accepted)."""
+    """The image files of a folder, sorted by name (a single image file is also accepted)."""
     data = Path(data)
     if data.is_file():
         return [data]
     if not data.is_dir():
         raise FileNotFoundError(f"{data}: no such folder")
-    images = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = image_files(data)
     if not images:
-        raise ValueError(f"{data}: no PNG or JPEG images")
+        raise ValueError(f"{data}: no images")
     return images
 
 

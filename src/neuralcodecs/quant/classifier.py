@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..image import image_files
 from ..nn.classifier import efficientnet_lite0, normalize
 
 MODELS = ("efficientnet-lite0",)
 # layers each model quantizes with half-size blocks (PQConfig.fine)
 FINE = {"efficientnet-lite0": ("_project_conv",)}
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
 def build(name: str, pretrained: bool = True) -> nn.Module:
@@ -53,7 +53,7 @@ def labelled(folder: str | Path) -> list[tuple[Path, int]]:
 
 def calibration(folder: str | Path, n: int, seed: int = 0) -> torch.Tensor:
     """n preprocessed images drawn (seeded) from the images under `folder`."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = image_files(folder, recursive=True)
     if not files:
         raise ValueError(f"no images under {folder}")
     pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)

@@ -14,14 +14,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
-
+from ..image import image_files
 
 def find_images(dirs: list[str | Path]) -> list[Path]:
     files = []
     for d in dirs:
         d = Path(d)
-        files += [d] if d.is_file() else sorted(p for p in d.rglob("*") if p.suffix.lower() in EXTENSIONS)
+        files += [d] if d.is_file() else image_files(d, recursive=True)
     return files
 
 
