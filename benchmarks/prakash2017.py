@@ -56,12 +56,12 @@ def compare(x: np.ndarray, settings: dict, quality: int, weights=None) -> dict:
     return row
 
 
-def nus(folder: Path, limit: int, settings: dict, quality: int) -> list[dict]:
+def nus(folder: Path, limit: int, settings: dict, quality: int, start: int = 0) -> list[dict]:
     from scipy.io import loadmat
 
     fix = loadmat(folder / "fixations.mat")["fixations"]
     rows = []
-    for i in range(min(limit, fix.shape[0])):
+    for i in range(start, min(start + limit, fix.shape[0])):
         x = nc.load_image(folder / "stimuli" / f"{i + 1:03d}.jpg")
         if x.ndim == 2:
             x = np.repeat(x[:, :, None], 3, axis=2)
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--nus", help="the nus-scene500 folder")
     ap.add_argument("--kodak", help="the Kodak folder")
     ap.add_argument("--limit", type=int, default=500, help="NUS images to use (first N)")
+    ap.add_argument("--start", type=int, default=0, help="first NUS image to use (0-based)")
     ap.add_argument("--quality", type=int, default=50)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="prakash2017 settings")
     ap.add_argument("--out", default="out/prakash2017")
@@ -99,7 +100,7 @@ def main() -> None:
 
     settings = dict(parse_setting(s) for s in args.set)
     report = {"settings": settings, "quality": args.quality, "sigma_fraction_of_width": SIGMA}
-    for name, folder, fn in (("nus", args.nus, lambda f: nus(f, args.limit, settings, args.quality)),
+    for name, folder, fn in (("nus", args.nus, lambda f: nus(f, args.limit, settings, args.quality, args.start)),
                              ("kodak", args.kodak, lambda f: kodak(f, settings, args.quality))):
         if not folder:
             continue

@@ -59,3 +59,14 @@ def test_blend_mode_and_roi_command(image, tmp_path):
     nc.save_image(tmp_path / "in.png", image)
     assert main(["roi", str(tmp_path / "in.png"), str(tmp_path / "roi.png")]) == 0
     assert nc.load_image(tmp_path / "roi.png").shape == image.shape[:2]
+
+
+def test_sizes_that_are_not_whole_macroblocks(image):
+    from neuralcodecs import metrics
+
+    for h, w in ((75, 101), (64, 72), (33, 17)):
+        x = np.ascontiguousarray(image[:h, :w])
+        ours = nc.decode(nc.create_codec("prakash2017", floor=1.0).encode(x))
+        plain = nc.decode(nc.create_codec("jpeg", quality=50).encode(x))
+        assert ours.shape == x.shape
+        assert metrics.psnr(x, ours) > metrics.psnr(x, plain) - 1.5  # about jpeg's quality, not garbage
