@@ -60,10 +60,13 @@ class LearnedCodec(Codec, nn.Module):
     @classmethod
     def from_config(cls, config: Any, name: str) -> "LearnedCodec":
         """A ready coder: shipped weights (with their coding tables) loaded, eval mode, CPU."""
-        entry = weights.manifest().get(name, {})
+        entry = weights.manifest().get(name)
+        if entry is None:  # before anything is built: the settings could ask for any size of network
+            raise ValueError(f"no trained weights are shipped for {name} (train them with `neuralcodecs train "
+                             f"{name}` and `neuralcodecs export`)")
         shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
         wrong = {k: v for k, v in dataclasses.asdict(config).items()
-                 if entry and k not in cls.free_settings and v != shipped.get(k)}
+                 if k not in cls.free_settings and v != shipped.get(k)}
         if wrong:
             raise ValueError(f"{name}'s shipped weights have " + ", ".join(f"{k}={shipped[k]!r}" for k in wrong)
                              + "; asked for " + ", ".join(f"{k}={v!r}" for k, v in wrong.items()))
