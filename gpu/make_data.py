@@ -2,7 +2,7 @@
 working tree): square crops of the training photos, stored as high-quality JPEG bytes in one .npz.
 
     .venv/bin/python gpu/make_data.py ../shared/data/train ../shared/data/saliency/nus-scene500/stimuli \
-        --out gpu-data/patches.npz --patches 256 --size 384
+        --out gpu-data/patches.npz --patches 256 --size 320
 
 Kodak is never used (evaluation only). The file is not committed (the photos are for research use).
 """
@@ -42,8 +42,9 @@ def unpack(npz: str | Path, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with np.load(npz) as data:
-        for i, blob in enumerate(data["jpeg"]):
-            Image.open(io.BytesIO(blob.tobytes())).save(folder / f"{i:05d}.png")
+        blobs, offsets = data["jpeg"], data["offsets"]
+        for i in range(len(offsets) - 1):
+            Image.open(io.BytesIO(blobs[offsets[i]:offsets[i + 1]].tobytes())).save(folder / f"{i:05d}.png")
     return folder
 
 
@@ -52,15 +53,15 @@ def main() -> None:
     ap.add_argument("folders", nargs="+")
     ap.add_argument("--out", default="gpu-data/patches.npz")
     ap.add_argument("--patches", type=int, default=256)
-    ap.add_argument("--size", type=int, default=384)
+    ap.add_argument("--size", type=int, default=320)  # BSDS500 photos are 481x321
     ap.add_argument("--quality", type=int, default=93)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     blobs = build(args.folders, args.patches, args.size, args.quality, args.seed)
-    arr = np.empty(len(blobs), dtype=object)
-    arr[:] = [np.frombuffer(b, np.uint8) for b in blobs]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, jpeg=arr)
+    # the JPEG files back to back and where each starts (no pickled objects)
+    np.savez(args.out, jpeg=np.frombuffer(b"".join(blobs), np.uint8),
+             offsets=np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64))
     print(f"{args.out}: {len(blobs)} patches of {args.size}x{args.size}, {Path(args.out).stat().st_size / 2**20:.1f} MiB")
 
 

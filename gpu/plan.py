@@ -46,8 +46,11 @@ EXTRA = [
 def install_wheels(site: Path) -> None:
     wheels = sorted((ROOT / ".whl").glob("*.whl"))
     if wheels:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                        "--target", str(site), *map(str, wheels)], check=True)
+        res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                              "--target", str(site), *map(str, wheels)], capture_output=True, text=True)
+        if res.returncode:  # e.g. wheels for the device's Python on this machine: what is installed here is used
+            print(f"carried wheels not installed ({res.stderr.strip().splitlines()[-1] if res.stderr else ''})",
+                  flush=True)
 
 
 def main() -> None:

@@ -32,3 +32,15 @@ def test_cross_device_script_round_trip_on_the_cpu(tmp_path):
     subprocess.run([sys.executable, script, "encode", "--out", str(tmp_path)], check=True, capture_output=True)
     res = subprocess.run([sys.executable, script, "check", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_training_patches_pack_and_unpack(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "gpu" / "make_data.py"), str(ROOT / "samples"), "--out",
+                    str(tmp_path / "p.npz"), "--patches", "1", "--size", "64"], check=True, capture_output=True)
+    from make_data import unpack
+
+    files = sorted(unpack(tmp_path / "p.npz", tmp_path / "png").iterdir())
+    assert len(files) == 1
+    import neuralcodecs as nc
+
+    assert nc.load_image(files[0]).shape == (64, 64, 3)
