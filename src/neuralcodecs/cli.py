@@ -214,7 +214,7 @@ def cmd_export(args) -> None:
     export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers)
 
 
-DEMO_CODECS = ("jpeg", "webp", "heif", "balle2017", "theis2017", "balle2018")
+DEMO_CODECS = ("jpeg", "prakash2017", "webp", "heif", "balle2017", "theis2017", "balle2018", "minnen2018")
 
 
 def cmd_demo(args) -> None:
