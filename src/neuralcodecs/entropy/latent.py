@@ -199,13 +199,21 @@ class CheckerboardLatentCodec(LatentCodec):
         self.z_priors = nn.ModuleList(make_prior(z_channels) for _ in range(points))
         self.gaussian = GaussianConditional()
 
-    def _params(self, psi: Tensor, ctx: Tensor, exact: bool) -> tuple[Tensor, Tensor]:
-        """(means, scale indexes): real-valued in training, (grid values, int64) in exact mode."""
+    def _params(self, psi: Tensor, ctx: Tensor, exact: bool, where: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(means, scale indexes): real-valued in training, (grid values, int64) in exact mode. e is 1x1
+        convolutions, so in exact mode it runs only at the positions `where` (1, 1, H, W) selects, the half of
+        the checkerboard a pass codes; the other positions get zeros, which no pass reads."""
         x = torch.cat([psi, ctx], dim=1)
         if not exact:
             mu, index = self.e(x).chunk(2, dim=1)
             return mu, index
-        out = self.e.exact(x)
+        if where is None:
+            out = self.e.exact(x)
+        else:
+            sel = where[0, 0].bool()
+            out = torch.zeros((x.shape[0], self.e[-1].conv.out_channels, *x.shape[2:]), dtype=torch.float64,
+                              device=x.device)
+            out[:, :, sel] = self.e.exact(x[:, :, sel][..., None])[..., 0]
         mu, index = out.chunk(2, dim=1)
         index = torch.floor((index + 2 ** (ACT_BITS - 1)) / 2 ** ACT_BITS).clamp(0, LEVELS - 1).long()
         return (mu / 2 ** ACT_BITS).float(), index
@@ -233,12 +241,12 @@ class CheckerboardLatentCodec(LatentCodec):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(psi.shape)} for y of {tuple(shape)}")
         a = checkerboard(*shape[2:], device=psi.device).bool().expand(shape)
         mu, index = self._params(psi, torch.zeros((shape[0], self.g_ctx[0].conv.out_channels, *shape[2:]),
-                                                   dtype=psi.dtype, device=psi.device), True)
+                                                   dtype=psi.dtype, device=psi.device), True, a[:1, :1])
         return psi, a, mu, index
 
     def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor) -> tuple[Tensor, Tensor]:
         ctx = self.g_ctx.exact(y_hat_a) / 2 ** ACT_BITS
-        return self._params(psi, ctx, True)
+        return self._params(psi, ctx, True, 1 - checkerboard(*psi.shape[2:], device=psi.device))
 
     def compress(self, y: Tensor, q: int) -> list[bytes]:
         z, z_hat = self._z(y, q)
