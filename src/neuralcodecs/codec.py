@@ -183,11 +183,7 @@ def _decoder(name: str, settings_json: str) -> Codec:
     try:
         # the settings are checked (Config's own checks, the name's fixed settings, and for learned codecs
         # the shipped weights' architecture) before anything is built from them
-        cfg = entry.cls.Config(**json.loads(settings_json))
-        fixed = sorted(k for k, v in entry.defaults.items() if getattr(cfg, k) != v)
-        if fixed:
-            raise ValueError(f"{name} fixes {fixed}")
-        return entry.cls.from_config(cfg, name=name)
+        return entry.cls.from_config(entry.config(json.loads(settings_json)), name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None
 

@@ -71,7 +71,10 @@ class LearnedCodec(Codec, nn.Module):
             raise ValueError(f"{name}'s shipped weights have " + ", ".join(f"{k}={shipped[k]!r}" for k in wrong)
                              + "; asked for " + ", ".join(f"{k}={v!r}" for k, v in wrong.items()))
         model = cls(config, name=name)
-        model.load_weights(weights.shipped_state(name), fingerprint=weights.shipped_fingerprint(name))
+        # files name the weights by the fingerprint recorded at export, so a module may change its layout
+        # without orphaning them
+        recorded = bytes.fromhex(entry["fingerprint"]) if entry.get("fingerprint") else None
+        model.load_weights(weights.shipped_state(name), fingerprint=recorded)
         return model.eval()
 
     @classmethod

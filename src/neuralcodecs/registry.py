@@ -20,6 +20,18 @@ class Entry:
     cls: type
     defaults: dict[str, Any] = field(default_factory=dict)  # settings this name implies
 
+    def config(self, settings: dict[str, Any]):
+        """The codec's Config from `settings` over the name's defaults; ValueError if the Config refuses them
+        or they contradict a setting the name fixes (a user's arguments and a file's settings alike)."""
+        try:
+            cfg = self.cls.Config(**{**self.defaults, **settings})
+        except TypeError as e:
+            raise ValueError(f"{self.name}: bad settings ({e})") from None
+        fixed = sorted(k for k, v in self.defaults.items() if getattr(cfg, k) != v)
+        if fixed:
+            raise ValueError(f"{self.name} fixes {fixed}; use the codec name that has the settings you want")
+        return cfg
+
 
 def register(name: str, **defaults: Any) -> Callable[[type], type]:
     """Class decorator: `@register("jpeg444", subsampling="444")`. Stackable for variants."""
@@ -53,16 +65,6 @@ def create_codec(name: str, quality: Any = None, **settings: Any):
     """Make a codec by name. `quality` picks a rate point (None: the codec's default); other keyword
     arguments are settings of the codec's Config. Invalid settings raise ValueError."""
     entry = get_entry(name)
-    cls = entry.cls
-    config = dict(entry.defaults)
-    config.update(settings)
-    config["quality"] = cls.default_quality if quality is None else quality
-    try:
-        cfg = cls.Config(**config)
-    except TypeError as e:
-        raise ValueError(f"{name}: bad settings ({e})") from None
-    fixed = {k: v for k, v in entry.defaults.items() if getattr(cfg, k) != v}
-    if fixed:
-        raise ValueError(f"{name} fixes {sorted(fixed)}; use the codec name that has the settings you want")
-    return cls.from_config(cfg, name=name)
+    quality = entry.cls.default_quality if quality is None else quality
+    return entry.cls.from_config(entry.config({**settings, "quality": quality}), name=name)
 

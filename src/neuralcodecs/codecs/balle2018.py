@@ -46,6 +46,7 @@ def hyper_synthesis(n: int, out: int) -> IntegerNetwork:
 
 @register("balle2018")
 class Balle2018(VariableRateCodec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     @dataclass(frozen=True)
     class Config:
         quality: int = 7  # rate point 1..10 (lambda = LMBDAS[quality - 1])

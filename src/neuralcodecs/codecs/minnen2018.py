@@ -33,7 +33,7 @@ from .balle2018 import Balle2018, hyper_analysis, hyper_synthesis
 
 @register("minnen2018")
 class Minnen2018(Balle2018):
-    """balle2018's transforms and hyperprior, and the checkerboard context (see the module docstring)."""
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
 
     @dataclass(frozen=True)
     class Config(Balle2018.Config):

@@ -200,6 +200,7 @@ def rate_controlled(make, target: int) -> bytes:
 
 @register("prakash2017")
 class Prakash2017(HostedCodec, Codec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     @dataclass(frozen=True)
     class Config:
         quality: int = 50       # the file is as large as a plain `jpeg` file at this quality
@@ -226,7 +227,6 @@ class Prakash2017(HostedCodec, Codec):
 
     qualities: ClassVar[tuple] = (5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95)
     host_name = "jpeg"
-    commands: ClassVar[tuple] = ()
 
     def importance(self, x: np.ndarray) -> np.ndarray:
         """The map this codec spends bits by: the user's ROI image, or the classifier's."""

@@ -138,17 +138,17 @@ class HyperpriorLatentCodec(LatentCodec):
         out = self.h_s.exact(z_hat)
         return torch.floor((out + 2 ** (ACT_BITS - 1)) / 2 ** ACT_BITS).clamp(0, LEVELS - 1).long()
 
-    def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        z = self.h_a(y.abs())
+    def _hyper_input(self, y: Tensor) -> Tensor:
+        return y.abs()  # a scale hyperprior only needs magnitudes
 
-        z_hat, z_bits = _per_point(self.z_priors, z, q)
+    def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y)), q)
         _, y_bits = self.gaussian(y, self.h_s(z_hat))
         return _round_ste(y), {"y": y_bits, "z": z_bits}
 
     def _z_hat(self, y: Tensor, q: int) -> tuple[Tensor, Tensor]:
-        prior = self.z_priors[q]
-        z = self.h_a(y.abs())
-        return z, prior.eval()(z)[0]  # eval-mode y_tilde is exactly what decompress returns
+        z = self.h_a(self._hyper_input(y))
+        return z, self.z_priors[q].eval()(z)[0]  # eval-mode y_tilde is exactly what decompress returns
 
     def compress(self, y: Tensor, q: int) -> list[bytes]:
         z, z_hat = self._z_hat(y, q)
@@ -176,7 +176,7 @@ def checkerboard(h: int, w: int, device=None) -> Tensor:
     return ((i + j) % 2 == 0).float()[None, None]
 
 
-class CheckerboardLatentCodec(LatentCodec):
+class CheckerboardLatentCodec(HyperpriorLatentCodec):
     """Mean-scale hyperprior with a checkerboard context (Minnen, Ballé, Toderici 2018; He et al. 2021):
 
         y -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
@@ -194,10 +194,11 @@ class CheckerboardLatentCodec(LatentCodec):
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
                  z_channels: int, points: int, make_prior: Callable[[int], TabulatedDensity]):
-        super().__init__()
-        self.h_a, self.h_s, self.g_ctx, self.e = h_a, h_s, g_ctx, e
-        self.z_priors = nn.ModuleList(make_prior(z_channels) for _ in range(points))
-        self.gaussian = GaussianConditional()
+        super().__init__(h_a, h_s, z_channels, points, make_prior)
+        self.g_ctx, self.e = g_ctx, e
+
+    def _hyper_input(self, y: Tensor) -> Tensor:
+        return y  # means need signs
 
     def _params(self, psi: Tensor, ctx: Tensor, exact: bool, where: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(means, scale indexes): real-valued in training, (grid values, int64) in exact mode. e is 1x1
@@ -219,9 +220,7 @@ class CheckerboardLatentCodec(LatentCodec):
         return (mu / 2 ** ACT_BITS).float(), index
 
     def forward(self, y: Tensor, q: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        z = self.h_a(y)
-
-        z_hat, z_bits = _per_point(self.z_priors, z, q)
+        z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y)), q)
         psi = self.h_s(z_hat)
         a = checkerboard(*y.shape[2:], device=y.device)
         mu_a, index_a = self._params(psi, torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels]), False)
@@ -230,10 +229,6 @@ class CheckerboardLatentCodec(LatentCodec):
         mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
         _, y_bits = self.gaussian(y, index, mu)
         return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
-
-    def _z(self, y: Tensor, q: int) -> tuple[Tensor, Tensor]:
-        z = self.h_a(y)
-        return z, self.z_priors[q].eval()(z)[0]
 
     def _anchor_params(self, z_hat: Tensor, shape) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         psi = self.h_s.exact(z_hat) / 2 ** ACT_BITS
@@ -248,13 +243,17 @@ class CheckerboardLatentCodec(LatentCodec):
         ctx = self.g_ctx.exact(y_hat_a) / 2 ** ACT_BITS
         return self._params(psi, ctx, True, 1 - checkerboard(*psi.shape[2:], device=psi.device))
 
-    def compress(self, y: Tensor, q: int) -> list[bytes]:
-        z, z_hat = self._z(y, q)
+    def _halves(self, y: Tensor, q: int) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
+        """z, and (values, scale indexes, means) of the anchors and of the rest: what strings 1 and 2 code."""
+        z, z_hat = self._z_hat(y, q)
         psi, a, mu, index = self._anchor_params(z_hat, y.shape)
         y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
         mu_n, index_n = self._nonanchor_params(psi, y_hat_a)
-        return [self.z_priors[q].compress(z), self.gaussian.compress(y[a], index[a], mu[a]),
-                self.gaussian.compress(y[~a], index_n[~a], mu_n[~a])]
+        return z, [(y[a], index[a], mu[a]), (y[~a], index_n[~a], mu_n[~a])]
+
+    def compress(self, y: Tensor, q: int) -> list[bytes]:
+        z, halves = self._halves(y, q)
+        return [self.z_priors[q].compress(z)] + [self.gaussian.compress(*half) for half in halves]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int) -> Tensor:
         self.check_strings(strings)
@@ -268,9 +267,5 @@ class CheckerboardLatentCodec(LatentCodec):
         return y_hat
 
     def estimate_bits(self, y: Tensor, q: int) -> float:
-        z, z_hat = self._z(y, q)
-        psi, a, mu, index = self._anchor_params(z_hat, y.shape)
-        y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
-        mu_n, index_n = self._nonanchor_params(psi, y_hat_a)
-        return (self.z_priors[q].estimate_bits(z) + self.gaussian.estimate_bits(y[a], index[a], mu[a])
-                + self.gaussian.estimate_bits(y[~a], index_n[~a], mu_n[~a]))
+        z, halves = self._halves(y, q)
+        return self.z_priors[q].estimate_bits(z) + sum(self.gaussian.estimate_bits(*half) for half in halves)

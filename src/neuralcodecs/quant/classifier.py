@@ -7,6 +7,7 @@ evaluation one, cropped the same way.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,7 @@ def quantize_classifier(name: str, calibration_dir: str | Path, cfg, images: int
 
     teacher, student = build(name), build(name)
     if not cfg.fine:
-        cfg.fine = FINE.get(name, ())
+        cfg = dataclasses.replace(cfg, fine=FINE.get(name, ()))
     x = calibration(calibration_dir, images, cfg.seed)
     log(f"calibration: {len(x)} images from {calibration_dir}")
     layers = pq.quantizable(student, cfg)

@@ -38,13 +38,6 @@ def shipped_state(name: str) -> dict[str, torch.Tensor]:
     return load_file(weights_dir() / entry["file"])
 
 
-def shipped_fingerprint(name: str) -> bytes | None:
-    """The fingerprint recorded for `name`'s shipped weights when they were exported (None if not recorded).
-    Files name their weights by it, so the module layout can change without orphaning any file."""
-    value = manifest().get(name, {}).get("fingerprint")
-    return bytes.fromhex(value) if value else None
-
-
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Float tensors to half precision (what ships); integer tensors as they are."""
     return {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()).contiguous()
