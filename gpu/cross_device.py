@@ -59,9 +59,10 @@ def encode(out: Path) -> None:
         for q in QUALITIES:
             m = model(name, q, device)
             y = m._latents(x)
-            chunks = m.latent_codec.compress(y, q - 1)
+            chunks = m.latent_codec.compress(y, q - 1, m.log_gain[[q - 1]])
             # the encoder's y_hat: what the decoder must reproduce (the file's own decode on this device)
-            arrays[f"{name}-{q}"] = m.latent_codec.decompress(chunks, tuple(y.shape), q - 1).cpu().numpy()
+            y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), q - 1, m.log_gain[[q - 1]])
+            arrays[f"{name}-{q}"] = y_hat.cpu().numpy()
             files[f"{name}-{q}"] = [c.hex() for c in chunks]
     chunks = {f"chunks/{k}/{i}": np.frombuffer(bytes.fromhex(h), np.uint8) for k, v in files.items()
               for i, h in enumerate(v)}
@@ -83,7 +84,7 @@ with torch.no_grad():
         m = model(name, int(q), "cpu")
         chunks = [data[f"chunks/{key}/{i}"].tobytes() for i in range(m.latent_codec.n_strings)]
         ref = data[f"y_hat/{key}"]
-        y_hat = m.latent_codec.decompress(chunks, ref.shape, int(q) - 1).numpy()
+        y_hat = m.latent_codec.decompress(chunks, ref.shape, int(q) - 1, m.log_gain[[int(q) - 1]]).numpy()
         if not np.array_equal(y_hat, ref):
             bad.append(key)
 print(json.dumps({"encoded_on": str(data["device"]), "threads": int(sys.argv[3]), "files": len(keys), "mismatched": bad}))

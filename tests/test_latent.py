@@ -97,7 +97,8 @@ def test_hyperprior_bytes_match_estimate_and_round_trip(hyperprior, photo):
     assert abs(8 * sum(map(len, chunks)) - estimate) <= 0.01 * estimate + 128
     with torch.no_grad():
         y = hyperprior._latents(x)
-        y_hat = hyperprior.latent_codec.decompress(chunks, tuple(y.shape), hyperprior.config.quality - 1)
+        q = hyperprior.config.quality - 1
+        y_hat = hyperprior.latent_codec.decompress(chunks, tuple(y.shape), q, hyperprior.log_gain[[q]])
     assert torch.equal(y_hat, torch.round(y))
     assert hyperprior.decode_chunks(chunks, x.shape).shape == x.shape
 
@@ -114,6 +115,26 @@ def test_hyperprior_training_path(hyperprior):
         hyperprior.zero_grad(set_to_none=True)
 
 
+def test_hyperprior_scales_follow_the_rate_points_gain(hyperprior):
+    """A gain g multiplies y's scale by g: the same gain-free latent at two rate points gets the same z, and
+    scale indexes that differ by the points' shift log(g2 / g1) / LOG_STEP (exact mode and training agree)."""
+    from neuralcodecs.entropy.gaussian import LOG_STEP
+
+    lc = hyperprior.latent_codec
+    torch.manual_seed(3)
+    y0 = torch.randn(1, hyperprior.log_gain.shape[1], 8, 8) * 0.3
+    with torch.no_grad():
+        log_gain = torch.zeros(2, y0.shape[1])
+        log_gain[0], log_gain[1] = 0.5, 0.5 + 10 * LOG_STEP  # the second point: ten table steps finer
+        z = [lc._z_hat(y0 * log_gain[[i]].exp()[:, :, None, None], i, log_gain[[i]])[1] for i in (0, 1)]
+        assert torch.allclose(z[0], z[1])
+        index = [lc._index(z[0], log_gain[[i]]) for i in (0, 1)]
+        inside = (index[0] > 0) & (index[1] < LEVELS - 1)
+        assert bool(inside.any()) and bool((index[1] - index[0])[inside].eq(10).all())
+        trained = lc._shift(log_gain)[:, :, 0, 0] * 2 ** ACT_BITS
+        assert float((trained - lc._shift(log_gain, exact=True)[:, :, 0, 0].float()).abs().max()) <= 1
+
+
 _DECODE = """
 import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
@@ -122,7 +143,7 @@ torch.manual_seed(0)
 m = Minnen2018.for_training(name="minnen2018"); m.update_tables(); m.eval()
 chunks = [open(p, "rb").read() for p in sys.argv[2:5]]
 with torch.no_grad():
-    y_hat = m.latent_codec.decompress(chunks, (1, 192, 4, 8), 6)
+    y_hat = m.latent_codec.decompress(chunks, (1, 192, 4, 8), 6, m.log_gain[[6]])
 np.save(sys.argv[5], y_hat.numpy())
 """
 
@@ -138,10 +159,10 @@ def test_checkerboard_round_trip_is_exact_in_other_processes(photo, tmp_path):
     x = pad(photo[:64, :128], 64)  # y of 4x8 latents
     with torch.no_grad():
         y = m._latents(x)
-        chunks = m.latent_codec.compress(y, 6)
-        y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), 6)
+        chunks = m.latent_codec.compress(y, 6, m.log_gain[[6]])
+        y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), 6, m.log_gain[[6]])
     assert len(chunks) == 3 and float((y_hat - y).abs().max()) <= 0.5
-    estimate = m.latent_codec.estimate_bits(y, 6)
+    estimate = m.latent_codec.estimate_bits(y, 6, m.log_gain[[6]])
     assert abs(8 * sum(map(len, chunks)) - estimate) <= 0.01 * estimate + 192
     paths = []
     for i, c in enumerate(chunks):
@@ -162,7 +183,7 @@ def test_rate_points_evaluated_in_one_batch_equal_each_density_on_its_own(name):
         y = torch.randn(6, m.log_gain.shape[1], 4, 4) * 2
         q = torch.tensor([0, 3, 5, 1, 0, 2])
         torch.manual_seed(1)
-        _, bits = m.latent_codec(y, q)
+        _, bits = m.latent_codec(y, q, m.log_gain[q])
         torch.manual_seed(1)
         noise = torch.empty_like(y).uniform_(-0.5, 0.5)
         ref = torch.cat([m.latent_codec.priors[int(k)].bits(y[i:i + 1] + noise[i:i + 1]) for i, k in enumerate(q)])

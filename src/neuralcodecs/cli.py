@@ -7,7 +7,8 @@
     neuralcodecs truncate IN OUT --steps K [--force]
     neuralcodecs extract IN OUT [--force]
     neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--set KEY=VALUE ...] [--workers N] [--anchor jpeg]
-                      [--reference F ...]
+                      [--reference F ...] [--crops IMAGE ...] [--engine local|ray [--address A]]
+    neuralcodecs report RESULTS_DIR [...] --out DIR [--reference F ...] [--anchor jpeg]
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--set KEY=VALUE ...]
                        [--resume] [every TrainConfig field as an option, e.g. --device cuda]
@@ -96,13 +97,25 @@ def _batch(args, files: list[Path], target, work) -> None:
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    done, failed, size = 0, [], 0
-    for f in tqdm(files, desc=args.command, unit="file", dynamic_ncols=True):
+
+    def attempt(f: Path) -> tuple[int, str | None]:
         try:
-            size += work(f, out / target(f))
-            done += 1
+            return work(f, out / target(f)), None
         except (ValueError, OSError) as e:
-            failed.append(f"{f.name}: {e}")
+            return 0, f"{f.name}: {e}"
+
+    if args.engine == "ray":  # the same work as Ray tasks (engine.py), in the order they finish
+        from .engine import ray_map
+
+        results = (r for _, r in ray_map(attempt, files, args.workers, args.address))
+    else:
+        results = map(attempt, files)
+    done, failed, size = 0, [], 0
+    for n, error in tqdm(results, total=len(files), desc=args.command, unit="file", dynamic_ncols=True):
+        size += n
+        done += error is None
+        if error:
+            failed.append(error)
     print(f"{done} of {len(files)} files {args.command}d into {out}/ ({size} bytes)")
     for line in failed:
         print(f"  failed: {line}", file=sys.stderr)
@@ -184,8 +197,18 @@ def cmd_eval(args) -> None:
     qualities = {name: args.quality for name in args.codec} if args.quality else None
     evaluate(args.codec, args.data, args.out, workers=args.workers, anchor=args.anchor,
              references=args.reference or [], qualities=qualities,
-             settings=dict(map(parse_setting, args.set or [])), resume=args.resume)
-    print(f"results in {args.out}: per_image.csv, <codec>.json, bd.md, rd.png")
+             settings=dict(map(parse_setting, args.set or [])), resume=args.resume, crops=args.crops or (),
+             engine=args.engine, address=args.address)
+    print(f"results in {args.out}: per_image.csv, <codec>.json, bd.md, rd.png"
+          + (", crops/ (for `neuralcodecs report`)" if args.crops else ""))
+
+
+def cmd_report(args) -> None:
+    from .eval.report import build_report
+
+    page = build_report(args.results, args.out, references=args.reference or [], anchor=args.anchor,
+                        title=args.title, force=args.force)
+    print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB): open it in a browser")
 
 
 def cmd_plot(args) -> None:
@@ -223,6 +246,8 @@ def cmd_demo(args) -> None:
     import time
 
     from . import decode, load_image, metrics
+    from .eval.report import build_report
+    from .eval.sweep import keep_crop
     from .image import save_image, write_atomic
     from .registry import create_codec, list_codecs
 
@@ -247,9 +272,15 @@ def cmd_demo(args) -> None:
         t2 = time.perf_counter()
         write_atomic(out / f"{stem}.{name}.ncdc", data, force=args.force)
         save_image(out / f"{stem}.{name}.png", decoded, force=args.force)
+        keep_crop(out / "crops" / stem, name, quality, image, decoded,
+                  {"bpp": metrics.bpp(len(data), h, w), "psnr": metrics.psnr(image, decoded)})
         print(f"{name:12s} {quality!s:>7s} {len(data):7d} {metrics.bpp(len(data), h, w):6.3f} "
               f"{metrics.psnr(image, decoded):6.2f} {metrics.ms_ssim(image, decoded):7.4f} {t1 - t0:6.2f} {t2 - t1:6.2f}")
-    print(f"wrote the files and the decoded images to {out}/")
+    # the page: the Kodak curves (when run from the repository) and these decoded crops side by side
+    folders = [f for f in (args.results, out) if f and Path(f).is_dir()]
+    page = build_report(folders, out / "report", anchor="jpeg", force=True,
+                        title=f"neuralcodecs demo: {Path(args.image).name} at about {target:.0f} bytes")
+    print(f"wrote the files and the decoded images to {out}/, the report page to {page}")
 
 
 def cmd_pq(args) -> None:
@@ -302,6 +333,16 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> Non
                                 help=f"TrainConfig.{f.name}")
 
 
+def _engine_options(s, workers: bool = True) -> None:
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this machine (default); ray: Ray tasks (pip install 'neuralcodecs[ray]'), "
+                        "for folders of images")
+    s.add_argument("--address", help="with --engine ray: the cluster to join (e.g. auto or ray://HEAD:10001); "
+                   "default: a local Ray instance with --workers CPUs")
+    if workers:
+        s.add_argument("--workers", type=int, default=1, help="with --engine ray and no --address: its CPUs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -320,14 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an alpha channel: keep it (png only), flatten the image onto white, or drop it "
                         "(default: keep)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="a codec setting (repeatable)")
-    s.add_argument("--force", action="store_true"); s.set_defaults(fn=cmd_encode)
+    s.add_argument("--force", action="store_true"); _engine_options(s); s.set_defaults(fn=cmd_encode)
 
     s = sub.add_parser("decode", help="decompress a neuralcodecs file to a lossless image")
     s.add_argument("input", help="a neuralcodecs file, - for standard input, or a folder of .ncdc files")
     s.add_argument("output", help="the image (.png, .ppm, .tif, .bmp), - for PNG on standard output, or a folder "
                                   "(PNG files, when INPUT is one)")
     s.add_argument("--force", action="store_true", help="overwrite OUTPUT")
-    s.set_defaults(fn=cmd_decode)
+    _engine_options(s); s.set_defaults(fn=cmd_decode)
 
     s = sub.add_parser("info", help="what a file holds"); s.add_argument("input"); s.set_defaults(fn=cmd_info)
 
@@ -350,7 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a setting of the --codec codecs (repeatable), e.g. budget=60 for coconet")
     s.add_argument("--resume", action="store_true",
                    help="keep the jobs an interrupted sweep logged in OUT/jobs.jsonl and run only the rest")
-    s.set_defaults(fn=cmd_eval)
+    s.add_argument("--crops", nargs="+", metavar="IMAGE",
+                   help="keep the decoded centres of these images (names or stems) for `report`'s viewer")
+    _engine_options(s, workers=False); s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("report", help="a self-contained HTML page of an eval folder: RD charts, BD table, viewer")
+    s.add_argument("results", nargs="+", help="folders `eval` (or `demo`) wrote"); s.add_argument("--out", required=True)
+    s.add_argument("--reference", nargs="+", help="published curves to draw dashed and rank")
+    s.add_argument("--anchor", default="jpeg", help="the BD table's anchor (default: jpeg)")
+    s.add_argument("--title"); s.add_argument("--force", action="store_true", help="overwrite OUT/index.html")
+    s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("plot", help="redraw the RD plot from saved JSON")
     s.add_argument("json", nargs="+"); s.add_argument("--out", required=True)
@@ -412,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--codec", action="append", help=f"a codec to compare (repeatable; default: {', '.join(DEMO_CODECS)})")
     s.add_argument("--bpp", type=float, help="target size in bits per pixel (default: jpeg quality 50's size)")
     s.add_argument("--out", default="out/demo"); s.add_argument("--force", action="store_true", help="overwrite")
+    s.add_argument("--results", default="results/kodak", help="an eval folder whose curves the report page shows "
+                   "beside the demo's crops (default: results/kodak, when it exists)")
     s.set_defaults(fn=cmd_demo)
     return p
 

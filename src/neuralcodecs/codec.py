@@ -56,6 +56,7 @@ class Codec:
       progressive     one chunk per step; a file cut at a chunk boundary decodes (see `truncate`)
       native_ext      file suffix of the standard format `encode_native` writes, if the codec has one
       commands        command-line commands of this codec (Command), added to `neuralcodecs` by the CLI
+      learned         whether a trained network takes part (reports and plots group codecs by it)
     """
 
     Config: ClassVar[type] = CodecConfig
@@ -67,6 +68,7 @@ class Codec:
     progressive: ClassVar[bool] = False
     native_ext: ClassVar[str | None] = None
     commands: ClassVar[tuple[Command, ...]] = ()
+    learned: ClassVar[bool] = False
 
     def __init__(self, config: Any, name: str | None = None):
         super().__init__()  # lets learned codecs also be torch.nn.Modules

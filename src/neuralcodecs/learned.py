@@ -39,6 +39,7 @@ class LearnedCodec(Codec, nn.Module):
     # stage decides which parameters train (requires_grad) and what forward() samples.
     stages: ClassVar[tuple[str, ...]] = ("all",)
     pad_to = 16
+    learned = True
 
     def __init__(self, config: Any, name: str | None = None, lmbdas: tuple[float, ...] | None = None):
         super().__init__(config, name)
@@ -193,7 +194,7 @@ class VariableRateCodec(LearnedCodec):
         gain, inv_gain = self._gains(q)
         with torch.autocast(device_type=x.device.type, enabled=False):
             y = self.analysis(x).float() * gain
-            y_hat, bits = self.latent_codec(y, q.to(x.device))
+            y_hat, bits = self.latent_codec(y, q.to(x.device), self.log_gain[q])
             if self.rate_mask is not None:  # coefficients held at zero in training cost nothing
                 bits["y"] = bits["y"] * self.rate_mask.view(1, -1, 1, 1)
             total = sum(v.sum(dim=tuple(range(1, v.dim()))) for v in bits.values())
@@ -248,11 +249,13 @@ class VariableRateCodec(LearnedCodec):
 
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        return self.latent_codec.compress(self._latents(x), self.config.quality - 1)
+        q = self.config.quality - 1
+        return self.latent_codec.compress(self._latents(x), q, self.log_gain[[q]])
 
     @torch.no_grad()
     def estimate_bits(self, x: np.ndarray) -> float:
-        return self.latent_codec.estimate_bits(self._latents(x), self.config.quality - 1)
+        q = self.config.quality - 1
+        return self.latent_codec.estimate_bits(self._latents(x), q, self.log_gain[[q]])
 
     @property
     def n_chunks(self) -> int:
@@ -264,7 +267,7 @@ class VariableRateCodec(LearnedCodec):
         q = self.config.quality - 1
         _, inv_gain = self._gains(torch.tensor([q], device=self.log_gain.device))
         s = self.latent_stride
-        y_hat = self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q)
+        y_hat = self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q, self.log_gain[[q]])
         return self._synthesise(y_hat.to(inv_gain.device) * inv_gain)
 
 

@@ -114,6 +114,7 @@ def pixel_centres(h: int, w: int) -> Tensor:
 
 @register("coconet")
 class CocoNet(Codec):
+    learned = True  # a network fitted to each image
     @dataclass(frozen=True)
     class Config:
         quality: int = 4

@@ -201,6 +201,8 @@ def rate_controlled(make, target: int) -> bytes:
 @register("prakash2017")
 class Prakash2017(HostedCodec, Codec):
     __doc__ = __doc__  # the module's: the paper and the data flow, for help()
+    learned = True  # a classifier decides where the JPEG spends its bits
+
     @dataclass(frozen=True)
     class Config:
         quality: int = 50       # the file is as large as a plain `jpeg` file at this quality

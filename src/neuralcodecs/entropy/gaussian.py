@@ -32,7 +32,9 @@ from .model import EntropyModel, bits_of
 from .tabulated import PRECISION, _decode_escapes, _encode_escapes, _escape_bits
 
 SCALE_MIN, SCALE_MAX, LEVELS = 0.11, 256.0, 64
-LOG_STEP = math.log(SCALE_MAX / SCALE_MIN) / (LEVELS - 1)
+# log(SCALE_MAX / SCALE_MIN) / (LEVELS - 1), written out: decoders compute rate points' index shifts from it
+# (latent.py), and a libm's log may differ in the last bit between machines
+LOG_STEP = 0.12305479932808386
 TAIL_MASS = 1e-9
 
 

@@ -1,4 +1,5 @@
-"""The RD figure: PSNR vs bpp and MS-SSIM (dB) vs bpp, our codecs solid, published curves dashed.
+"""The RD figure: PSNR vs bpp and MS-SSIM (dB) vs bpp, a row for learned and one for classical codecs, our
+codecs solid, published curves dashed.
 
 Drawn on a bare matplotlib Figure with the Agg canvas, so it works headless and never touches pyplot's
 global backend of the program that imports us.
@@ -35,59 +36,91 @@ def _series(curve: Curve, panel: str) -> tuple[np.ndarray, np.ndarray] | None:
     return (curve.bpp[ok], y[ok]) if ok.any() else None
 
 
+def families(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(learned, classical) among our curves' names: learned where the registered codec says so (Codec.learned);
+    anything else (classical codecs, names not registered here) is drawn with the classical ones."""
+    from ..registry import get_entry, list_codecs
+
+    known = set(list_codecs())
+    learned = [n for n in names if n in known and get_entry(n).cls.learned]
+    return learned, [n for n in names if n not in learned]
+
+
+# 20 colours x 4 markers: every curve of a figure gets its own pair (matplotlib's default cycle of 10 colours
+# gave avif and jpegxl, balle2017 and theis2017 the same colour)
+_COLORS = [f"tab:{c}" for c in ("blue", "red", "green", "orange", "purple", "brown", "pink", "cyan", "olive",
+                                "gray")] + ["#393b79", "#ad494a", "#637939", "#e7ba52", "#7b4173", "#3182bd",
+                                            "#e6550d", "#31a354", "#756bb1", "#17becf"]
+_MARKERS = ("o", "s", "^", "D")
+
+
 def draw_rd(ours: Sequence[Curve], references: Sequence[Curve], out_png: str | os.PathLike,
-            title: str | None = None) -> None:
-    """Write the two-panel RD figure to out_png."""
+            title: str | None = None, anchor: str = "jpeg") -> None:
+    """Write the RD figure to out_png: PSNR and MS-SSIM (columns) for learned and for classical codecs (rows);
+    published curves (dashed) with the learned ones, and the anchor (jpeg) drawn thin in the learned row too,
+    for orientation."""
     ours, references = list(ours), list(references)
     xmax = _visible_range(ours or references)
-    fig = Figure(figsize=(14, 6), layout="constrained")
+    learned, classical = families([c.name for c in ours])
+    by_name = {c.name: c for c in ours}
+    rows = [("learned codecs", [by_name[n] for n in learned], references,
+             [by_name[anchor]] if anchor in by_name and anchor not in learned else []),
+            ("classical codecs", [by_name[n] for n in classical], [], [])]
+    rows = [r for r in rows if r[1] or r[2]] or rows[:1]
+    fig = Figure(figsize=(15, 5.2 * len(rows)), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    styles = [(c, "ours", f"C{i % 10}") for i, c in enumerate(ours)]
-    # A separate palette for references, so a reference never takes the colour of one of our codecs.
-    ref_colors = [f"tab:{n}" for n in ("gray", "olive", "cyan", "pink", "brown", "purple", "red", "green",
-                                        "blue", "orange")]
-    styles += [(c, "ref", ref_colors[i % len(ref_colors)]) for i, c in enumerate(references)]
-    handles: dict[str, object] = {}
-    for ax, panel, ylabel in ((axes[0], "psnr", "PSNR RGB (dB)"), (axes[1], "ms-ssim", "MS-SSIM RGB (dB)")):
-        ys_visible: list[np.ndarray] = []
-        for curve, kind, color in styles:
-            s = _series(curve, panel)
-            if s is None:
-                continue
-            x, y = s
-            label = curve.name
-            if len(x) == 1 and x[0] > xmax:
-                label += f" ({x[0]:.1f} bpp, off scale)"
-            elif len(x) == 1:
-                label += " (single point)"
-            if kind == "ours":
-                (line,) = ax.plot(x, y, "-o", color=color, lw=1.8, ms=4, label=label, zorder=3)
-            else:
-                (line,) = ax.plot(x, y, "--", color=color, lw=1.2, alpha=0.85, label=label, zorder=2,
-                                  marker="." if len(x) < 25 else None)
-            handles.setdefault(label, line)
-            ys_visible.append(y[x <= xmax])
-        ax.set_xlim(0, xmax)
-        ys = np.concatenate(ys_visible) if ys_visible else np.empty(0)
-        if len(ys):
-            # Scale y to what is on screen; off-scale points (e.g. 9 bpp BPG at 53 dB) would squash the rest.
-            lo, hi = float(ys.min()), float(ys.max())
-            pad = max(0.5, 0.04 * (hi - lo))
-            ax.set_ylim(lo - pad, hi + pad)
-        ax.set_xlabel("bits per pixel (bpp)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-    axes[0].set_title("PSNR vs rate")
-    axes[1].set_title("MS-SSIM vs rate (-10 log10(1 - MS-SSIM))")
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    for (row_title, solid, dashed, thin), row_axes in zip(rows, axes):
+        # colours counted per row, so the curves that share panels get the most distinct ones
+        style = {c.name: (_COLORS[i % len(_COLORS)], _MARKERS[(i // len(_COLORS)) % len(_MARKERS)])
+                 for i, c in enumerate(solid + dashed)}
+        handles: dict[str, object] = {}
+        for ax, panel, ylabel in ((row_axes[0], "psnr", "PSNR RGB (dB)"),
+                                  (row_axes[1], "ms-ssim", "MS-SSIM RGB (dB)")):
+            ys_visible: list[np.ndarray] = []
+            for curve, kind in [(c, "ours") for c in solid] + [(c, "ref") for c in dashed] + [(c, "thin") for c in thin]:
+                s = _series(curve, panel)
+                if s is None:
+                    continue
+                x, y = s
+                color, marker = style.get(curve.name, ("black", None))
+                label = curve.name
+                if len(x) == 1 and x[0] > xmax:
+                    label += f" ({x[0]:.1f} bpp, off scale)"
+                elif len(x) == 1:
+                    label += " (single point)"
+                if kind == "ours":
+                    (line,) = ax.plot(x, y, "-", marker=marker, color=color, lw=1.8, ms=4, label=label, zorder=3)
+                elif kind == "thin":
+                    label += " (anchor)"
+                    (line,) = ax.plot(x, y, ":", color="black", lw=1.2, label=label, zorder=2)
+                else:
+                    (line,) = ax.plot(x, y, "--", color=color, lw=1.2, alpha=0.85, label=label, zorder=2,
+                                      marker=marker if len(x) < 25 else None, ms=3)
+                handles.setdefault(label, line)
+                if kind != "thin":
+                    ys_visible.append(y[x <= xmax])
+            ax.set_xlim(0, xmax)
+            ys = np.concatenate(ys_visible) if ys_visible else np.empty(0)
+            if len(ys):
+                # Scale y to what is on screen; off-scale points (e.g. 9 bpp BPG at 53 dB) would squash the rest.
+                lo, hi = float(ys.min()), float(ys.max())
+                pad = max(0.5, 0.04 * (hi - lo))
+                ax.set_ylim(lo - pad, hi + pad)
+            ax.set_xlabel("bits per pixel (bpp)")
+            ax.set_ylabel(ylabel)
+            ax.grid(True, alpha=0.3)
+            ax.set_title(f"{row_title}: " + ("PSNR vs rate" if panel == "psnr" else
+                                             "MS-SSIM vs rate (-10 log10(1 - MS-SSIM))"), fontsize=10)
+        if handles:
+            row_axes[1].legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.02, 0.5),
+                               fontsize=8, title="solid: ours, dashed: published" if dashed else None,
+                               title_fontsize=8)
     if title:
         fig.suptitle(title)
-    if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right center", fontsize=8,
-                   title="solid: ours, dashed: published", title_fontsize=8)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    fig.savefig(out_png, dpi=100)
 
 
 def plot(jsons: Sequence[str | os.PathLike], out_png: str | os.PathLike,

@@ -43,6 +43,7 @@ class Job:
     quality: Any
     image: str  # a path, not pixels: workers load their own images, so little is pickled
     settings: tuple = ()  # (key, value) pairs of codec settings besides quality
+    crops: str = ""  # a folder: keep the centre of the decoded image there (crops/<image>/<codec>/<quality>.png)
 
 
 def list_images(data: str | os.PathLike) -> list[Path]:
@@ -84,12 +85,36 @@ def run_job(job: Job) -> dict[str, Any]:
         decoded = decode(data)
         t2 = time.perf_counter()
         metrics = all_metrics(image, decoded, len(data))
+        if job.crops:
+            keep_crop(Path(job.crops) / Path(job.image).stem, job.codec, job.quality, image, decoded,
+                      {"bpp": metrics["bpp"], "psnr": metrics["psnr-rgb"]})
     except Exception as e:
         # Name the job: from a pool, a bare library error would not say which of thousands failed.
         raise RuntimeError(f"{job.codec} quality={job.quality!r} on {job.image}: {type(e).__name__}: {e}") from e
     return {"codec": job.codec, "quality": job.quality, "image": Path(job.image).name,
             "height": image.shape[0], "width": image.shape[1], "bytes": len(data),
             **{k: metrics[k] for k in METRICS}, "encoding_time": t1 - t0, "decoding_time": t2 - t1}
+
+
+def _centre(image: np.ndarray) -> np.ndarray:
+    from .report import CROP
+
+    h, w = image.shape[:2]
+    top, left = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
+    return image[top:top + CROP, left:left + CROP]
+
+
+def keep_crop(folder: Path, codec: str, quality: Any, image: np.ndarray, decoded: np.ndarray,
+              measured: dict[str, float]) -> None:
+    """The centre of the decoded image (and once, of the original) as lossless PNG, with what was measured on
+    the whole image beside it (<quality>.json: bpp, psnr), for the report's viewer."""
+    from ..image import save_image, write_atomic
+
+    (folder / codec).mkdir(parents=True, exist_ok=True)
+    if not (folder / "original.png").exists():
+        save_image(folder / "original.png", _centre(image), force=True)
+    save_image(folder / codec / f"{quality}.png", _centre(decoded), force=True)
+    write_atomic(folder / codec / f"{quality}.json", json.dumps(measured).encode(), force=True)
 
 
 def _init_worker() -> None:
@@ -116,7 +141,8 @@ def _logged(log: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _run(jobs: list[Job], workers: int, progress: bool, log: Path, resume: bool) -> list[dict[str, Any]]:
+def _run(jobs: list[Job], workers: int, progress: bool, log: Path, resume: bool, engine: str = "local",
+         address: str | None = None) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     done = _logged(log) if resume else {}
@@ -131,7 +157,12 @@ def _run(jobs: list[Job], workers: int, progress: bool, log: Path, resume: bool)
             f.write(json.dumps({"key": _key(job), "row": row}) + "\n")  # NaN stays NaN: Python reads it back
             f.flush()
 
-        if workers <= 1 or len(todo) <= 1:
+        if engine == "ray":
+            from ..engine import ray_map
+
+            for j, row in tqdm(ray_map(run_job, todo, workers, address), **bar):
+                record(j, row)
+        elif workers <= 1 or len(todo) <= 1:
             for j in tqdm(todo, **bar):
                 record(j, run_job(j))
         else:
@@ -206,7 +237,8 @@ def write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
 def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
              anchor: str = "jpeg", references: Sequence[str | os.PathLike] = (),
              qualities: dict[str, list] | None = None, settings: dict[str, Any] | None = None,
-             progress: bool = True, resume: bool = False) -> dict[str, Any]:
+             progress: bool = True, resume: bool = False, crops: Sequence[str] = (), engine: str = "local",
+             address: str | None = None) -> dict[str, Any]:
     """Sweep each codec over its rate points on the images in `data` and write the results to `out`.
 
     codecs      registered codec names; each runs at `type(codec).qualities` or at qualities[name]
@@ -214,8 +246,13 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
     references  published curve files (any format `load_curve` reads): plotted dashed, and given BD
                 rows against the anchor
     settings    codec settings (e.g. {"budget": 60}) for the codecs in `codecs`, not for a swept anchor
-    workers     processes (spawned; call from under `if __name__ == "__main__":` in scripts)
+    workers     processes (spawned; call from under `if __name__ == "__main__":` in scripts); with
+                engine="ray" and no address, the CPUs of the local Ray instance
+    engine      "local" (a process pool on this machine) or "ray" (Ray tasks, on a cluster at `address` or
+                on a local instance started for the sweep); the same jobs.jsonl, files and numbers
     resume      reuse the jobs an interrupted sweep logged in OUT/jobs.jsonl; run only the rest
+    crops       images (file names or stems) whose decoded centres are kept in OUT/crops/ for
+                `neuralcodecs report`'s side-by-side viewer
 
     Writes jobs.jsonl, per_image.csv, <codec>.json per codec, bd.csv, bd.md and rd.png. Returns {"curves": {codec:
     results block}, "bd": rows of the BD table, "rd_auc_interval": (lo, hi) bpp or None, "files": [...]}.
@@ -248,8 +285,16 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
     per_codec = {n: dict(settings or {}) if n in codecs else {} for n in names}
     for n, kw in per_codec.items():  # a setting a codec does not have fails now, not in a worker hours later
         create_codec(n, **kw)
-    jobs = [Job(n, q, str(img), tuple(sorted(per_codec[n].items()))) for n in names for q in sweep[n] for img in images]
-    rows = _run(jobs, workers, progress, out / "jobs.jsonl", resume)
+    keep = set(crops)
+    missing = keep - {p.name for p in images} - {p.stem for p in images}
+    if missing:
+        raise ValueError(f"--crops names images not in {data}: {sorted(missing)}")
+    crop_dir = lambda img: str(out / "crops") if img.name in keep or img.stem in keep else ""  # noqa: E731
+    jobs = [Job(n, q, str(img), tuple(sorted(per_codec[n].items())), crop_dir(img))
+            for n in names for q in sweep[n] for img in images]
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    rows = _run(jobs, workers, progress, out / "jobs.jsonl", resume, engine, address)
 
     files = [out / "per_image.csv"]
     write_per_image(files[0], rows)
