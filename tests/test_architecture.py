@@ -82,3 +82,10 @@ def test_every_codec_module_registers_a_codec():
                       and issubclass(v, neuralcodecs.Codec) for v in vars(module).values())
         if defines:
             assert module.__name__ in registered, f"{module.__name__} defines a codec but registers none"
+
+
+def test_every_codec_says_what_its_quality_means():
+    from neuralcodecs.registry import get_entry, list_codecs
+
+    missing = [n for n in list_codecs() if not get_entry(n).cls.quality_meaning.strip()]
+    assert not missing, f"codecs without quality_meaning: {missing}"

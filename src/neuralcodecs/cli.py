@@ -88,6 +88,7 @@ def cmd_list(args) -> None:
         cls = get_entry(name).cls
         flags = (" progressive" if cls.progressive else "") + ("" if cls.trained(name) else " (no trained weights yet)")
         print(f"{name:{width}s}  default quality {cls.default_quality!s:6s} sweep {list(cls.qualities)}{flags}")
+        print(f"{'':{width}s}  quality: {cls.quality_meaning}")
 
 
 def _batch(args, files: list[Path], target, work) -> None:
@@ -333,6 +334,17 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> Non
                                 help=f"TrainConfig.{f.name}")
 
 
+def _quality_table() -> str:
+    """What --quality means for each codec, and its default."""
+    from .registry import get_entry, list_codecs
+
+    names = list_codecs()
+    width = max(map(len, names))
+    rows = [f"  {n:{width}s}  {get_entry(n).cls.quality_meaning}; default {get_entry(n).cls.default_quality}"
+            for n in names]
+    return "quality, per codec:\n" + "\n".join(rows)
+
+
 def _engine_options(s, workers: bool = True) -> None:
     s.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this machine (default); ray: Ray tasks (pip install 'neuralcodecs[ray]'), "
@@ -352,10 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="registered codecs").set_defaults(fn=cmd_list)
 
-    s = sub.add_parser("encode", help="compress an image")
+    s = sub.add_parser("encode", help="compress an image", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=_quality_table())
     s.add_argument("input", help="an image file, - for standard input, or a folder of images")
     s.add_argument("output", help="the file to write, - for standard output, or a folder (when INPUT is one)")
-    s.add_argument("--codec", default="jpeg"); s.add_argument("--quality", type=_quality)
+    s.add_argument("--codec", default="jpeg", help="a codec of `neuralcodecs list` (default: jpeg)")
+    s.add_argument("--quality", type=_quality, help="the codec's quality (meaning and default below)")
     s.add_argument("--native", action="store_true", help="write the codec's standard file format (e.g. .jpg)")
     s.add_argument("--alpha", choices=("keep", "flatten", "drop"), default="keep",
                    help="an alpha channel: keep it (png only), flatten the image onto white, or drop it "
@@ -470,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .codec import show_progress
+
+    show_progress(True)  # slow codecs show their steps on a terminal's stderr
     try:
         args.fn(args)
     except KeyboardInterrupt:
@@ -485,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"neuralcodecs {args.command}: error: {msg}", file=sys.stderr)
         return 1
+    finally:
+        show_progress(False)
     return 0
 
 

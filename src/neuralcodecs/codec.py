@@ -57,6 +57,7 @@ class Codec:
       native_ext      file suffix of the standard format `encode_native` writes, if the codec has one
       commands        command-line commands of this codec (Command), added to `neuralcodecs` by the CLI
       learned         whether a trained network takes part (reports and plots group codecs by it)
+      quality_meaning what `quality` means for this codec, in a few words (`list`, `encode --help`)
     """
 
     Config: ClassVar[type] = CodecConfig
@@ -69,6 +70,7 @@ class Codec:
     native_ext: ClassVar[str | None] = None
     commands: ClassVar[tuple[Command, ...]] = ()
     learned: ClassVar[bool] = False
+    quality_meaning: ClassVar[str] = ""
 
     def __init__(self, config: Any, name: str | None = None):
         super().__init__()  # lets learned codecs also be torch.nn.Modules
@@ -168,6 +170,23 @@ class Codec:
         if header.channels == 1:
             x = x[:, :, 0]
         return np.ascontiguousarray(x)
+
+
+# Progress bars of slow codecs (toderici's iterations, coconet's fit): off for library callers, on for the
+# command line (cli.main), and there only when stderr is a terminal (tqdm's disable=None).
+_progress = False
+
+
+def show_progress(on: bool = True) -> None:
+    global _progress
+    _progress = on
+
+
+def progress(iterable: Any = None, total: int | None = None, desc: str | None = None) -> Any:
+    """A progress bar over a slow codec's steps (shown only where show_progress(True) was called)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None if _progress else True)
 
 
 def check_index_quality(name: str, quality: Any, n: int, meaning: str = "rate point") -> None:

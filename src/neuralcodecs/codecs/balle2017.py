@@ -61,6 +61,7 @@ def synthesis_transform(n: int, m: int) -> nn.Sequential:
 
 @register("balle2017")
 class Balle2017(VariableRateCodec):
+    quality_meaning = "rate point 1-10 of one model (higher: more bits)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 7  # rate point 1..10 (lambda = LMBDAS[quality - 1])

@@ -47,6 +47,7 @@ def hyper_synthesis(n: int, out: int) -> IntegerNetwork:
 @register("balle2018")
 class Balle2018(VariableRateCodec):
     __doc__ = __doc__  # the module's: the paper and the data flow, for help()
+    quality_meaning = "rate point 1-10 of one model (higher: more bits)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 7  # rate point 1..10 (lambda = LMBDAS[quality - 1])

@@ -76,6 +76,7 @@ class _SingleChunk(Codec):
 @register("jpeg444", subsampling="444")
 @register("jpeg", subsampling="420")
 class JPEG(_SingleChunk):
+    quality_meaning = "libjpeg quality 1-100 (higher: larger, better)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 75
@@ -101,6 +102,7 @@ class JPEG(_SingleChunk):
 
 @register("jpeg2000")
 class JPEG2000(_SingleChunk):
+    quality_meaning = "target PSNR in dB (OpenJPEG's fixed-quality mode)"
     @dataclass(frozen=True)
     class Config:
         quality: float = 36.0  # target PSNR in dB (OpenJPEG's fixed-quality mode)
@@ -123,6 +125,7 @@ class JPEG2000(_SingleChunk):
 
 @register("webp")
 class WebP(_SingleChunk):
+    quality_meaning = "libwebp quality 0-100"
     @dataclass(frozen=True)
     class Config:
         quality: int = 75
@@ -144,6 +147,7 @@ class WebP(_SingleChunk):
 
 @register("avif")
 class AVIF(_SingleChunk):
+    quality_meaning = "libavif quality 0-100"
     @dataclass(frozen=True)
     class Config:
         quality: int = 60
@@ -165,6 +169,7 @@ class AVIF(_SingleChunk):
 
 @register("heif")
 class HEIF(_SingleChunk):
+    quality_meaning = "libheif/x265 quality 0-100"
     @dataclass(frozen=True)
     class Config:
         quality: int = 50
@@ -201,6 +206,7 @@ class HEIF(_SingleChunk):
 
 @register("jpegxl")
 class JPEGXL(_SingleChunk):
+    quality_meaning = "libjxl quality 0-100 (100: mathematically lossless)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 75
@@ -223,6 +229,7 @@ class JPEGXL(_SingleChunk):
 
 @register("png")
 class PNG(_SingleChunk):
+    quality_meaning = "zlib level 0-9 (lossless at every level: only the size changes)"
     """Lossless; quality is zlib's compression level (every level gives the same image)."""
 
     @dataclass(frozen=True)

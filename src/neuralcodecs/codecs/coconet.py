@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..codec import Codec, Command, check_index_quality, decode, open_file
+from ..codec import progress as progress_bar
 from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
 from ..image import from_tensor, save_image, to_tensor
@@ -114,6 +115,7 @@ def pixel_centres(h: int, w: int) -> Tensor:
 
 @register("coconet")
 class CocoNet(Codec):
+    quality_meaning = "network size 1-6 (larger: more weights, more bits)"
     learned = True  # a network fitted to each image
     @dataclass(frozen=True)
     class Config:
@@ -182,7 +184,7 @@ class CocoNet(Codec):
         # 9.8 dB; kodim01 fell from 19.7 to 16 dB, which a 4x threshold missed). A smoothed loss far above its
         # best so far rolls the fit back to the last healthy snapshot, and the learning rate is halved from there on.
         smooth, best, lr_scale, snapshot = math.inf, math.inf, 1.0, None
-        bar = tqdm(total=total, desc="coconet fit", disable=not progress, leave=False)
+        bar = progress_bar(total=total, desc="coconet fit") if progress else tqdm(disable=True)
         step = 0
         while step < total:
             if step % PLAN_AFTER == 0 and smooth <= HEALTHY * best:

@@ -114,6 +114,7 @@ def code_for_real(codec: HostedCodec, images: Tensor, qualities: tuple) -> Tenso
 
 @register("jiang2017", host="jpeg")
 class Jiang2017(HostedCodec, LearnedCodec):
+    quality_meaning = "the host codec's quality for the half-size compact image"
     @dataclass(frozen=True)
     class Config:
         quality: float = 50  # the host codec's quality
@@ -188,6 +189,7 @@ class Jiang2017HEIF(Jiang2017):
 
 @register("jiang2017-enhance")
 class JPEGEnhance(HostedCodec, LearnedCodec):
+    quality_meaning = "JPEG quality 1-100 of the plain JPEG file"
     """RecCNN on its own as a JPEG artefact remover (the paper's RecCNN, used on full-size JPEGs): the file
     is an ordinary full-size JPEG at `quality`, and decoding runs RecCNN on the decoded JPEG. Trained on
     JPEGs of random quality in `qualities`, so `neuralcodecs enhance` helps any JPEG of such quality.

@@ -201,6 +201,7 @@ def rate_controlled(make, target: int) -> bytes:
 @register("prakash2017")
 class Prakash2017(HostedCodec, Codec):
     __doc__ = __doc__  # the module's: the paper and the data flow, for help()
+    quality_meaning = "the file is as large as a plain jpeg at this quality (1-100)"
     learned = True  # a classifier decides where the JPEG spends its bits
 
     @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from ..errors import BitstreamError
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
 from ..nn import Binarizer, ConvLSTMCell
-from ..codec import check_index_quality
+from ..codec import check_index_quality, progress
 from ..registry import register
 
 TILE = 32
@@ -105,6 +105,7 @@ def _untile(t: Tensor, h: int, w: int) -> Tensor:
 
 @register("toderici2016")
 class Toderici2016(LearnedCodec):
+    quality_meaning = "iterations 1-16 (0.125 bpp each)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 8  # iterations (0.125 bpp each)
@@ -134,7 +135,7 @@ class Toderici2016(LearnedCodec):
         self.coder.reset()
         x_t = torch.zeros_like(x)
         out_codes, recons = [], []
-        for t in range(iterations):
+        for t in progress(range(iterations), desc="toderici2016 iterations") if not self.training else range(iterations):
             b = self.coder.encode(x - 0.5 - x_t) if codes is None else codes[t]
             x_t = self.coder.decode(b, x_t)
             out_codes.append(b)

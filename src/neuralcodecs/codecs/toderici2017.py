@@ -40,7 +40,7 @@ from ..entropy.coder import Decoder, Encoder
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
 from ..nn import Binarizer, ConvGRUCell, ConvLSTMCell
-from ..codec import check_index_quality
+from ..codec import check_index_quality, progress
 from ..registry import register
 
 BITS = 32          # per 16x16 block and iteration: 0.125 bpp
@@ -137,6 +137,7 @@ class GainEstimator(nn.Module):
 
 @register("toderici2017")
 class Toderici2017(LearnedCodec):
+    quality_meaning = "iterations 1-16 (0.125 bpp each before entropy coding)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 8  # iterations (0.125 bpp each before entropy coding)
@@ -176,7 +177,7 @@ class Toderici2017(LearnedCodec):
         e_state, d_state = [None] * 3, [None] * 4
         x_t = torch.zeros_like(x)
         codes, recons = [], []
-        for _ in range(iterations):
+        for _ in progress(range(iterations), desc="toderici2017 iterations") if not self.training else range(iterations):
             g = self._gain(x_t)
             b = self.encoder((x - 0.5 - x_t) * g, e_state)
             x_t = self._step(x_t, b, g, d_state)
@@ -229,7 +230,7 @@ class Toderici2017(LearnedCodec):
         a = ContextModel.anchors(h // 16, w // 16).expand(code_shape).bool()
         previous, d_state = torch.zeros(code_shape), [None] * 4
         x_t = torch.zeros(1, 3, h, w)
-        for chunk in chunks:
+        for chunk in progress(chunks, desc="toderici2017 iterations"):
             dec = Decoder(chunk)
             b = torch.zeros(code_shape)
             first = dec.categorical(int(a.sum()), self.context.pmf(self.context.logits(previous, b, False)[a]))
