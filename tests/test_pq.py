@@ -50,3 +50,26 @@ def test_pack_unpack():
         idx = rng.integers(0, 2 ** bits, 1001)
         assert np.array_equal(pq._unpack(pq._pack(idx, bits), len(idx), bits), idx)
         assert len(pq._pack(idx, bits)) == -(-len(idx) * bits // 8)
+
+
+def test_per_layer_block_sizes():
+    net = _net()
+    cfg = PQConfig(codewords=4, em_iterations=2, sizes=(("6", 2), ("9", 8)))
+    assert pq.block_size(net[6], False, cfg.size_of("6")) == 2 and pq.block_size(net[9], False, cfg.size_of("9")) == 8
+    assert pq.block_size(net[2], False, cfg.size_of("2")) == 4 and pq.block_size(net[6], True, cfg.size_of("6")) == 4
+    result = quantize(net, torch.randn(8, 3, 16, 16), cfg)
+    assert result["6"][0].shape == (4, 2) and result["9"][0].shape == (4, 8)
+
+
+def test_batch_norm_statistics_reestimated_on_the_images_given():
+    from neuralcodecs.quant.classifier import reestimate_batch_norm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    x = torch.randn(64, 3, 8, 8) * 3 + 1
+    reestimate_batch_norm(net, x, batch=16)
+    with torch.no_grad():
+        h = net[0](x)
+    assert not net.training
+    assert torch.allclose(net[1].running_mean, h.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert torch.allclose(net[1].running_var, h.var(dim=(0, 2, 3)), rtol=0.05)

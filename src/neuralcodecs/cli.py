@@ -297,7 +297,8 @@ def cmd_pq(args) -> None:
         t = time.time()
         cfg = PQConfig(codewords=args.codewords, large=args.large, em_iterations=args.em_iterations, seed=args.seed)
         data = classifier.quantize_classifier(args.model, args.calibration, cfg, images=args.images,
-                                              finetune_steps=args.finetune_steps, batch=args.batch)
+                                              finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
+                                              batch=args.batch, lr=args.lr)
         write_atomic(args.out, data, force=args.force)
         print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
         return
@@ -444,13 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
     pq_sub = s.add_subparsers(dest="pq_command", required=True)
     q = pq_sub.add_parser("quantize", help="quantize a classifier", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     q.add_argument("--model", default="efficientnet-lite0", help="the classifier")
-    q.add_argument("--calibration", required=True, help="folder of images for activations and distillation")
+    q.add_argument("--calibration", required=True, nargs="+",
+                   help="folders of images (not the evaluation ones) for activations and distillation")
     q.add_argument("--out", required=True, help="the compressed network's file")
     q.add_argument("--codewords", type=int, default=256, help="k, codewords per layer")
     q.add_argument("--large", action="store_true", help="the paper's large-block setting")
     q.add_argument("--em-iterations", type=int, default=20, help="EM iterations per layer")
-    q.add_argument("--images", type=int, default=256, help="calibration images")
+    q.add_argument("--images", type=int, default=256, help="calibration images for the EM's activations")
+    q.add_argument("--finetune-images", type=int, default=2048,
+                   help="images for batch-norm re-estimation and distillation (at most all there are)")
     q.add_argument("--finetune-steps", type=int, default=200, help="codeword fine-tuning steps (distillation)")
+    q.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
     q.add_argument("--batch", type=int, default=16, help="fine-tuning batch")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--force", action="store_true", help="overwrite --out")

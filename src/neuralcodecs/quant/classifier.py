@@ -19,8 +19,9 @@ from ..image import image_files
 from ..nn.classifier import efficientnet_lite0, normalize
 
 MODELS = ("efficientnet-lite0",)
-# layers each model quantizes with half-size blocks (PQConfig.fine)
-FINE = {"efficientnet-lite0": ("_project_conv",)}
+# per-layer block sizes of each model (PQConfig.sizes): the projections at d = 2 (see PQConfig), the
+# classifier layer (1280 x 1000, a quarter of EfficientNet-Lite0's weights) at d = 8, where it costs little
+SIZES = {"efficientnet-lite0": (("_project_conv", 2), ("_fc", 8))}
 
 
 def build(name: str, pretrained: bool = True) -> nn.Module:
@@ -52,13 +53,30 @@ def labelled(folder: str | Path) -> list[tuple[Path, int]]:
         return [(folder / row["filename"], int(row["class_index"])) for row in csv.DictReader(f)]
 
 
-def calibration(folder: str | Path, n: int, seed: int = 0) -> torch.Tensor:
-    """n preprocessed images drawn (seeded) from the images under `folder`."""
-    files = image_files(folder, recursive=True)
+def calibration(folders: str | Path | list, n: int, seed: int = 0) -> torch.Tensor:
+    """n preprocessed images drawn (seeded) from the images under `folders` (one or several)."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    files = [f for folder in folders for f in image_files(folder, recursive=True)]
     if not files:
-        raise ValueError(f"no images under {folder}")
+        raise ValueError(f"no images under {', '.join(map(str, folders))}")
     pick = np.random.default_rng(seed).choice(len(files), size=min(n, len(files)), replace=False)
     return torch.stack([preprocess(files[i]) for i in sorted(pick)])
+
+
+@torch.no_grad()
+def reestimate_batch_norm(model: nn.Module, x: torch.Tensor, batch: int = 32) -> None:
+    """Batch-norm statistics measured again on x (averaged over all of it): quantized weights shift every
+    activation's mean and variance, and statistics that match them win back accuracy for free (the batch-norm
+    tensors are stored as they are). Measured on EfficientNet-Lite0, small blocks: 62.0 -> 67.0 % top-1 on
+    300 sample images."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+    model.train()
+    for i in range(0, len(x), batch):
+        model(x[i:i + batch])
+    model.eval()
 
 
 @torch.no_grad()
@@ -74,30 +92,41 @@ def top1(model: nn.Module, items: list[tuple[Path, int]], batch: int = 32, progr
     return correct / len(items)
 
 
-def quantize_classifier(name: str, calibration_dir: str | Path, cfg, images: int = 256, finetune_steps: int = 200,
-                        batch: int = 16, lr: float = 1e-4, log=print) -> bytes:
-    """Product-quantize classifier `name` (layer by layer, then codeword fine-tuning by distillation from the
-    uncompressed teacher through the one train_step) and return the compressed file's bytes."""
+def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, images: int = 256,
+                        finetune_images: int = 2048, finetune_steps: int = 200, batch: int = 16, lr: float = 1e-4,
+                        log=print) -> bytes:
+    """Product-quantize classifier `name` and return the compressed file's bytes:
+
+        EM layer by layer on the activations of `images` calibration images
+        -> batch-norm statistics re-estimated on `finetune_images` images
+        -> codewords and batch-norm scales/shifts fine-tuned by distillation from the uncompressed teacher
+           (through the one train_step; no labels), `finetune_steps` steps of `batch`, the statistics fixed
+    (Measured on 300 sample images, small blocks: 64.3 % after the re-estimation, 72.3 % after 600 steps; a
+    second re-estimation after the fine-tuning undid it, 65.0 %: the scales had adapted to those statistics.)
+    """
     from ..train.step import train_step
     from . import pq
 
     teacher, student = build(name), build(name)
-    if not cfg.fine:
-        cfg = dataclasses.replace(cfg, fine=FINE.get(name, ()))
-    x = calibration(calibration_dir, images, cfg.seed)
-    log(f"calibration: {len(x)} images from {calibration_dir}")
+    if not cfg.sizes:
+        cfg = dataclasses.replace(cfg, sizes=SIZES.get(name, ()))
+    x = calibration(calibration_dirs, max(images, finetune_images), cfg.seed)
+    log(f"calibration: {len(x)} images from {calibration_dirs}")
     layers = pq.quantizable(student, cfg)
     done = []
-    pq.quantize(student, x, cfg, progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n}")))
+    pq.quantize(student, x[:images], cfg,
+                progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n}")))
+    reestimate_batch_norm(student, x)
     objective = pq.Distillation(student, teacher)
-    params = pq.codeword_parameters(student)
+    norms = [p for m in student.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for p in m.parameters()]
+    params = pq.codeword_parameters(student) + norms
     for p in student.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    student.eval()  # batch norm keeps its statistics: only the codewords move
+    student.eval()  # batch norm keeps its (re-estimated) statistics while the codewords and its scales move
     for step in range(finetune_steps):
         idx = torch.randint(len(x), (batch,), generator=gen)
         metrics = train_step(objective, x[idx], opt, clip=None)

@@ -43,25 +43,27 @@ class PQConfig:
     large: bool = False    # the paper's large-block setting
     em_iterations: int = 20
     skip: tuple[str, ...] = ()  # module names left in fp16 (the first layer is always)
-    # substrings of module names quantized with half-size blocks: layers whose error is not absorbed by a
-    # following nonlinearity (EfficientNet's linear-bottleneck projections feed the residual stream directly;
-    # measured on EfficientNet-Lite0: three of them alone at d = 4 cost 10 points of top-1, the classifier
-    # layer or the head conv alone cost none)
-    fine: tuple[str, ...] = ()
+    # (substring of module names, d) pairs: the block size of the 1x1 convolutions and linear layers whose
+    # names contain the substring (the first match), for the small-block setting (`large` doubles it). A
+    # smaller d spends more bits where errors cost most: layers whose error no nonlinearity absorbs
+    # (EfficientNet's linear-bottleneck projections feed the residual stream directly; measured on
+    # EfficientNet-Lite0: three of them alone at d = 4 cost 10 points of top-1, the classifier layer or the
+    # head conv alone cost none), a larger one saves where they cost little
+    sizes: tuple[tuple[str, int], ...] = ()
     seed: int = 0
 
-    def is_fine(self, name: str) -> bool:
-        return any(f in name for f in self.fine)
+    def size_of(self, name: str) -> int | None:
+        return next((d for pattern, d in self.sizes if pattern in name), None)
 
 
-def block_size(module: nn.Module, large: bool, fine: bool = False) -> int:
-    """d for a layer: a whole kernel, or 4 inputs of a 1x1 conv / linear layer (doubled when `large`); `fine`
-    layers (see PQConfig.fine) get 2 inputs per block, twice the bits per weight."""
+def block_size(module: nn.Module, large: bool, size: int | None = None) -> int:
+    """d for a layer: a whole kernel, or 4 inputs of a 1x1 conv / linear layer (`size` instead, when given;
+    doubled when `large`)."""
     kh, kw = module.weight.shape[2:] if module.weight.dim() == 4 else (1, 1)
     if kh * kw > 1:
         cin = module.weight.shape[1]
         return kh * kw * (2 if large and cin % 2 == 0 else 1)
-    return (8 if large else 4) // (2 if fine else 1)
+    return (size or 4) * (2 if large else 1)
 
 
 def _blocks(w: Tensor, d: int, conv_groups: int = 1) -> tuple[Tensor, Tensor]:
@@ -167,7 +169,7 @@ def quantizable(model: nn.Module, cfg: PQConfig) -> list[tuple[str, nn.Module]]:
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     out = []
     for i, (name, m) in enumerate(layers):
-        d = block_size(m, cfg.large, cfg.is_fine(name))
+        d = block_size(m, cfg.large, cfg.size_of(name))
         n_blocks = m.weight.numel() // d
         if i == 0 or name in cfg.skip or n_blocks < MIN_BLOCKS_PER_CODEWORD * cfg.codewords:
             continue
@@ -190,7 +192,7 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
     model.eval()
     result = {}
     for name, m in quantizable(model, cfg):
-        d = block_size(m, cfg.large, cfg.is_fine(name))
+        d = block_size(m, cfg.large, cfg.size_of(name))
         collect = GramCollector(m, d)
         hook = m.register_forward_hook(collect)
         for i in range(0, len(calibration), batch):

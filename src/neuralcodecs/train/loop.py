@@ -11,6 +11,8 @@ batch with the matching "target" (x repeated); the loss is then over all of them
 models' quantile (auxiliary) parameters get their own optimizer on `model.aux_loss()`, as in
 CompressAI. A checkpoint (model, optimizers, step, every RNG state) is written every few minutes, on
 Ctrl-C or SIGTERM and at the end, so `--resume` continues exactly; coding tables are rebuilt when training ends.
+The same loop runs data-parallel under torchrun (`torchrun --nproc_per_node N -m neuralcodecs train ...`,
+distributed.py): gradients averaged over the processes, rank 0 writes.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from safetensors.torch import load_file
 from .. import weights
 from ..registry import get_entry
 from .data import RandomCrops
+from .distributed import Ranks
 from .step import train_step
 
 
@@ -98,6 +101,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     ckpt = out / "checkpoint.pt"
     if ckpt.exists() and not resume:
         raise FileExistsError(f"{ckpt} exists: continue it with --resume, or choose another --out")
+    ranks = Ranks.from_environment(cfg.device)  # one process, or one of torchrun's (distributed.py)
+    cfg = dataclasses.replace(cfg, device=ranks.device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -144,12 +149,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # map_location moved every tensor to the device, the CPU generator's state too; it must come back
         torch.set_rng_state(state["torch_rng"].cpu())
         print(f"resumed {ckpt} at step {step}")
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if ranks.world > 1:
+        # the same weights everywhere, and each process its own crops and noise from here on
+        ranks.broadcast(model)
+        rng = np.random.default_rng([cfg.seed, ranks.rank, step])
+        torch.manual_seed(cfg.seed + 1000 * ranks.rank + step)
+        print(f"process {ranks.rank} of {ranks.world} on {cfg.device}")
+    if ranks.main:
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     # crops are whole multiples of what the codec codes (balle2018's z needs multiples of 64)
     crop = -(-cfg.crop // model.pad_to) * model.pad_to
     if crop != cfg.crop:
         print(f"crops of {crop} pixels: {cfg.codec} codes multiples of {model.pad_to}")
+    if not ranks.main:
+        ranks.barrier()  # rank 0 decodes the photos into the cache first; the others then read it
     data = RandomCrops(cfg.data, crop, cfg.max_images, cache=out / "photos.npz")
+    if ranks.main:
+        ranks.barrier()
     if cfg.compile:
         model.compile()  # compiles forward() in place; loss() calls it
     # `kill` (SIGTERM) stops a background run like Ctrl-C does: checkpoint first (background jobs of a
@@ -158,7 +174,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model.train()
     last_save, log, skipped = time.time(), {"step": [], "loss": [], "bpp": [], "psnr": []}, 0
     logged = 0  # rows of `log` already in log.csv
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.codec}", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.codec}", dynamic_ncols=True, disable=not ranks.main)
     try:
         while step < cfg.steps:
             # set every step (not only at the drop) so a resumed run follows the schedule it is given now
@@ -168,7 +184,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             x = data.batch(cfg.batch, rng).to(cfg.device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            metrics = train_step(model, x, opt, aux_opt, autocast=_autocast(cfg))
+            metrics = train_step(model, x, opt, aux_opt, autocast=_autocast(cfg), ranks=ranks)
             if metrics is None:
                 skipped += 1
                 continue
@@ -181,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 bar.set_postfix({**{k: f"{np.mean(v[-50:]):.4g}" for k, v in log.items() if k != "step"},
                                  "skipped": skipped})
             bar.update(1)
-            if time.time() - last_save > 60 * cfg.checkpoint_minutes:
+            if ranks.main and time.time() - last_save > 60 * cfg.checkpoint_minutes:
                 save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
                 logged = _append_log(out / "log.csv", log, logged)
                 last_save = time.time()
@@ -189,11 +205,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         print(f"\ninterrupted at step {step}; checkpoint saved, continue with --resume")
     finally:
         bar.close()
-        # coding tables follow the trained densities, never a manual step; the checkpoint holds them
-        model.update_tables()
-        save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
-        _append_log(out / "log.csv", log, logged)
+        if ranks.main:
+            # coding tables follow the trained densities, never a manual step; the checkpoint holds them
+            model.update_tables()
+            save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
+            _append_log(out / "log.csv", log, logged)
         signal.signal(signal.SIGTERM, previous_handler)
+    if step >= cfg.steps:  # not after an interrupt: the other processes may be gone
+        ranks.check_in_step(model)
+    ranks.close()
     return ckpt
 
 

@@ -15,23 +15,29 @@ from typing import Any
 
 import torch
 
+from .distributed import Ranks
+
 
 def train_step(model: Any, batch: Any, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer | None = None,
-               clip: float | None = 1.0, autocast: contextlib.AbstractContextManager | None = None
-               ) -> dict[str, float] | None:
-    """One optimizer step on model.loss(batch); returns its metrics as floats, or None if it was skipped."""
+               clip: float | None = 1.0, autocast: contextlib.AbstractContextManager | None = None,
+               ranks: Ranks = Ranks()) -> dict[str, float] | None:
+    """One optimizer step on model.loss(batch); returns its metrics as floats, or None if it was skipped.
+    Under torchrun (`ranks`, distributed.py) the gradients are averaged over the processes before the step."""
     with autocast or contextlib.nullcontext():
         out = model.loss(batch)
     loss = out["loss"]
     opt.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    if not ranks.all_finite(bool(torch.isfinite(loss))):
         return None
     loss.backward()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    ranks.average(params)
     if clip is not None:
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+        torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     if aux_opt is not None:
         aux_opt.zero_grad(set_to_none=True)
         model.aux_loss().backward()
+        ranks.average([p for g in aux_opt.param_groups for p in g["params"]])
         aux_opt.step()
     return {k: float(v.detach()) for k, v in out.items()}
