@@ -2,6 +2,7 @@
 mixture of Theis et al. 2017) and their real entropy coding."""
 from __future__ import annotations
 
+import copy
 import io
 import math
 from typing import Callable
@@ -160,13 +161,27 @@ def test_gsm_trains_without_auxiliary_loss():
 
 def test_tables_are_integer_buffers(trained):
     prior, _ = trained
-    sizes = prior.table_sizes
-    for c in range(C):
-        counts = prior.table_counts[c, :sizes[c]]
+    sizes = prior.table_sizes.tolist()
+    assert prior.table_counts.shape == (sum(sizes),)  # back to back, no padding
+    for counts in torch.split(prior.table_counts, sizes):
         assert counts.dtype == torch.int32 and (counts >= 1).all()
         assert abs(int(counts.sum()) - 2 ** PRECISION) < 0.01 * 2 ** PRECISION
-        assert (prior.table_counts[c, sizes[c]:] == 0).all()
     assert {"table_counts", "table_offsets", "table_sizes", "table_medians"} <= set(prior.state_dict())
+
+
+def test_tables_of_the_earlier_padded_layout_still_load(trained):
+    """Weights written when tables were (channels x widest) arrays load into the back-to-back layout."""
+    prior, sample = trained
+    state = {k: v.clone() for k, v in prior.state_dict().items()}
+    sizes = state["table_sizes"].tolist()
+    padded = torch.zeros(len(sizes), max(sizes), dtype=torch.int32)
+    for c, counts in enumerate(torch.split(state["table_counts"], sizes)):
+        padded[c, :len(counts)] = counts
+    other = copy.deepcopy(prior)
+    other.load_state_dict({**state, "table_counts": padded})
+    assert torch.equal(other.table_counts, prior.table_counts)
+    y = torch.round(sample(1, 16, 16, seed=3))
+    assert other.compress(y) == prior.compress(y)
 
 
 def test_real_bytes_match_estimates(trained):
@@ -273,5 +288,5 @@ def test_rejects_bad_input(trained):
 
 def test_pmf_from_stored_counts_is_normalized(trained):
     prior, _ = trained
-    p = pmf_from_counts(prior.table_counts[0, :prior.table_sizes[0]].numpy())
+    p = pmf_from_counts(prior.table_counts[:prior.table_sizes[0]].numpy())
     assert np.isclose(p.sum(), 1.0) and (p > 0).all()

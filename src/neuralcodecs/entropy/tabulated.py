@@ -73,7 +73,9 @@ class TabulatedDensity(EntropyModel):
         self.channels = channels
         self.tail_mass = float(tail_mass)
         # Coding tables (see update_tables); empty (sizes 0) until built.
-        self.register_buffer("table_counts", torch.zeros(channels, 0, dtype=torch.int32))
+        # every channel's counts one after another (table_sizes[c] of them each): a (channels x widest) array
+        # would be mostly padding (balle2017's 10 rate points: 60k counts in 628k entries, 2.5 MB)
+        self.register_buffer("table_counts", torch.zeros(0, dtype=torch.int32))
         self.register_buffer("table_offsets", torch.zeros(channels, dtype=torch.int32))
         self.register_buffer("table_sizes", torch.zeros(channels, dtype=torch.int32))
         self.register_buffer("table_medians", torch.zeros(channels, dtype=torch.int32))
@@ -164,10 +166,9 @@ class TabulatedDensity(EntropyModel):
             probs[c, n[c]] = tail[c]
         counts = np.maximum(np.rint(probs.numpy() * 2 ** PRECISION), 1).astype(np.int32)
         sizes = (n + 1).numpy()
-        counts[np.arange(counts.shape[1])[None, :] >= sizes[:, None]] = 0  # padding, never used
 
         device = self.table_counts.device
-        self.table_counts = torch.from_numpy(counts).to(device)
+        self.table_counts = torch.from_numpy(np.concatenate([counts[c, :sizes[c]] for c in range(self.channels)])).to(device)
         self.table_offsets = lo.to(torch.int32).to(device)
         self.table_sizes = torch.from_numpy(sizes.astype(np.int32)).to(device)
         self.table_medians = medians.to(torch.int32).to(device)
@@ -178,7 +179,9 @@ class TabulatedDensity(EntropyModel):
             self.update_tables()
         sizes = self.table_sizes.cpu().numpy().astype(np.int64)
         counts = self.table_counts.cpu().numpy()
-        return ([counts[c, :sizes[c]] for c in range(self.channels)],
+        if counts.shape != (sizes.sum(),):
+            raise ValueError(f"coding tables of {counts.shape} counts where the sizes say {sizes.sum()}")
+        return (np.split(counts, np.cumsum(sizes)[:-1]),
                 self.table_offsets.cpu().numpy().astype(np.int64), sizes, self.medians.cpu().numpy())
 
     # -- coding -----------------------------------------------------------------------------------
@@ -286,11 +289,15 @@ def _decode_escapes(dec: Decoder, count: int, lo: int, hi: int) -> np.ndarray:
 # -- state_dict hooks: tables travel with the weights ------------------------------------------------
 
 def _resize_tables(module: TabulatedDensity, state_dict: dict, prefix: str, *args) -> None:
-    # A table's width depends on the trained density: make ours the stored shape so it can load.
+    # A table's length depends on the trained density: make ours the stored shape so it can load.
     # Weights saved without tables load too (also strictly): they get empty ones, built after loading.
-    for name, empty in (("table_counts", torch.zeros(module.channels, 0, dtype=torch.int32)),
+    for name, empty in (("table_counts", torch.zeros(0, dtype=torch.int32)),
                         ("table_sizes", torch.zeros(module.channels, dtype=torch.int32))):
         state_dict.setdefault(prefix + name, empty)
+    stored = state_dict[prefix + "table_counts"]
+    if stored.dim() == 2:  # weights written before the tables were stored back to back: (channels x widest)
+        sizes = state_dict[prefix + "table_sizes"].tolist()
+        state_dict[prefix + "table_counts"] = torch.cat([stored[c, :n] for c, n in enumerate(sizes)])
     for name in ("table_offsets", "table_medians"):
         state_dict.setdefault(prefix + name, torch.zeros(module.channels, dtype=torch.int32))
     module.table_counts = torch.zeros_like(state_dict[prefix + "table_counts"], dtype=torch.int32,
