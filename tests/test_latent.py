@@ -45,7 +45,7 @@ def test_gaussian_round_trip_is_exact_with_means_and_escapes():
 
 def test_gaussian_tables_travel_with_the_weights():
     assert {"table_counts", "table_half"} <= set(GaussianConditional().state_dict())
-    assert GaussianConditional().table_counts.shape[0] == LEVELS
+    assert GaussianConditional().table_half.shape[0] == LEVELS
 
 
 def test_integer_network_exact_matches_its_training_arithmetic():
@@ -190,3 +190,15 @@ def test_rate_points_evaluated_in_one_batch_equal_each_density_on_its_own(name):
         assert torch.equal(bits["y"], ref)
     finally:
         m.eval()
+
+
+def test_gaussian_tables_stored_back_to_back_and_the_padded_layout_loads():
+    g = GaussianConditional()
+    half = g.table_half.long()
+    assert g.table_counts.shape == (int((2 * half + 2).sum()),)
+    padded = torch.zeros(LEVELS, int(2 * half.max() + 2), dtype=torch.int32)
+    for i, t in enumerate(torch.split(g.table_counts, (2 * half + 2).tolist())):
+        padded[i, :len(t)] = t
+    other = GaussianConditional()
+    other.load_state_dict({"table_counts": padded, "table_half": g.table_half})
+    assert torch.equal(other.table_counts, g.table_counts)

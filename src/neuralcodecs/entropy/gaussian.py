@@ -63,15 +63,13 @@ class GaussianConditional(EntropyModel):
         scales = SCALE_MIN * torch.exp(torch.arange(LEVELS, dtype=torch.float64) * LOG_STEP)
         z = float(-ndtri(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)))
         half = torch.ceil(scales * z).long()  # symbols -half..half, then the escape
-        k = torch.arange(-int(half.max()), int(half.max()) + 1, dtype=torch.float64)
-        counts = torch.zeros(LEVELS, k.numel() + 1, dtype=torch.int32)
+        tables = []  # level i: the 2 * half[i] + 1 symbols -half..half, then the escape; back to back
         for i in range(LEVELS):
-            kk = k[k.abs() <= half[i]]
-            mass = _bin_mass(kk, scales[i])
+            kk = torch.arange(-int(half[i]), int(half[i]) + 1, dtype=torch.float64)
             tail = 2 * _normal_cdf(-(half[i] + 0.5) / scales[i])
-            p = torch.cat([mass, tail.view(1)])
-            counts[i, :p.numel()] = torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32)
-        self.register_buffer("table_counts", counts)
+            p = torch.cat([_bin_mass(kk, scales[i]), tail.view(1)])
+            tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
+        self.register_buffer("table_counts", torch.cat(tables))
         self.register_buffer("table_half", half.to(torch.int32))
 
     # -- training and the model's bits ----------------------------------------------------------------
@@ -84,6 +82,13 @@ class GaussianConditional(EntropyModel):
             else:
                 y_tilde = torch.round(y - mu) + mu
             return y_tilde, bits_of(_bin_mass(y_tilde - mu, scale_of(index.float())))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # tables written as a (levels x widest) array (before they were stored back to back) load too
+        counts, half = state_dict.get(prefix + "table_counts"), state_dict.get(prefix + "table_half")
+        if counts is not None and half is not None and counts.dim() == 2:
+            state_dict[prefix + "table_counts"] = torch.cat([counts[i, :2 * int(h) + 2] for i, h in enumerate(half)])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- real coding ----------------------------------------------------------------------------------
     def _groups(self, index: Tensor):
@@ -98,8 +103,9 @@ class GaussianConditional(EntropyModel):
                 yield i, order[bounds[i]:bounds[i + 1]]
 
     def _table(self, i: int) -> tuple[np.ndarray, int]:
-        half = int(self.table_half[i])
-        return pmf_from_counts(self.table_counts[i, :2 * half + 2].cpu().numpy()), half
+        sizes = 2 * self.table_half.long() + 2
+        start, half = int(sizes[:i].sum()), int(self.table_half[i])
+        return pmf_from_counts(self.table_counts[start:start + 2 * half + 2].cpu().numpy()), half
 
     @staticmethod
     def _symbols(y: Tensor, means: Tensor | None) -> np.ndarray:
