@@ -94,3 +94,12 @@ def test_static_figure_has_a_panel_per_family(evaluated, tmp_path):
     draw_rd(curves, [], tmp_path / "two.png")
     two_rows = load_image(tmp_path / "two.png")
     assert two_rows.shape[0] > 1.8 * one_row.shape[0] and float(np.std(two_rows)) > 10
+
+
+def test_a_lossless_crop_does_not_break_the_page(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    save_image(data / "p.png", load_image(ROOT / "samples" / "kodim23.png")[:64, :64])
+    assert main(["eval", "--codec", "png", "--data", str(data), "--out", str(tmp_path / "ev"), "--crops", "p"]) == 0
+    assert json.loads(next((tmp_path / "ev" / "crops" / "p" / "png").glob("*.json")).read_text())["psnr"] is None
+    assert main(["report", str(tmp_path / "ev"), "--out", str(tmp_path / "page")]) == 0

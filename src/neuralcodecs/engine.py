@@ -37,7 +37,8 @@ def ray_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 1, addres
                  log_to_driver=False, configure_logging=False)
     try:
         task = ray.remote(num_cpus=1)(one_thread_call)
-        pending = {task.remote(fn, item): item for item in items}
+        fn_ref = ray.put(fn)  # stored once (a batch job's function holds its codec and weights), not per task
+        pending = {task.remote(fn_ref, item): item for item in items}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(ready[0]), ray.get(ready[0])

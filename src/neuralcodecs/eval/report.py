@@ -351,7 +351,8 @@ function viewer() {
     const crop = DATA.crops[imgSel.value];
     if (name === "original") { return {src: crop.original, text: "original"}; }
     const e = nearest(crop.codecs[name], +rate.value);
-    return {src: e.src, text: name + " q=" + e.quality + ": " + e.bpp.toFixed(3) + " bpp, " + e.psnr.toFixed(2) + " dB"};
+    const psnr = e.psnr === null ? "lossless" : e.psnr.toFixed(2) + " dB";
+    return {src: e.src, text: name + " q=" + e.quality + ": " + e.bpp.toFixed(3) + " bpp, " + psnr};
   }
   function render() {
     const a = pick(aSel.value), b = pick(bSel.value), z = +zoom.value;

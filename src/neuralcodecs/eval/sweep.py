@@ -87,7 +87,7 @@ def run_job(job: Job) -> dict[str, Any]:
         metrics = all_metrics(image, decoded, len(data))
         if job.crops:
             keep_crop(Path(job.crops) / Path(job.image).stem, job.codec, job.quality, image, decoded,
-                      {"bpp": metrics["bpp"], "psnr": metrics["psnr-rgb"]})
+                      {"bpp": metrics["bpp"], "psnr": metrics["psnr-rgb"]})  # (kept only when the job runs, not on --resume)
     except Exception as e:
         # Name the job: from a pool, a bare library error would not say which of thousands failed.
         raise RuntimeError(f"{job.codec} quality={job.quality!r} on {job.image}: {type(e).__name__}: {e}") from e
@@ -114,7 +114,8 @@ def keep_crop(folder: Path, codec: str, quality: Any, image: np.ndarray, decoded
     if not (folder / "original.png").exists():
         save_image(folder / "original.png", _centre(image), force=True)
     save_image(folder / codec / f"{quality}.png", _centre(decoded), force=True)
-    write_atomic(folder / codec / f"{quality}.json", json.dumps(measured).encode(), force=True)
+    # JSON has no infinity (the PSNR of a lossless decode): null
+    write_atomic(folder / codec / f"{quality}.json", json.dumps(_json_safe(measured), allow_nan=False).encode(), force=True)
 
 
 def _init_worker() -> None:

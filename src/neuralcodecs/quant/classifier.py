@@ -102,7 +102,9 @@ def reestimate_batch_norm(model: nn.Module, x: torch.Tensor, batch: int = 32) ->
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average
-    model.train()
+    model.eval()  # the network as evaluated (EfficientNet's training mode also drops residual branches at random)
+    for m in norms:
+        m.train()
     for i in range(0, len(x), batch):
         model(x[i:i + batch])
     model.eval()
@@ -146,7 +148,8 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
     log(f"calibration: {len(x)} images from {calibration_dirs}")
     layers = pq.quantizable(student, cfg)
     done = []
-    pq.quantize(student, x[:images], cfg,
+    em_images = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))[:images]
+    pq.quantize(student, x[em_images], cfg,
                 progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n}")))
     reestimate_batch_norm(student, x)
     objective = pq.Distillation(student, teacher)

@@ -34,9 +34,12 @@ class Ranks:
             return Ranks()
         import torch.distributed as dist
 
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.startswith("cuda"):
+            torch.cuda.set_device(local)  # before the group starts: its collectives run on this process's GPU
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        return Ranks(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+        return Ranks(dist.get_rank(), world, local)
 
     @property
     def main(self) -> bool:
@@ -56,20 +59,29 @@ class Ranks:
             for t in module.state_dict().values():
                 torch.distributed.broadcast(t, 0)
 
-    def all_finite(self, finite: bool) -> bool:
-        """Whether the loss was finite on every process: a step is skipped by all of them or by none."""
+    def all_finite(self, finite: bool, device: torch.device | str = "cpu") -> bool:
+        """Whether the loss was finite on every process: a step is skipped by all of them or by none
+        (`device`: the loss's, where the backend's collectives run: nccl has no CPU tensors)."""
         if self.world == 1:
             return finite
-        flag = torch.tensor([1.0 if finite else 0.0])
+        flag = torch.tensor([1.0 if finite else 0.0], device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
         return bool(flag.item() > 0)
 
     def average(self, params) -> None:
-        """Average the gradients of `params` over the processes (a missing gradient counts as zero; frozen
-        parameters are left alone, on every process alike)."""
+        """Average the gradients of `params` over the processes. A parameter no process has a gradient for
+        keeps none (Adam then leaves it alone, as one process would); one that only some processes have a
+        gradient for counts zero on the others. Frozen parameters are left alone, on every process alike."""
         if self.world == 1:
             return
-        for p in (p for p in params if p.requires_grad):
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        has = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+        torch.distributed.all_reduce(has, op=torch.distributed.ReduceOp.MAX)  # the same list on every process
+        for p, any_grad in zip(params, has.tolist()):
+            if not any_grad:
+                continue
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             torch.distributed.all_reduce(p.grad)

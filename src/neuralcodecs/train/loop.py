@@ -153,7 +153,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # the same weights everywhere, and each process its own crops and noise from here on
         ranks.broadcast(model)
         rng = np.random.default_rng([cfg.seed, ranks.rank, step])
-        torch.manual_seed(cfg.seed + 1000 * ranks.rank + step)
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, ranks.rank, step]).generate_state(1)[0]))
         print(f"process {ranks.rank} of {ranks.world} on {cfg.device}")
     if ranks.main:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
