@@ -51,32 +51,6 @@ def preprocess(path: str | Path, size: int = 224) -> torch.Tensor:
     return normalize(im[top:top + size, left:left + size])[0]
 
 
-class RandomCrops:
-    """Random 224x224 crops, flipped at random, of photos resized as for evaluation: the distillation's
-    inputs. Centre crops alone let the student fit the teacher on those ~1000 inputs and not beyond (the KL
-    on them kept falling while top-1 on other images did not follow)."""
-
-    def __init__(self, files: list[Path], size: int = 224):
-        self.size, self.photos = size, [_resized(f, size) for f in files]
-
-    def batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        out = []
-        for i in torch.randint(len(self.photos), (n,), generator=gen).tolist():
-            im = self.photos[i]
-            top = int(torch.randint(im.shape[0] - self.size + 1, (1,), generator=gen))
-            left = int(torch.randint(im.shape[1] - self.size + 1, (1,), generator=gen))
-            crop = im[top:top + self.size, left:left + self.size]
-            out.append(normalize(crop[:, ::-1] if bool(torch.rand(1, generator=gen) < 0.5) else crop)[0])
-        return torch.stack(out)
-
-
-def labelled(folder: str | Path) -> list[tuple[Path, int]]:
-    """(image, class index) from an ImageNet-labelled folder: its labels.csv (filename, class_index)."""
-    folder = Path(folder)
-    with open(folder / "labels.csv", newline="") as f:
-        return [(folder / row["filename"], int(row["class_index"])) for row in csv.DictReader(f)]
-
-
 def calibration_files(folders: str | Path | list, n: int, seed: int = 0) -> list[Path]:
     """n image files drawn (seeded) from the images under `folders` (one or several)."""
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
@@ -131,10 +105,12 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
         EM layer by layer on the activations of `images` calibration images
         -> batch-norm statistics re-estimated on `finetune_images` images
         -> codewords and batch-norm scales/shifts fine-tuned by distillation from the uncompressed teacher
-           (through the one train_step; no labels), `finetune_steps` steps of `batch` random crops with
-           flips of those images, the statistics fixed
+           (through the one train_step; no labels), `finetune_steps` steps of `batch` of those images'
+           centre crops, the statistics fixed
     (Measured on 300 sample images, small blocks: 64.3 % after the re-estimation, 72.3 % after 600 steps; a
-    second re-estimation after the fine-tuning undid it, 65.0 %: the scales had adapted to those statistics.)
+    second re-estimation after the fine-tuning undid it, 65.0 %: the scales had adapted to those statistics.
+    On all 1000: 65.4 % at 10.4x after 2400 steps; random 224 crops with flips instead of the centre crops
+    gave 63.8 % for the same steps.)
     """
     from ..train.step import train_step
     from . import pq
@@ -144,7 +120,6 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
         cfg = dataclasses.replace(cfg, sizes=SIZES.get(name, ()))
     files = calibration_files(calibration_dirs, max(images, finetune_images), cfg.seed)
     x = torch.stack([preprocess(f) for f in files])
-    crops = RandomCrops(files)
     log(f"calibration: {len(x)} images from {calibration_dirs}")
     layers = pq.quantizable(student, cfg)
     done = []
@@ -163,7 +138,8 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
     gen = torch.Generator().manual_seed(cfg.seed)
     student.eval()  # batch norm keeps its (re-estimated) statistics while the codewords and its scales move
     for step in range(finetune_steps):
-        metrics = train_step(objective, crops.batch(batch, gen), opt, clip=None)
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        metrics = train_step(objective, x[idx], opt, clip=None)
         if step % 20 == 0 or step == finetune_steps - 1:
             log(f"fine-tune step {step + 1}/{finetune_steps}: KL {metrics['loss'] if metrics else float('nan'):.4f}")
     return pq.save(student, name, cfg)
