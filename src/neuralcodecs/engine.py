@@ -16,12 +16,18 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 T = TypeVar("T")
 
 
-def one_thread_call(fn: Callable[[T], Any], item: T) -> Any:
-    """fn(item) with torch on one thread (what a pool worker does before its first job)."""
+def one_thread_worker() -> None:
+    """Set up a worker process (a local pool's or a Ray task's): workers already run in parallel, and torch's
+    own threads would oversubscribe the cores and distort the timings."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
+
+
+def one_thread_call(fn: Callable[[T], Any], item: T) -> Any:
+    """fn(item) in a worker set up by one_thread_worker."""
+    one_thread_worker()
     return fn(item)
 
 

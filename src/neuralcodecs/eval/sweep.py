@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..codec import decode
+from ..engine import one_thread_worker
 from ..image import image_files, load_image
 from ..metrics import all_metrics, ms_ssim_db
 from ..registry import create_codec, get_entry, list_codecs
@@ -118,14 +119,6 @@ def keep_crop(folder: Path, codec: str, quality: Any, image: np.ndarray, decoded
     write_atomic(folder / codec / f"{quality}.json", json.dumps(_json_safe(measured), allow_nan=False).encode(), force=True)
 
 
-def _init_worker() -> None:
-    # Workers already run in parallel; torch's own threads would oversubscribe the cores and distort times.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _key(job: Job) -> str:
     return json.dumps([job.codec, repr(job.quality), Path(job.image).name, repr(job.settings)])
 
@@ -171,7 +164,7 @@ def _run(jobs: list[Job], workers: int, progress: bool, log: Path, resume: bool,
 
             # spawn, not fork: forking a process that has started torch's thread pools can deadlock, and
             # spawn behaves the same on Linux, macOS and Windows.
-            with mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
+            with mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=one_thread_worker) as pool:
                 for j, row in zip(todo, tqdm(pool.imap(run_job, todo, chunksize=1), **bar)):
                     record(j, row)
     return [done[_key(j)] for j in jobs]

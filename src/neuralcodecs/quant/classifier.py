@@ -61,11 +61,6 @@ def calibration_files(folders: str | Path | list, n: int, seed: int = 0) -> list
     return [files[i] for i in sorted(pick)]
 
 
-def calibration(folders: str | Path | list, n: int, seed: int = 0) -> torch.Tensor:
-    """n preprocessed (centre-cropped) images drawn (seeded) from the images under `folders`."""
-    return torch.stack([preprocess(f) for f in calibration_files(folders, n, seed)])
-
-
 @torch.no_grad()
 def reestimate_batch_norm(model: nn.Module, x: torch.Tensor, batch: int = 32) -> None:
     """Batch-norm statistics measured again on x (averaged over all of it): quantized weights shift every
