@@ -73,3 +73,32 @@ def test_batch_norm_statistics_reestimated_on_the_images_given():
     assert not net.training
     assert torch.allclose(net[1].running_mean, h.mean(dim=(0, 2, 3)), atol=1e-4)
     assert torch.allclose(net[1].running_var, h.var(dim=(0, 2, 3)), rtol=0.05)
+
+
+def test_a_file_loads_trainable_and_fine_tuning_goes_on_from_it():
+    net = _net()
+    cfg = PQConfig(codewords=4, em_iterations=3, sizes=(("9", 8),))
+    x = torch.randn(8, 3, 16, 16)
+    quantize(net, x, cfg)
+    data = save(net, "toy", cfg)
+    assert pq.config_of(data) == cfg
+    student = load(data, lambda name: _net(), trainable=True)
+    with torch.no_grad():
+        assert torch.equal(student(x), load(data, lambda name: _net())(x))
+    books = pq.codeword_parameters(student)
+    assert len(books) == 4 and books[-1].shape == (4, 8)
+    # one distillation step with the blocks' outputs matched moves the codewords and keeps the assignments
+    teacher = _net()
+    objective = pq.Distillation(student, teacher, taps=[(student[2], teacher[2]), (student[6], teacher[6])],
+                                feature_weight=1.0)
+    out = objective.loss(x)
+    assert {"loss", "kl", "features"} <= set(out) and float(out["features"]) > 0
+    assert torch.isclose(out["loss"], out["kl"] + out["features"])
+    before = [b.detach().clone() for b in books]
+    opt = torch.optim.Adam(books, lr=1e-2)
+    out["loss"].backward()
+    opt.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, books))
+    again = load(save(student, "toy", cfg), lambda name: _net())
+    w = again.get_submodule("9").weight.reshape(-1, 8)
+    assert len(torch.unique(w, dim=0)) <= 4

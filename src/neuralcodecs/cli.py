@@ -298,7 +298,8 @@ def cmd_pq(args) -> None:
         cfg = PQConfig(codewords=args.codewords, large=args.large, em_iterations=args.em_iterations, seed=args.seed)
         data = classifier.quantize_classifier(args.model, args.calibration, cfg, images=args.images,
                                               finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
-                                              batch=args.batch, lr=args.lr)
+                                              batch=args.batch, lr=args.lr, feature_weight=args.feature_weight,
+                                              start=Path(args.start).read_bytes() if args.start else None)
         write_atomic(args.out, data, force=args.force)
         print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
         return
@@ -457,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--finetune-steps", type=int, default=200, help="codeword fine-tuning steps (distillation)")
     q.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
     q.add_argument("--batch", type=int, default=16, help="fine-tuning batch")
+    q.add_argument("--feature-weight", type=float, default=0.0,
+                   help="weight of the blocks' output error (relative to the teacher's) beside the output KL")
+    q.add_argument("--from", dest="start", default=None, metavar="FILE",
+                   help="fine-tune further a file this command wrote (its codewords; no EM), with its config")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--force", action="store_true", help="overwrite --out")
     e = pq_sub.add_parser("eval", help="top-1 of a quantized network and of its teacher; the last line is JSON")

@@ -215,16 +215,34 @@ class Distillation:
     """Fine-tuning objective for train_step: the student's output distribution against the teacher's (KL),
     no labels; only the codewords train (the parametrization averages nothing itself: every block assigned to
     a codeword adds its gradient to that codeword's, and Adam's per-parameter scaling makes the sum act like
-    the paper's average)."""
+    the paper's average).
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 1.0):
+    `taps`: pairs (student module, teacher module) whose outputs should also agree, e.g. every block of the
+    network: their squared error, relative to the teacher output's mean square, averaged over the taps and
+    weighted by `feature_weight`, is added. With a thousand calibration images the final output alone is a
+    thin signal; matching every block's output (the paper's per-layer fine-tuning, done jointly) gives each
+    codeword a target close to it."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 1.0,
+                 taps: list[tuple[nn.Module, nn.Module]] = (), feature_weight: float = 0.0):
         self.student, self.teacher, self.t = student, teacher, temperature
+        self.feature_weight, self.outputs = feature_weight, {}
+        for i, (s, t) in enumerate(taps if feature_weight else ()):
+            s.register_forward_hook(lambda m, inp, out, key=("s", i): self.outputs.__setitem__(key, out))
+            t.register_forward_hook(lambda m, inp, out, key=("t", i): self.outputs.__setitem__(key, out))
+        self.n_taps = len(taps) if feature_weight else 0
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
+        self.outputs.clear()
         with torch.no_grad():
             target = F.log_softmax(self.teacher(x) / self.t, dim=1)
         out = F.log_softmax(self.student(x) / self.t, dim=1)
-        return {"loss": F.kl_div(out, target, log_target=True, reduction="batchmean")}
+        kl = F.kl_div(out, target, log_target=True, reduction="batchmean")
+        if not self.n_taps:
+            return {"loss": kl}
+        features = sum(F.mse_loss(self.outputs["s", i], self.outputs["t", i]) / self.outputs["t", i].square().mean()
+                       for i in range(self.n_taps)) / self.n_taps
+        return {"loss": kl + self.feature_weight * features, "kl": kl.detach(), "features": features.detach()}
 
 
 # -- the file: indices bit-packed, codebooks fp16, the rest fp16 -------------------------------------------
@@ -261,26 +279,37 @@ def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
     return st_save(state, metadata={"neuralcodecs-pq": json.dumps(meta)})
 
 
-def load(data: bytes, build: Callable[[str], nn.Module]) -> nn.Module:
-    """A network from save()'s bytes; build(model_name) gives the bare architecture."""
-    from safetensors import safe_open
-    from safetensors.torch import load as st_load
+def _metadata(data: bytes) -> dict:
+    """save()'s metadata: the model's name, the PQConfig and the quantized layers."""
+    n = int.from_bytes(data[:8], "little")  # safetensors: an 8-byte header length, then the JSON header
+    return json.loads(json.loads(data[8:8 + n])["__metadata__"]["neuralcodecs-pq"])
 
-    state = st_load(data)
-    import tempfile
-    with tempfile.NamedTemporaryFile(suffix=".safetensors") as f:
-        f.write(data)
-        f.flush()
-        with safe_open(f.name, "pt") as st:
-            meta = json.loads(st.metadata()["neuralcodecs-pq"])
+
+def config_of(data: bytes) -> PQConfig:
+    cfg = _metadata(data)["config"]
+    return PQConfig(**{**cfg, "skip": tuple(cfg["skip"]), "sizes": tuple(tuple(s) for s in cfg["sizes"])})
+
+
+def load(data: bytes, build: Callable[[str], nn.Module], trainable: bool = False) -> nn.Module:
+    """A network from save()'s bytes; build(model_name) gives the bare architecture. `trainable`: the quantized
+    weights stay codebook[assignments] parametrizations (PQWeight), so fine-tuning can go on from the file."""
+    from safetensors.torch import load as st_load
+    from torch.nn.utils import parametrize
+
+    state, meta = st_load(data), _metadata(data)
     model = build(meta["model"])
-    full = {}
+    full, pq = {}, {}
     for name, info in meta["layers"].items():
         codebook = state.pop(f"{name}.codebook").float()
-        idx = _unpack(state.pop(f"{name}.indices").numpy().tobytes(), info["blocks"], info["bits"])
-        full[f"{name}.weight"] = codebook[torch.from_numpy(idx)].reshape(info["shape"])
+        idx = torch.from_numpy(_unpack(state.pop(f"{name}.indices").numpy().tobytes(), info["blocks"], info["bits"]))
+        full[f"{name}.weight"] = codebook[idx].reshape(info["shape"])
+        pq[name] = (codebook, idx, info["shape"])
     full.update({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.load_state_dict(full)
+    if trainable:
+        for name, (codebook, idx, shape) in pq.items():
+            parametrize.register_parametrization(model.get_submodule(name), "weight", PQWeight(codebook, idx, shape),
+                                                 unsafe=True)
     return model.eval()
 
 
