@@ -102,3 +102,58 @@ def test_a_file_loads_trainable_and_fine_tuning_goes_on_from_it():
     again = load(save(student, "toy", cfg), lambda name: _net())
     w = again.get_submodule("9").weight.reshape(-1, 8)
     assert len(torch.unique(w, dim=0)) <= 4
+
+
+def test_transposed_convolution_patches_are_what_its_weights_multiply():
+    # the output of a transposed conv is sum over blocks of <patch, kernel>: rebuilt from _patches exactly
+    torch.manual_seed(0)
+    for stride, k in ((2, 5), (4, 9), (1, 3)):
+        m = nn.ConvTranspose2d(3, 2, k, stride=stride, padding=k // 2, output_padding=stride - 1).double()
+        x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+        p = pq._patches(m, x)                                           # (N, cin*k*k, L)
+        w = pq._as_conv_weight(m, m.weight.detach()).reshape(2, -1)     # (cout, cin*k*k)
+        out = torch.einsum("ncl,oc->nol", p, w) + m.bias.detach()[None, :, None]
+        with torch.no_grad():
+            assert torch.allclose(out.reshape(2, 2, *m(x).shape[2:]), m(x), atol=1e-10)
+
+
+def _codec_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 9, stride=4, padding=4), nn.ReLU(), nn.Conv2d(8, 64, 5, stride=2, padding=2),
+                         nn.ReLU(), nn.ConvTranspose2d(64, 64, 5, stride=2, padding=2, output_padding=1), nn.ReLU(),
+                         nn.ConvTranspose2d(64, 3, 9, stride=4, padding=4, output_padding=3))
+
+
+def test_codec_like_network_with_transposed_convs_and_sub_kernel_blocks():
+    net = _codec_net()
+    cfg = PQConfig(codewords=8, em_iterations=4, sizes=(("0", 9), ("6", 9)))
+    names = [n for n, _ in pq.quantizable(net, cfg)]
+    assert names == ["0", "2", "4", "6"]  # the first layer too, as `sizes` names it
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = net(x)
+    quantize(net, x, cfg)
+    for name, d in (("0", 9), ("4", 25), ("6", 9)):
+        w = pq._as_conv_weight(net.get_submodule(name), net.get_submodule(name).weight)
+        assert len(torch.unique(w.reshape(-1, d), dim=0)) <= 8
+    loaded = load(save(net, "toy", cfg), lambda name: _codec_net())
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), net(x), atol=1e-2)
+        assert float(((net(x) - ref) ** 2).mean()) < float((ref ** 2).mean())
+
+
+def test_refinement_lowers_the_true_output_error_with_correlated_inputs():
+    # inputs whose neighbouring values are correlated (like image rows): the per-block EM leaves errors that
+    # add up across blocks; re-assigning with the other blocks' errors compensated must lower the true error
+    torch.manual_seed(0)
+    x = torch.randn(4000, 1).repeat(1, 16) + 0.3 * torch.randn(4000, 16)
+    w = torch.randn(200, 16)
+    d = 4
+    blocks, groups = w.reshape(-1, d), torch.arange(4).repeat(200)
+    h = (x.T @ x).double()
+    diag = torch.stack([h[b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(4)])
+    codebook, assign = pq.em(blocks, groups, diag, 16, 10, 0)
+    refined = pq.refine(codebook, assign, w, h, passes=3)
+    err = lambda a: float(((x @ (w - codebook[a].reshape(200, 16)).T) ** 2).sum())  # noqa: E731
+    assert err(refined) < 0.7 * err(assign)
+    assert err(pq.refine(codebook, refined, w, h, passes=1)) <= err(refined) * (1 + 1e-9)

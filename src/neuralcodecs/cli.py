@@ -303,6 +303,9 @@ def cmd_pq(args) -> None:
         write_atomic(args.out, data, force=args.force)
         print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
         return
+    if args.pq_command == "codec":
+        _pq_codec(args)
+        return
     from tqdm import tqdm
 
     data = Path(args.file).read_bytes()
@@ -318,6 +321,42 @@ def cmd_pq(args) -> None:
                       "top1_teacher": top1_teacher, "bytes": len(data),
                       "teacher_bytes": pq.parameter_bytes_fp32(teacher),
                       "ratio": pq.parameter_bytes_fp32(teacher) / len(data), "seconds": round(time.time() - t, 1)}))
+
+
+def _pq_codec(args) -> None:
+    """A learned codec's transforms product-quantized into codec NAME's weights (quant/codec.py), written where
+    weights load from with their manifest entry, measured on Kodak with --kodak."""
+    import time
+
+    import torch
+
+    from .quant.codec import pack, quantize_codec
+    from .registry import create_codec, get_entry
+    from .train.data import RandomCrops
+    from .train.export import write_measured
+
+    cls = get_entry(args.name).cls
+    if not hasattr(cls, "pq_config"):
+        raise ValueError(f"{args.name} is not a product-quantized codec (codecs with a pq_config: balle2017-pq)")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = create_codec(cls.teacher)
+    student = cls(cls.Config(), name=args.name)
+    student.load_state_dict(teacher.state_dict())
+    data = RandomCrops(args.data, args.crop, cache=out / "photos.npz")
+    t = time.time()
+    codec = quantize_codec(student, cls.pq_config, data, calibration=args.calibration, steps=args.steps,
+                           batch=args.batch, lr=args.lr, seed=args.seed)
+    from . import weights
+
+    teacher_entry = weights.manifest()[cls.teacher]
+    entry = {"codec": args.name, "settings": teacher_entry.get("settings", {}), "lmbdas": list(codec.lmbdas),
+             "steps": teacher_entry.get("steps", 0), "pq_steps": args.steps, "data": list(args.data),
+             "batch": args.batch, "crop": args.crop, "command": args.command_line,
+             "pq": {"teacher": cls.teacher, "teacher_fingerprint": teacher_entry.get("fingerprint"),
+                    "seconds": round(time.time() - t)}}
+    write_measured(args.name, pack(codec, cls.pq_config), entry, args.kodak, out / "kodak", args.workers)
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> None:
@@ -464,6 +503,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune further a file this command wrote (its codewords; no EM), with its config")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--force", action="store_true", help="overwrite --out")
+    c = pq_sub.add_parser("codec", help="product-quantize a learned codec's transforms into NAME's weights",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("name", help="the quantized codec (balle2017-pq)")
+    c.add_argument("--data", required=True, nargs="+", help="folders of training photos (never Kodak)")
+    c.add_argument("--out", required=True, help="a work folder (photo cache, Kodak results)")
+    c.add_argument("--steps", type=int, default=2000, help="fine-tuning steps")
+    c.add_argument("--calibration", type=int, default=64, help="crops whose activations the EM sees")
+    c.add_argument("--batch", type=int, default=8, help="fine-tuning batch")
+    c.add_argument("--crop", type=int, default=128, help="crop size")
+    c.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (cosine decay to 0)")
+    c.add_argument("--seed", type=int, default=0, help="seed")
+    c.add_argument("--threads", type=int, default=1, help="torch threads")
+    c.add_argument("--kodak", default=None, help="measure on these images when written")
+    c.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
+    c.add_argument("--command-line", default="", help="the command, recorded in the manifest")
     e = pq_sub.add_parser("eval", help="top-1 of a quantized network and of its teacher; the last line is JSON")
     e.add_argument("file"); e.add_argument("--data", required=True, help="ImageNet-labelled folder (labels.csv)")
     e.add_argument("--limit", type=int, default=None, help="first N images only")

@@ -21,13 +21,20 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
     steps = state.get("init_steps", 0) + state["step"]  # a run started from shipped weights counts theirs too
     entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": steps,
              "data": cfg.data, "batch": cfg.batch, "crop": cfg.crop, "command": command}
-    path = weights.write(cfg.codec, model.state_dict(), entry)
+    return write_measured(cfg.codec, model.state_dict(), entry, kodak, run / "kodak", workers)
+
+
+def write_measured(name: str, state: dict[str, torch.Tensor], entry: dict, kodak: str | None, out: Path,
+                   workers: int = 1) -> Path:
+    """Write `name`'s weights and manifest entry, then (with `kodak`) code the Kodak images at every rate point
+    from those weights, results under `out`, and add the curve to the entry."""
+    path = weights.write(name, state, entry)
     if kodak:
         from ..eval import evaluate
 
-        res = evaluate([cfg.codec], kodak, run / "kodak", workers=workers, anchor=cfg.codec, progress=True)
-        curve = res["curves"][cfg.codec] if "curves" in res else res[cfg.codec]
+        res = evaluate([name], kodak, out, workers=workers, anchor=name, progress=True)
+        curve = res["curves"][name] if "curves" in res else res[name]
         entry["kodak"] = {k: curve[k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb") if k in curve}
-        path = weights.write(cfg.codec, model.state_dict(), entry)
+        path = weights.write(name, state, entry)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its manifest entry")
     return path

@@ -1,0 +1,151 @@
+"""Product quantization of a learned codec's transforms (Stock et al. 2020 applied to our own weights): the
+analysis and synthesis convolutions become codebooks and indices, the coding tables stay exactly as they
+were, so the quantized codec still range-codes with the tables it was trained with.
+
+    teacher codec (shipped weights)
+      -> EM layer by layer (pq.quantize) on calibration crops run through the codec's own training forward
+         (g_a's layers see photos, g_s's see the quantized latents of the student as quantized so far);
+         the GDNs' gammas by a 256-level scalar quantizer (quantize_gdn)
+      -> fine-tuning of the codewords, GDN and biases on the codec's own rate-distortion loss, the densities,
+         their tables and the rate points' gains frozen (the tables are what the file's bits are coded with)
+      -> pack(): indices bit-packed, codebooks fp16, the other tensors fp16, the tables' counts (1..2^16) in 16
+         bits, and the densities' parameters dropped (coding reads only the tables they were tabulated into)
+
+A codec that ships such weights (codecs/balle2017_pq.py) loads them through unpack(), which rebuilds the full
+state: the quantized weights from codebook[indices], the densities' parameters at their initial values.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import pq
+
+# entropy-model buffers whose values minus one fit in 16 bits (tabulated.PRECISION: counts from 1 to 2^16),
+# shipped as such
+SIXTEEN_BIT = ("table_counts",)
+
+
+def _entropy_parameter_names(codec: nn.Module) -> set[str]:
+    ids = {id(p) for m in codec.entropy_models() for p in m.parameters()}
+    return {n for n, p in codec.named_parameters() if id(p) in ids}
+
+
+def _quantized(codec: nn.Module) -> dict[str, pq.PQWeight]:
+    """{full name of the parametrized tensor ("g_a.0.weight", "g_a.1.gamma_param"): its PQWeight}."""
+    out = {}
+    for n, m in codec.named_modules():
+        if isinstance(m, pq.PQWeight):
+            module, rest = n.split(".parametrizations.")
+            out[f"{module}.{rest.rsplit('.', 1)[0]}"] = m
+    return out
+
+
+def pack(codec: nn.Module, cfg: pq.PQConfig) -> dict[str, Tensor]:
+    """The compact state of a codec whose tensors quantize_codec() parametrized: `<tensor>.codebook` (fp16)
+    and `<tensor>.indices` (uint8, log2 k bits per block) per quantized tensor, the densities' parameters
+    dropped, table counts minus one in int16 (the bits of those unsigned values), every other tensor as
+    export_state makes it."""
+    from .. import weights
+
+    bits = max(1, math.ceil(math.log2(cfg.codewords)))
+    out = {}
+    for name, w in _quantized(codec).items():
+        out[f"{name}.codebook"] = w.codebook.detach().half()
+        out[f"{name}.indices"] = torch.from_numpy(np.frombuffer(pq._pack(w.assign.numpy(), bits), np.uint8).copy())
+    dropped = _entropy_parameter_names(codec)
+    for k, v in codec.state_dict().items():
+        if ".parametrizations." in k or k in dropped:
+            continue
+        if k.split(".")[-1] in SIXTEEN_BIT:
+            if v.numel() and (int(v.min()) < 1 or int(v.max()) > 2 ** 16):
+                raise ValueError(f"{k} has counts outside 1..2^16")
+            v = torch.from_numpy((v.numpy() - 1).astype(np.uint16).view(np.int16))
+        out[k] = v
+    return weights.export_state(out)
+
+
+def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """pack()'s state back to the codec's full state_dict (quantized tensors rebuilt, densities' parameters
+    from the codec as built: unused in coding, which reads the tables)."""
+    full = {k: v for k, v in state.items() if not k.endswith((".codebook", ".indices"))}
+    for key in (k for k in state if k.endswith(".codebook")):
+        name = key[:-len(".codebook")]
+        module_name, attr = name.rsplit(".", 1)
+        module = codec.get_submodule(module_name)
+        target = getattr(module, attr)
+        codebook = state[key].float()
+        n = target.numel() // codebook.shape[1]
+        bits = max(1, math.ceil(math.log2(codebook.shape[0])))
+        index = torch.from_numpy(pq._unpack(state[f"{name}.indices"].numpy().tobytes(), n, bits))
+        if len(index) != n or int(index.max()) >= codebook.shape[0]:
+            raise ValueError(f"{name}: indices that do not fit its codebook")
+        if attr == "weight":
+            full[name] = pq._weight(module, codebook, index)(None).detach()
+        else:
+            full[name] = codebook[index].reshape(target.shape)
+    for k, v in list(full.items()):
+        if k.split(".")[-1] in SIXTEEN_BIT and v.dtype == torch.int16:
+            full[k] = torch.from_numpy(v.numpy().view(np.uint16).astype(np.int32) + 1)
+    own = codec.state_dict()
+    for k in _entropy_parameter_names(codec):
+        full.setdefault(k, own[k])
+    return full
+
+
+def quantize_gdn(codec: nn.Module, codewords: int, iterations: int, seed: int) -> None:
+    """Every GDN's gamma as codebook[index] of single values (d = 1: a 256-level scalar quantizer learned by
+    k-means, 8 bits a value instead of 16): at a few percent of the weights, the GDNs would otherwise be half
+    of the file."""
+    from torch.nn.utils import parametrize
+
+    from ..nn import GDN
+
+    for m in codec.modules():
+        if isinstance(m, GDN):
+            values = m.gamma_param.detach().reshape(-1, 1)
+            codebook, assign = pq.em(values, torch.zeros(len(values), dtype=torch.long),
+                                     torch.ones(1, 1, 1, dtype=torch.float64), codewords, iterations, seed)
+            parametrize.register_parametrization(m, "gamma_param", pq.PQWeight(codebook, assign, m.gamma_param.shape),
+                                                 unsafe=True)
+
+
+def quantize_codec(teacher: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
+                   batch: int = 8, lr: float = 1e-4, seed: int = 0, log: Callable[[str], None] = print) -> nn.Module:
+    """Product-quantize `teacher` (a VariableRateCodec, modified in place) and fine-tune it; `data` is a
+    train.data.RandomCrops. Returns the codec with its weights parametrized (pack() writes them)."""
+    from ..train.step import train_step
+
+    codec = teacher.train()
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    crops = data.batch(calibration, rng)
+    layers = pq.quantizable(codec, cfg)
+    done = []
+    t = time.time()
+    pq.quantize(codec, crops, cfg, batch=batch,
+                progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n} ({time.time() - t:.0f} s)")))
+    quantize_gdn(codec, cfg.codewords, cfg.em_iterations, cfg.seed)
+    codec.train()
+    frozen = {id(p) for p in codec.entropy_parameters()} | {id(codec.log_gain), id(codec.log_inv_gain)}
+    params = [p for p in codec.parameters() if id(p) not in frozen]
+    for p in codec.parameters():
+        p.requires_grad_(id(p) not in frozen)
+    opt = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / max(steps, 1))))
+    recent = []
+    for step in range(steps):
+        metrics = train_step(codec, data.batch(batch, rng), opt)
+        schedule.step()
+        if metrics:
+            recent = (recent + [metrics])[-50:]
+        if recent and (step % 100 == 0 or step == steps - 1):
+            mean = {k: sum(m[k] for m in recent) / len(recent) for k in ("loss", "bpp", "mse")}
+            log(f"fine-tune step {step + 1}/{steps}: loss {mean['loss']:.4f}, bpp {mean['bpp']:.4f}, "
+                f"psnr {-10 * math.log10(max(mean['mse'], 1e-10)):.2f} ({time.time() - t:.0f} s)")
+    return codec.eval()

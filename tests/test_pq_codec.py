@@ -1,0 +1,70 @@
+"""Product-quantized codec weights (quant/codec.py, codecs/balle2017_pq.py): what pack() writes loads back
+to the same network, the coding tables exactly, and the file is what it claims to be."""
+import numpy as np
+import torch
+
+from neuralcodecs.codecs.balle2017_pq import Balle2017PQ
+from neuralcodecs.quant import PQConfig, pq
+from neuralcodecs.quant.codec import pack, quantize_gdn, unpack
+
+
+def _small(seed=0):
+    torch.manual_seed(seed)
+    codec = Balle2017PQ(Balle2017PQ.Config(N=16, M=16), name="balle2017-pq")
+    codec.update_tables()
+    return codec.eval()
+
+
+def test_pack_unpack_round_trip_keeps_network_and_tables():
+    codec = _small()
+    counts = codec.latent_codec.priors[0].table_counts
+    counts[0] = 2 ** 16  # a dead channel's single symbol holds all the mass: the largest count there is
+    cfg = PQConfig(codewords=16, em_iterations=3, sizes=(("g_a.0", 3), ("g_s.5", 1)))
+    x = torch.rand(2, 3, 64, 64)
+    pq.quantize(codec, x, cfg, batch=2)
+    quantize_gdn(codec, 16, 3, 0)
+    assert {n for n, _ in pq.quantizable(codec, cfg)} == {"g_a.0", "g_a.2", "g_a.4", "g_s.1", "g_s.3", "g_s.5"}
+    state = pack(codec, cfg)
+    # no density parameters, 16-bit counts, codebooks and indices instead of weights
+    assert not any(k.endswith((".matrices.0", ".quantiles")) for k in state)
+    assert state["latent_codec.priors.0.table_counts"].dtype == torch.int16
+    assert "g_s.5.weight" not in state and state["g_s.5.weight.codebook"].shape == (16, 1)
+    assert state["g_a.1.gamma_param.codebook"].shape == (16, 1)
+    loaded = _small(seed=1)
+    loaded.load_weights(state)
+    with torch.no_grad():
+        for k, v in codec.state_dict().items():
+            if ".parametrizations." in k or "matrices" in k or "biases" in k or "factors" in k or "quantiles" in k:
+                continue
+            assert torch.equal(loaded.state_dict()[k], v.half().float() if v.is_floating_point() else v), k
+        for name in ("g_a.0", "g_s.3", "g_s.5"):
+            assert torch.equal(loaded.get_submodule(name).weight, codec.get_submodule(name).weight.half().float())
+        assert torch.equal(loaded.g_s[0].gamma, codec.g_s[0].gamma.half().float()) or \
+            torch.allclose(loaded.g_s[0].gamma, codec.g_s[0].gamma, atol=1e-3)
+    assert int(loaded.latent_codec.priors[0].table_counts[0]) == 2 ** 16
+    # the weights hold few distinct values: what the file says
+    w = loaded.g_s[5].weight
+    assert len(torch.unique(w)) <= 16
+
+
+def test_unpack_refuses_indices_beyond_the_codebook():
+    codec = _small()
+    cfg = PQConfig(codewords=16, em_iterations=2)
+    pq.quantize(codec, torch.rand(2, 3, 64, 64), cfg, batch=2)
+    state = pack(codec, cfg)
+    state["g_a.2.weight.codebook"] = state["g_a.2.weight.codebook"][:12]  # 4-bit indices up to 15
+    try:
+        unpack(_small(), state)
+    except ValueError as e:
+        assert "g_a.2" in str(e)
+    else:
+        raise AssertionError("indices beyond the codebook were accepted")
+
+
+def test_sixteen_bit_counts_cover_every_count_a_table_can_hold():
+    codec = _small()
+    counts = codec.latent_codec.priors[1].table_counts
+    counts[:3] = torch.tensor([1, 2 ** 15, 2 ** 16], dtype=counts.dtype)
+    state = pack(codec, PQConfig())
+    back = unpack(_small(), state)["latent_codec.priors.1.table_counts"]
+    assert back.dtype == torch.int32 and np.array_equal(back.numpy(), counts.numpy())
