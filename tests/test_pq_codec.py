@@ -22,14 +22,14 @@ def test_pack_unpack_round_trip_keeps_network_and_tables():
     cfg = PQConfig(codewords=16, em_iterations=3, sizes=(("g_a.0", 3), ("g_s.5", 1)))
     x = torch.rand(2, 3, 64, 64)
     pq.quantize(codec, x, cfg, batch=2)
-    quantize_gdn(codec, 16, 3, 0)
+    quantize_gdn(codec, x, cfg, 4, batch=2)
     assert {n for n, _ in pq.quantizable(codec, cfg)} == {"g_a.0", "g_a.2", "g_a.4", "g_s.1", "g_s.3", "g_s.5"}
     state = pack(codec, cfg)
     # no density parameters, 16-bit counts, codebooks and indices instead of weights
     assert not any(k.endswith((".matrices.0", ".quantiles")) for k in state)
     assert state["latent_codec.priors.0.table_counts"].dtype == torch.int16
     assert "g_s.5.weight" not in state and state["g_s.5.weight.codebook"].shape == (16, 1)
-    assert state["g_a.1.gamma_param.codebook"].shape == (16, 1)
+    assert state["g_a.1.gamma_param.codebook"].shape == (16, 4)
     loaded = _small(seed=1)
     loaded.load_weights(state)
     with torch.no_grad():
@@ -68,3 +68,19 @@ def test_sixteen_bit_counts_cover_every_count_a_table_can_hold():
     state = pack(codec, PQConfig())
     back = unpack(_small(), state)["latent_codec.priors.1.table_counts"]
     assert back.dtype == torch.int32 and np.array_equal(back.numpy(), counts.numpy())
+
+
+def test_shipped_weights_are_an_eighth_of_balle2017s_and_code_with_its_tables():
+    from neuralcodecs import create_codec, weights
+
+    m, d = weights.manifest(), weights.weights_dir()
+    assert (d / m["balle2017-pq"]["file"]).stat().st_size <= (d / m["balle2017"]["file"]).stat().st_size / 8
+    quantized, teacher = create_codec("balle2017-pq"), create_codec("balle2017")
+    tables = [k for k in teacher.state_dict() if k.startswith("latent_codec.") and ".table_" in k]
+    assert len(tables) == 40
+    for k in tables:
+        assert torch.equal(quantized.state_dict()[k], teacher.state_dict()[k]), k
+    assert torch.equal(quantized.log_gain, teacher.log_gain)
+    # at most 256 distinct kernels per 5x5 layer that codes whole kernels
+    w = quantized.g_a[2].weight.reshape(-1, 25)
+    assert len(torch.unique(w, dim=0)) <= 256

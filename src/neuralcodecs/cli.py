@@ -347,7 +347,7 @@ def _pq_codec(args) -> None:
     data = RandomCrops(args.data, args.crop, cache=out / "photos.npz")
     t = time.time()
     codec = quantize_codec(student, cls.pq_config, data, calibration=args.calibration, steps=args.steps,
-                           batch=args.batch, lr=args.lr, seed=args.seed)
+                           batch=args.batch, lr=args.lr, seed=args.seed, gdn_block=cls.gdn_block)
     from . import weights
 
     teacher_entry = weights.manifest()[cls.teacher]

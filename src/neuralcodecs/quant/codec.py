@@ -5,7 +5,7 @@ were, so the quantized codec still range-codes with the tables it was trained wi
     teacher codec (shipped weights)
       -> EM layer by layer (pq.quantize) on calibration crops run through the codec's own training forward
          (g_a's layers see photos, g_s's see the quantized latents of the student as quantized so far);
-         the GDNs' gammas by a 256-level scalar quantizer (quantize_gdn)
+         then the GDNs' gammas, as 1x1 convolutions of x^2 (quantize_gdn)
       -> fine-tuning of the codewords, GDN and biases on the codec's own rate-distortion loss, the densities,
          their tables and the rate points' gains frozen (the tables are what the file's bits are coded with)
       -> pack(): indices bit-packed, codebooks fp16, the other tensors fp16, the tables' counts (1..2^16) in 16
@@ -98,27 +98,44 @@ def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
     return full
 
 
-def quantize_gdn(codec: nn.Module, codewords: int, iterations: int, seed: int) -> None:
-    """Every GDN's gamma as codebook[index] of single values (d = 1: a 256-level scalar quantizer learned by
-    k-means, 8 bits a value instead of 16): at a few percent of the weights, the GDNs would otherwise be half
-    of the file."""
+@torch.no_grad()
+def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batch: int = 8) -> None:
+    """Every GDN's gamma as codebook[index] in blocks of d along its inputs, like a 1x1 convolution's weight:
+    the normalization's sum_j gamma_ij x_j^2 is a 1x1 convolution of x^2, so the EM and the refinement weigh
+    the errors with the Gram matrix of x^2 over the calibration crops. (The stored tensor is the square root
+    of gamma, which is what is quantized; the weighting is gamma's. At a few percent of the weights, the
+    GDNs would otherwise be half of the file.)"""
     from torch.nn.utils import parametrize
 
     from ..nn import GDN
 
-    for m in codec.modules():
-        if isinstance(m, GDN):
-            values = m.gamma_param.detach().reshape(-1, 1)
-            codebook, assign = pq.em(values, torch.zeros(len(values), dtype=torch.long),
-                                     torch.ones(1, 1, 1, dtype=torch.float64), codewords, iterations, seed)
-            parametrize.register_parametrization(m, "gamma_param", pq.PQWeight(codebook, assign, m.gamma_param.shape),
-                                                 unsafe=True)
+    for m in [m for m in codec.modules() if isinstance(m, GDN)]:
+        c = m.channels
+        gram = torch.zeros(c, c, dtype=torch.float64)
+
+        def hook(module, inputs, output):
+            cols = inputs[0].detach().double().square().permute(0, 2, 3, 1).reshape(-1, c)
+            gram.add_(cols.T @ cols)
+
+        handle = m.register_forward_hook(hook)
+        for i in range(0, len(crops), batch):
+            codec(crops[i:i + batch])
+        handle.remove()
+        w = m.gamma_param.detach()
+        blocks, groups = pq._blocks(w, d)
+        diag = torch.stack([gram[b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(c // d)])
+        codebook, assign = pq.em(blocks, groups, diag, cfg.codewords, cfg.em_iterations, cfg.seed)
+        if d < c and cfg.refine_passes:
+            assign = pq.refine(codebook, assign, w, gram, cfg.refine_passes)
+        parametrize.register_parametrization(m, "gamma_param", pq.PQWeight(codebook, assign, w.shape), unsafe=True)
 
 
 def quantize_codec(teacher: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
-                   batch: int = 8, lr: float = 1e-4, seed: int = 0, log: Callable[[str], None] = print) -> nn.Module:
-    """Product-quantize `teacher` (a VariableRateCodec, modified in place) and fine-tune it; `data` is a
-    train.data.RandomCrops. Returns the codec with its weights parametrized (pack() writes them)."""
+                   batch: int = 8, lr: float = 1e-4, seed: int = 0, gdn_block: int = 4,
+                   log: Callable[[str], None] = print) -> nn.Module:
+    """Product-quantize `teacher` (a VariableRateCodec, modified in place; its GDNs' gammas in blocks of
+    `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. Returns the codec with its weights
+    parametrized (pack() writes them)."""
     from ..train.step import train_step
 
     codec = teacher.train()
@@ -130,7 +147,8 @@ def quantize_codec(teacher: nn.Module, cfg: pq.PQConfig, data, calibration: int 
     t = time.time()
     pq.quantize(codec, crops, cfg, batch=batch,
                 progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n} ({time.time() - t:.0f} s)")))
-    quantize_gdn(codec, cfg.codewords, cfg.em_iterations, cfg.seed)
+    quantize_gdn(codec, crops, cfg, gdn_block, batch)
+    log(f"quantized the GDNs ({time.time() - t:.0f} s)")
     codec.train()
     frozen = {id(p) for p in codec.entropy_parameters()} | {id(codec.log_gain), id(codec.log_inv_gain)}
     params = [p for p in codec.parameters() if id(p) not in frozen]
