@@ -157,3 +157,28 @@ def test_refinement_lowers_the_true_output_error_with_correlated_inputs():
     err = lambda a: float(((x @ (w - codebook[a].reshape(200, 16)).T) ** 2).sum())  # noqa: E731
     assert err(refined) < 0.7 * err(assign)
     assert err(pq.refine(codebook, refined, w, h, passes=1)) <= err(refined) * (1 + 1e-9)
+
+
+def test_pq_eval_command_reports_top1_and_sizes(tmp_path, capsys):
+    # the command end to end on a two-image labelled folder, with a file of the uncompressed network
+    import json
+
+    from PIL import Image
+
+    from neuralcodecs.cli import main
+    from neuralcodecs.quant import classifier
+
+    folder = tmp_path / "labelled"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(folder / "images" / f"{i}.png")
+    (folder / "labels.csv").write_text("filename,class_index,wnid\nimages/0.png,3,x\nimages/1.png,7,y\n")
+    assert classifier.labelled(folder) == [(folder / "images/0.png", 3), (folder / "images/1.png", 7)]
+    model = classifier.build("efficientnet-lite0")
+    path = tmp_path / "net.pq"
+    path.write_bytes(save(model, "efficientnet-lite0", PQConfig()))
+    assert main(["pq", "eval", str(path), "--data", str(folder)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["images"] == 2 and out["top1"] == out["top1_teacher"]  # fp16 of the same network
+    assert out["bytes"] == path.stat().st_size and 1.9 < out["teacher_bytes"] / out["bytes"] <= 2  # fp16

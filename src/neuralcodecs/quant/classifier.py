@@ -54,6 +54,13 @@ def preprocess(path: str | Path, size: int = 224) -> torch.Tensor:
     return normalize(im[top:top + size, left:left + size])[0]
 
 
+def labelled(folder: str | Path) -> list[tuple[Path, int]]:
+    """(image, class index) from an ImageNet-labelled folder: its labels.csv (filename, class_index)."""
+    folder = Path(folder)
+    with open(folder / "labels.csv", newline="") as f:
+        return [(folder / row["filename"], int(row["class_index"])) for row in csv.DictReader(f)]
+
+
 def calibration_files(folders: str | Path | list, n: int, seed: int = 0) -> list[Path]:
     """n image files drawn (seeded) from the images under `folders` (one or several)."""
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
