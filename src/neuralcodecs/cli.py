@@ -295,7 +295,8 @@ def cmd_pq(args) -> None:
         if Path(args.out).exists() and not args.force:
             raise FileExistsError(f"{args.out} exists (use --force to overwrite)")
         t = time.time()
-        cfg = PQConfig(codewords=args.codewords, large=args.large, em_iterations=args.em_iterations, seed=args.seed)
+        cfg = PQConfig(codewords=args.codewords, large=args.large, em_iterations=args.em_iterations, seed=args.seed,
+                       refine_passes=args.refine_passes)
         data = classifier.quantize_classifier(args.model, args.calibration, cfg, images=args.images,
                                               finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
                                               batch=args.batch, lr=args.lr, feature_weight=args.feature_weight,
@@ -481,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
     s.set_defaults(fn=cmd_export)
 
+    from .quant import PQConfig
+
     s = sub.add_parser("pq", help="product quantization of a network's weights (And the Bit Goes Down)")
     pq_sub = s.add_subparsers(dest="pq_command", required=True)
     q = pq_sub.add_parser("quantize", help="quantize a classifier", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -492,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--large", action="store_true", help="the paper's large-block setting")
     q.add_argument("--em-iterations", type=int, default=20, help="EM iterations per layer")
     q.add_argument("--images", type=int, default=256, help="calibration images for the EM's activations")
+    q.add_argument("--refine-passes", type=int, default=PQConfig.refine_passes,
+                   help="passes of the assignment refinement that sees each output channel's whole input (0: none)")
     q.add_argument("--finetune-images", type=int, default=2048,
                    help="images for batch-norm re-estimation and distillation (at most all there are)")
     q.add_argument("--finetune-steps", type=int, default=200, help="codeword fine-tuning steps (distillation)")

@@ -151,7 +151,7 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / finetune_steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / max(finetune_steps, 1))))
     gen = torch.Generator().manual_seed(cfg.seed)
     student.eval()  # batch norm keeps its (re-estimated) statistics while the codewords and its scales move
     for step in range(finetune_steps):

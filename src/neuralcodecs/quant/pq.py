@@ -42,6 +42,12 @@ from torch import Tensor, nn
 
 MIN_BLOCKS_PER_CODEWORD = 4
 RIDGE = 1e-6  # relative to the Gram matrices' mean diagonal: keeps the M-step's solve well posed
+# The refinement compensates errors along the directions the calibration inputs span; where few inputs span
+# a direction, compensating there fits those images and not others (EfficientNet-Lite0's classifier layer
+# reads 1280 values, and 256 images span at most 256 of them). So it runs only where the layer saw at least
+# as many input vectors as it has inputs per output channel, and H is damped by 1 % of its mean diagonal
+# (GPTQ's default) so that weakly spanned directions are not compensated much.
+REFINE_DAMPING = 0.01
 
 
 @dataclass
@@ -196,7 +202,7 @@ def refine(codebook: Tensor, assign: Tensor, w: Tensor, gram: Tensor, passes: in
     k, d = codebook.shape
     nb = D // d
     c, h, w = codebook.double(), gram.double(), w.double()
-    h = h + RIDGE * h.diagonal().mean() * torch.eye(D, dtype=h.dtype)
+    h = h + REFINE_DAMPING * h.diagonal().mean() * torch.eye(D, dtype=h.dtype)
     a = assign.reshape(cout, nb).clone()
     e = w - c[a].reshape(cout, D)
     diag = [h[b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(nb)]
@@ -279,7 +285,7 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
             nb = span // d
             gram = torch.stack([collect.h[0, b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(nb)])
         codebook, assign = em(blocks, groups, gram, cfg.codewords, cfg.em_iterations, cfg.seed)
-        if full:
+        if full and collect.count >= span:
             assign = refine(codebook, assign, w.reshape(w.shape[0], span), collect.h[0], cfg.refine_passes)
         parametrize.register_parametrization(m, "weight", _weight(m, codebook, assign), unsafe=True)
         result[name] = (codebook, assign)
