@@ -495,8 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--large", action="store_true", help="the paper's large-block setting")
     q.add_argument("--em-iterations", type=int, default=20, help="EM iterations per layer")
     q.add_argument("--images", type=int, default=256, help="calibration images for the EM's activations")
-    q.add_argument("--refine-passes", type=int, default=PQConfig.refine_passes,
-                   help="passes of the assignment refinement that sees each output channel's whole input (0: none)")
+    # off for the classifier: after the EM and the batch-norm re-estimation, top-1 on the 1000-image sample
+    # was 54.3 % without it and 51.4 % with it (it lowers the error on the calibration images only)
+    q.add_argument("--refine-passes", type=int, default=0,
+                   help=f"passes of the assignment refinement that sees each output channel's whole input "
+                        f"(codecs use {PQConfig.refine_passes})")
     q.add_argument("--finetune-images", type=int, default=2048,
                    help="images for batch-norm re-estimation and distillation (at most all there are)")
     q.add_argument("--finetune-steps", type=int, default=200, help="codeword fine-tuning steps (distillation)")
