@@ -130,15 +130,15 @@ def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batc
         parametrize.register_parametrization(m, "gamma_param", pq.PQWeight(codebook, assign, w.shape), unsafe=True)
 
 
-def quantize_codec(teacher: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
+def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
                    batch: int = 8, lr: float = 1e-4, seed: int = 0, gdn_block: int = 4,
                    log: Callable[[str], None] = print) -> nn.Module:
-    """Product-quantize `teacher` (a VariableRateCodec, modified in place; its GDNs' gammas in blocks of
-    `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. Returns the codec with its weights
-    parametrized (pack() writes them)."""
+    """Product-quantize `codec` (a VariableRateCodec with trained weights, modified in place; its GDNs'
+    gammas in blocks of `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. Returns the codec
+    with its weights parametrized (pack() writes them)."""
     from ..train.step import train_step
 
-    codec = teacher.train()
+    codec.train()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     crops = data.batch(calibration, rng)

@@ -1,7 +1,8 @@
 """Product quantization of a network's weights, as in Stock, Joulin, Gribonval, Graham, Jégou, "And the Bit
 Goes Down: Revisiting the Quantization of Neural Networks", ICLR 2020.
 
-    every conv / linear weight (but the first layer) -> blocks of d values      (d: see `block_size`)
+    every conv (transposed too) / linear weight (but the first layer, unless sized) -> blocks of d values
+                                                                                (d: see `block_size`)
       -> each block replaced by the nearest of k codewords of its layer's codebook, the distance weighted by
          the layer's input activations, so what is minimized is the error of the layer's OUTPUT,
          ||X (W - W_hat)||^2, not of the weights (EM: E-step assigns under that distance, M-step solves for
@@ -25,7 +26,8 @@ inputs, so errors the EM makes independently add up. Measured on balle2017's lay
 codebook leaves 9.0 % (9x9 conv, rows of 9) and 8.1 % (5x5 conv, whole kernels) of the output's energy as
 error, where the per-block sum promises 0.8 %. So after the EM, `refine` re-assigns each block with the
 errors of the other blocks of its output channel compensated (the full Gram matrix H of the channel's
-input): 3.4 % and 1.6 % after 4 passes.
+input): 3.4 % and 1.6 % after 4 passes. (On EfficientNet-Lite0 it lowered the error on the calibration
+images and top-1 on others: 54.3 -> 51.4 % after the EM; the classifier command leaves it off.)
 """
 from __future__ import annotations
 
@@ -55,9 +57,10 @@ class PQConfig:
     codewords: int = 256   # k
     large: bool = False    # the paper's large-block setting
     em_iterations: int = 20
-    skip: tuple[str, ...] = ()  # module names left in fp16 (the first layer is always)
-    # (substring of module names, d) pairs: the block size of the 1x1 convolutions and linear layers whose
-    # names contain the substring (the first match), for the small-block setting (`large` doubles it). A
+    skip: tuple[str, ...] = ()  # module names left in fp16 (the first layer is, unless `sizes` names it)
+    # (substring of module names, d) pairs: the block size of the layers whose names contain the substring
+    # (the first match; for k x k kernels a divisor or multiple of k*k), for the small-block setting (`large`
+    # doubles it). A
     # smaller d spends more bits where errors cost most: layers whose error no nonlinearity absorbs
     # (EfficientNet's linear-bottleneck projections feed the residual stream directly; measured on
     # EfficientNet-Lite0: three of them alone at d = 4 cost 10 points of top-1, the classifier layer or the
