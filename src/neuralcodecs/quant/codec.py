@@ -53,11 +53,11 @@ def pack(codec: nn.Module, cfg: pq.PQConfig) -> dict[str, Tensor]:
     export_state makes it."""
     from .. import weights
 
-    bits = max(1, math.ceil(math.log2(cfg.codewords)))
+    bits = pq.index_bits(cfg.codewords)
     out = {}
     for name, w in _quantized(codec).items():
         out[f"{name}.codebook"] = w.codebook.detach().half()
-        out[f"{name}.indices"] = torch.from_numpy(np.frombuffer(pq._pack(w.assign.numpy(), bits), np.uint8).copy())
+        out[f"{name}.indices"] = pq.packed_indices(w, bits)
     dropped = _entropy_parameter_names(codec)
     for k, v in codec.state_dict().items():
         if ".parametrizations." in k or k in dropped:
@@ -81,8 +81,8 @@ def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
         target = getattr(module, attr)
         codebook = state[key].float()
         n = target.numel() // codebook.shape[1]
-        bits = max(1, math.ceil(math.log2(codebook.shape[0])))
-        index = torch.from_numpy(pq._unpack(state[f"{name}.indices"].numpy().tobytes(), n, bits))
+        index = torch.from_numpy(pq._unpack(state[f"{name}.indices"].numpy().tobytes(), n,
+                                            pq.index_bits(codebook.shape[0])))
         if len(index) != n or int(index.max()) >= codebook.shape[0]:
             raise ValueError(f"{name}: indices that do not fit its codebook")
         if attr == "weight":
@@ -123,8 +123,8 @@ def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batc
         handle.remove()
         w = m.gamma_param.detach()
         blocks, groups = pq._blocks(w, d)
-        diag = torch.stack([gram[b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(c // d)])
-        codebook, assign = pq.em(blocks, groups, diag, cfg.codewords, cfg.em_iterations, cfg.seed)
+        codebook, assign = pq.em(blocks, groups, pq.diagonal_blocks(gram, d), cfg.codewords, cfg.em_iterations,
+                                 cfg.seed)
         if d < c and cfg.refine_passes:
             assign = pq.refine(codebook, assign, w, gram, cfg.refine_passes)
         parametrize.register_parametrization(m, "gamma_param", pq.PQWeight(codebook, assign, w.shape), unsafe=True)

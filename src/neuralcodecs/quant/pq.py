@@ -94,6 +94,11 @@ def _in_channels(module: nn.Module) -> int:
     return w.shape[0] // module.groups if isinstance(module, nn.ConvTranspose2d) else w.shape[1]
 
 
+def inputs_per_output(module: nn.Module) -> int:
+    """D: the values one output channel's weights multiply (its input channels times the kernel's taps)."""
+    return _in_channels(module) * (module.weight[0, 0].numel() if module.weight.dim() == 4 else 1)
+
+
 def _as_conv_weight(module: nn.Module, w: Tensor) -> Tensor:
     """The weight as (out, in, kh, kw): a transposed convolution stores (in, out, kh, kw) (ungrouped only)."""
     if w.dim() == 2:
@@ -195,6 +200,11 @@ def em(blocks: Tensor, groups: Tensor, gram: Tensor, k: int, iterations: int, se
     return codebook.float(), assign
 
 
+def diagonal_blocks(gram: Tensor, d: int) -> Tensor:
+    """(D/d, d, d): the Gram matrices of each d-value slice of the input, the diagonal blocks of the full one."""
+    return torch.stack([gram[b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(gram.shape[0] // d)])
+
+
 def refine(codebook: Tensor, assign: Tensor, w: Tensor, gram: Tensor, passes: int) -> Tensor:
     """Assignments (cout * nb,) improved for the true output error sum_o e_o^T H e_o, e_o = w_o - w_hat_o
     (w: (cout, D), each output channel's whole input; H: (D, D), its Gram matrix; blocks of d = codebook's
@@ -208,8 +218,8 @@ def refine(codebook: Tensor, assign: Tensor, w: Tensor, gram: Tensor, passes: in
     h = h + REFINE_DAMPING * h.diagonal().mean() * torch.eye(D, dtype=h.dtype)
     a = assign.reshape(cout, nb).clone()
     e = w - c[a].reshape(cout, D)
-    diag = [h[b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(nb)]
-    inv = [torch.linalg.inv(hb) for hb in diag]
+    diag = diagonal_blocks(h, d)
+    inv = torch.linalg.inv(diag)
     for _ in range(passes):
         for b in range(nb):
             sl = slice(b * d, (b + 1) * d)
@@ -256,7 +266,7 @@ def quantizable(model: nn.Module, cfg: PQConfig) -> list[tuple[str, nn.Module]]:
             continue
         if isinstance(m, nn.ConvTranspose2d) and m.groups != 1:
             continue
-        if _in_channels(m) * (m.weight[0, 0].numel() if m.weight.dim() == 4 else 1) % d:  # per output channel
+        if inputs_per_output(m) % d:
             continue
         out.append((name, m))
     return out
@@ -274,7 +284,7 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
     result = {}
     for name, m in quantizable(model, cfg):
         d = block_size(m, cfg.large, cfg.size_of(name))
-        span = _in_channels(m) * (m.weight[0, 0].numel() if m.weight.dim() == 4 else 1)  # D: one output's input
+        span = inputs_per_output(m)
         full = cfg.refine_passes > 0 and span > d and span <= cfg.span_limit and getattr(m, "groups", 1) == 1
         collect = GramCollector(m, span if full else d)
         hook = m.register_forward_hook(collect)
@@ -285,8 +295,7 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
         blocks, groups = _blocks(w, d, getattr(m, "groups", 1))
         gram = collect.h
         if full:  # the per-block Gram matrices are the full one's diagonal blocks
-            nb = span // d
-            gram = torch.stack([collect.h[0, b * d:(b + 1) * d, b * d:(b + 1) * d] for b in range(nb)])
+            gram = diagonal_blocks(collect.h[0], d)
         codebook, assign = em(blocks, groups, gram, cfg.codewords, cfg.em_iterations, cfg.seed)
         if full and collect.count >= span:
             assign = refine(codebook, assign, w.reshape(w.shape[0], span), collect.h[0], cfg.refine_passes)
@@ -346,6 +355,16 @@ def _unpack(data: bytes, n: int, bits: int) -> np.ndarray:
     return (planes << np.arange(bits)).sum(1)
 
 
+def index_bits(codewords: int) -> int:
+    """Bits of one stored index into a codebook of `codewords` entries."""
+    return max(1, math.ceil(math.log2(codewords)))
+
+
+def packed_indices(weight: "PQWeight", bits: int) -> Tensor:
+    """A PQWeight's assignments as the uint8 tensor of bit-packed indices the files store."""
+    return torch.from_numpy(np.frombuffer(_pack(weight.assign.numpy().astype(np.int64), bits), np.uint8).copy())
+
+
 def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
     """The quantized network as one file: safetensors holding, per quantized layer, `<name>.codebook` (fp16)
     and `<name>.indices` (uint8 bytes of log2 k bits per block), every other tensor of the state in fp16,
@@ -354,12 +373,11 @@ def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
 
     state, meta = {}, {"model": model_name, "config": dataclasses.asdict(cfg), "layers": {}}
     pq = {n.split(".parametrizations.")[0]: m for n, m in model.named_modules() if isinstance(m, PQWeight)}
-    bits = max(1, math.ceil(math.log2(cfg.codewords)))
+    bits = index_bits(cfg.codewords)
     for name, w in pq.items():
-        assign = w.assign.numpy().astype(np.int64)
         state[f"{name}.codebook"] = w.codebook.detach().half()
-        state[f"{name}.indices"] = torch.from_numpy(np.frombuffer(_pack(assign, bits), np.uint8).copy())
-        meta["layers"][name] = {"shape": list(w.shape), "blocks": len(assign), "bits": bits}
+        state[f"{name}.indices"] = packed_indices(w, bits)
+        meta["layers"][name] = {"shape": list(w.shape), "blocks": len(w.assign), "bits": bits}
     skip = {f"{n}.parametrizations.weight.original" for n in pq} | {
         k for k in model.state_dict() if ".parametrizations.weight.0." in k}
     for k, v in model.state_dict().items():
