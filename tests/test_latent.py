@@ -135,6 +135,34 @@ def test_hyperprior_scales_follow_the_rate_points_gain(hyperprior):
         assert float((trained - lc._shift(log_gain, exact=True)[:, :, 0, 0].float()).abs().max()) <= 1
 
 
+
+def test_checkerboard_means_follow_the_rate_points_gain():
+    """Means scale with the gain: the same gain-free latent at two rate points gets anchor means that differ by
+    the ratio of the gains, and exact mode (integer gains from update_tables) agrees with training's real path."""
+    from neuralcodecs.codecs.minnen2018 import Minnen2018
+
+    torch.manual_seed(5)
+    m = Minnen2018.for_training(name="minnen2018")
+    lc = m.latent_codec
+    with torch.no_grad():
+        lc.e[-1].conv.bias[: lc.gain_grid.shape[1]].uniform_(-2, 2)  # nonzero gain-free means
+        m.update_tables()
+        m.eval()
+        assert torch.equal(lc.gain_grid[3], torch.floor(m.log_gain[3].double().exp() * 2 ** 16 + 0.5).long())
+        y0 = torch.randn(1, lc.gain_grid.shape[1], 4, 4)
+        mus = []
+        for q in (1, 8):
+            lg = m.log_gain[[q]]
+            y = y0 * lg.exp()[:, :, None, None]
+            z, z_hat = lc._z_hat(y, q, lg)
+            _, a, mu, _ = lc._anchor_params(z_hat, y.shape, lc._shift(lg, exact=True), q)
+            psi = lc.h_s(z_hat)
+            mu_train, _ = lc._params(psi, torch.zeros_like(psi), lc._shift(lg), lg, False)
+            assert float((mu - mu_train)[a].abs().max()) <= 2 ** -7
+            mus.append(mu[a] / lg.exp()[:, :, None, None].expand_as(mu)[a])
+        assert float(mus[0].abs().max()) > 0.5
+        assert torch.allclose(mus[0], mus[1], atol=0.02)
+
 _DECODE = """
 import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))

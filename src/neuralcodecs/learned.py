@@ -179,6 +179,9 @@ class VariableRateCodec(LearnedCodec):
     # channels whose coefficients count toward the training rate; None: all (see theis2017's mask)
     rate_mask: Tensor | None = None
 
+    def update_tables(self) -> None:
+        self.latent_codec.update_tables(self.log_gain.detach())
+
     def _gains(self, q: Tensor) -> tuple[Tensor, Tensor]:
         return self.log_gain[q].exp()[:, :, None, None], self.log_inv_gain[q].exp()[:, :, None, None]
 

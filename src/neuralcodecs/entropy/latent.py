@@ -44,6 +44,8 @@ from .gaussian import LEVELS, LOG_STEP, GaussianConditional
 from .model import EntropyModel, bits_of
 from .tabulated import TabulatedDensity
 
+GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
+
 
 def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
     """round(y - offset) + offset, gradient straight through (exact values forward)."""
@@ -95,6 +97,12 @@ class LatentCodec(nn.Module):
 
     def entropy_models(self) -> list[EntropyModel]:
         return [m for m in self.modules() if isinstance(m, EntropyModel)]
+
+    def update_tables(self, log_gain: Tensor) -> None:
+        """Rebuild what coding reads and training does not (the entropy models' integer tables; in a subclass,
+        anything else derived from the rate points' log-gains (points, C)), once, when training ends."""
+        for m in self.entropy_models():
+            m.update_tables()
 
 
 class FactorizedLatentCodec(LatentCodec):
@@ -210,6 +218,14 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     so means and scale indexes are exact on any machine; y_hat = round(y - mu) + mu is on the 2^-8 grid
     they read. Both halves decode in one parallel pass each (the serial raster context of Minnen et al.
     would need one network evaluation per latent position).
+
+    Like the scale indexes, the networks work in gain-free units, so one set serves every rate point: h_a
+    reads y / g, g_ctx reads the decoded anchors / g, and e's means mu0 are multiplied by g (mu = mu0 * g;
+    a mean, unlike a scale index, scales rather than shifts). In coding those products are exact: g and 1/g
+    are integers on a grid of 2^-GAIN_BITS, stored per rate point and channel (`gain_grid`, `inv_gain_grid`,
+    made by update_tables from the log-gains, like a density's tables: a decoder never computes an exp), and
+    a grid value times one of them, rounded half up back to the 2^-8 grid, is an integer product below
+    2^53 (|x| < 2^24 units times g < 2^(GAIN_BITS + 12)).
     """
 
     n_strings = 3
@@ -218,22 +234,41 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
                  z_channels: int, points: int, make_prior: Callable[[int], TabulatedDensity]):
         super().__init__(h_a, h_s, z_channels, points, make_prior)
         self.g_ctx, self.e = g_ctx, e
+        channels = g_ctx[0].conv.in_channels
+        one = torch.full((points, channels), 2 ** GAIN_BITS, dtype=torch.int64)
+        self.register_buffer("gain_grid", one)
+        self.register_buffer("inv_gain_grid", one.clone())
+
+    def update_tables(self, log_gain: Tensor) -> None:
+        super().update_tables(log_gain)
+        for grid, sign in ((self.gain_grid, 1.0), (self.inv_gain_grid, -1.0)):
+            g = torch.floor(torch.exp(sign * log_gain.detach().double()) * 2 ** GAIN_BITS + 0.5)
+            grid.copy_(g.clamp(1, 2 ** (GAIN_BITS + 12) - 1).to(grid.device))
+
+    @staticmethod
+    def _times(x: Tensor, log_gain: Tensor, grid: Tensor | None = None) -> Tensor:
+        """x times a rate point's gain per channel, back on the 2^-ACT_BITS grid. Training: x real, the gain
+        exp(log_gain) (N, C), rounding straight through. Exact mode (`grid`: (1, C) integers on the
+        2^-GAIN_BITS grid): x grid integers in float64, one integer product and a rounding by a power of two."""
+        if grid is None:
+            return quantize_activation(x * torch.exp(log_gain)[:, :, None, None])
+        g = grid.double().to(x.device)[:, :, None, None]
+        return torch.floor((x * g + 2 ** (GAIN_BITS - 1)) / 2 ** GAIN_BITS)
 
     def _hyper_input(self, y: Tensor, log_gain: Tensor) -> Tensor:
-        # means need signs. The means are the networks' own outputs, in the gained units of y: the
-        # non-anchors' context reads the gained anchors, but the anchors' means come from the gain-free z
-        return y * torch.exp(-log_gain)[:, :, None, None]
+        return y * torch.exp(-log_gain)[:, :, None, None]  # means need signs
 
-    def _params(self, psi: Tensor, ctx: Tensor, shift: Tensor, exact: bool, where: Tensor | None = None
-                ) -> tuple[Tensor, Tensor]:
-        """(means, scale indexes) with the rate point's index shift added: real-valued in training, (grid
-        values, int64) in exact mode (`shift` is _shift's of the same mode). e is 1x1
-        convolutions, so in exact mode it runs only at the positions `where` (1, 1, H, W) selects, the half of
-        the checkerboard a pass codes; the other positions get zeros, which no pass reads."""
+    def _params(self, psi: Tensor, ctx: Tensor, shift: Tensor, gain: Tensor, exact: bool,
+                where: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(means in y's gained units, scale indexes with the rate point's shift added): real-valued in
+        training (`gain`: the log-gains), (grid values, int64) in exact mode (`gain`: the point's gain_grid;
+        `shift` is _shift's of the same mode). e is 1x1 convolutions, so in exact mode it runs only at the
+        positions `where` (1, 1, H, W) selects, the half of the checkerboard a pass codes; the other
+        positions get zeros, which no pass reads."""
         x = torch.cat([psi, ctx], dim=1)
         if not exact:
-            mu, index = self.e(x).chunk(2, dim=1)
-            return mu, index + shift
+            mu0, index = self.e(x).chunk(2, dim=1)
+            return self._times(mu0, gain), index + shift
         if where is None:
             out = self.e.exact(x)
         else:
@@ -241,40 +276,46 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
             out = torch.zeros((x.shape[0], self.e[-1].conv.out_channels, *x.shape[2:]), dtype=torch.float64,
                               device=x.device)
             out[:, :, sel] = self.e.exact(x[:, :, sel][..., None])[..., 0]
-        mu, index = out.chunk(2, dim=1)
+        mu0, index = out.chunk(2, dim=1)
+        mu = self._times(mu0, None, gain)
         return (mu / 2 ** ACT_BITS).float(), self._to_index(index + shift.to(index.device))
 
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y, log_gain)), q)
         psi, shift = self.h_s(z_hat), self._shift(log_gain)
         a = checkerboard(*y.shape[2:], device=y.device)
-        mu_a, index_a = self._params(psi, torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels]), shift, False)
+        no_ctx = torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels])
+        mu_a, index_a = self._params(psi, no_ctx, shift, log_gain, False)
         y_hat_a = _round_ste(y - mu_a) + mu_a
-        mu_n, index_n = self._params(psi, self.g_ctx(y_hat_a * a), shift, False)
+        ctx = self.g_ctx(self._times(y_hat_a * a, -log_gain))
+        mu_n, index_n = self._params(psi, ctx, shift, log_gain, False)
         mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
         _, y_bits = self.gaussian(y, index, mu)
         return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
 
-    def _anchor_params(self, z_hat: Tensor, shape, shift: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _anchor_params(self, z_hat: Tensor, shape, shift: Tensor, q: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         psi = self.h_s.exact(z_hat) / 2 ** ACT_BITS
         if tuple(psi.shape[2:]) != tuple(shape[2:]):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(psi.shape)} for y of {tuple(shape)}")
         a = checkerboard(*shape[2:], device=psi.device).bool().expand(shape)
-        mu, index = self._params(psi, torch.zeros((shape[0], self.g_ctx[0].conv.out_channels, *shape[2:]),
-                                                   dtype=psi.dtype, device=psi.device), shift, True, a[:1, :1])
+        no_ctx = torch.zeros((shape[0], self.g_ctx[0].conv.out_channels, *shape[2:]), dtype=psi.dtype,
+                             device=psi.device)
+        mu, index = self._params(psi, no_ctx, shift, self.gain_grid[[q]], True, a[:1, :1])
         return psi, a, mu, index
 
-    def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor, shift: Tensor) -> tuple[Tensor, Tensor]:
-        ctx = self.g_ctx.exact(y_hat_a) / 2 ** ACT_BITS
-        return self._params(psi, ctx, shift, True, 1 - checkerboard(*psi.shape[2:], device=psi.device))
+    def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor, shift: Tensor, q: int) -> tuple[Tensor, Tensor]:
+        y_free = self._times(y_hat_a.double() * 2 ** ACT_BITS, None, self.inv_gain_grid[[q]]) / 2 ** ACT_BITS
+        ctx = self.g_ctx.exact(y_free) / 2 ** ACT_BITS
+        return self._params(psi, ctx, shift, self.gain_grid[[q]], True,
+                            1 - checkerboard(*psi.shape[2:], device=psi.device))
 
     def _halves(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
         """z, and (values, scale indexes, means) of the anchors and of the rest: what strings 1 and 2 code."""
         z, z_hat = self._z_hat(y, q, log_gain)
         shift = self._shift(log_gain, exact=True)
-        psi, a, mu, index = self._anchor_params(z_hat, y.shape, shift)
+        psi, a, mu, index = self._anchor_params(z_hat, y.shape, shift, q)
         y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
-        mu_n, index_n = self._nonanchor_params(psi, y_hat_a, shift)
+        mu_n, index_n = self._nonanchor_params(psi, y_hat_a, shift, q)
         return z, [(y[a], index[a], mu[a]), (y[~a], index_n[~a], mu_n[~a])]
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
@@ -286,10 +327,10 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         n, c, h, w = shape
         z_hat = self.z_priors[q].decompress(strings[0], (n, self.z_priors[q].channels, h // 4, w // 4))
         shift = self._shift(log_gain, exact=True)
-        psi, a, mu, index = self._anchor_params(z_hat, shape, shift)
+        psi, a, mu, index = self._anchor_params(z_hat, shape, shift, q)
         y_hat = torch.zeros(shape, device=psi.device)
         y_hat[a] = self.gaussian.decompress(strings[1], index[a], mu[a])
-        mu_n, index_n = self._nonanchor_params(psi, y_hat, shift)
+        mu_n, index_n = self._nonanchor_params(psi, y_hat, shift, q)
         y_hat[~a] = self.gaussian.decompress(strings[2], index_n[~a], mu_n[~a])
         return y_hat
 
