@@ -1,7 +1,7 @@
 """Encode and decode speed of every codec, per image, on a folder of images.
 
     python benchmarks/codec_speed.py --data DIR --out DIR [--codec C ...] [--quality-index middle]
-                                     [--set KEY=VALUE ...] [--limit N]
+                                     [--set KEY=VALUE ...] [--limit N] [--stages]
 
 Each codec runs at its default quality, or at the rate point --quality-index picks from its sweep
 (low, middle, high or a number), with the --set settings (e.g. budget=60 for coconet, whose encoding
@@ -9,6 +9,11 @@ takes its time budget). One untimed warm-up first (`Codec.warm_up`), so imports 
 counted; then every image is encoded and decoded once, timed with perf_counter. Torch gets 2 threads
 (learned codecs code on one of them, for bit-exact decoding: see learned.py). Prints a table and writes
 codec_speed.json, keeping the rows of codecs it did not time.
+
+--stages also says where a transform codec's time goes (on the one thread its coding runs on): the analysis
+g_a, the latent codec's compress and decompress, split into its integer networks (exact entropy
+parameters: h_s, the context) and the rest (range coding, densities, the float hyper-analysis), and the
+synthesis g_s; seconds per image in each row's "stages".
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import numpy as np
 import neuralcodecs as nc
 from neuralcodecs.cli import parse_setting
 from neuralcodecs.eval import list_images
+from neuralcodecs.learned import VariableRateCodec
 from neuralcodecs.registry import get_entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +76,59 @@ def time_codec(name: str, quality: Any, images: list[np.ndarray], settings: dict
             "bpp": float(np.mean(bpp))}
 
 
+def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dict | None = None) -> dict[str, float]:
+    """Seconds per image in each stage of a VariableRateCodec's encode and decode (see the module docstring)."""
+    import torch
+
+    from neuralcodecs.image import pad
+    from neuralcodecs.learned import one_thread
+    from neuralcodecs.nn.integer import IntegerNetwork
+
+    codec = nc.create_codec(name, quality=quality, **(settings or {}))
+    codec.warm_up(images[0])
+    integer = [0.0]
+    exact = IntegerNetwork.exact
+
+    def timed_exact(self, x):
+        t = time.perf_counter()
+        try:
+            return exact(self, x)
+        finally:
+            integer[0] += time.perf_counter() - t
+
+    total: dict[str, float] = {}
+
+    def add(key: str, seconds: float) -> None:
+        total[key] = total.get(key, 0.0) + seconds / len(images)
+
+    q = codec.config.quality - 1
+    IntegerNetwork.exact = timed_exact
+    try:
+        with one_thread(), torch.no_grad():
+            for img in images:
+                x = pad(img, codec.pad_to)
+                t0 = time.perf_counter()
+                y = codec._latents(x)
+                t1 = time.perf_counter()
+                integer[0] = 0.0
+                chunks = codec.latent_codec.compress(y, q, codec.log_gain[[q]])
+                t2 = time.perf_counter()
+                add("encode integer networks", integer[0])
+                add("encode latent codec, the rest", t2 - t1 - integer[0])
+                integer[0] = 0.0
+                y_hat = codec.latent_codec.decompress(chunks, tuple(y.shape), q, codec.log_gain[[q]])
+                t3 = time.perf_counter()
+                add("decode integer networks", integer[0])
+                add("decode latent codec, the rest", t3 - t2 - integer[0])
+                codec._synthesise(y_hat * codec._gains(torch.tensor([q]))[1])
+                t4 = time.perf_counter()
+                add("analysis g_a", t1 - t0)
+                add("synthesis g_s", t4 - t3)
+    finally:
+        IntegerNetwork.exact = exact
+    return total
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="folder of PNG/JPEG images (default: Kodak if beside "
@@ -81,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the timed codecs (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="time only the first N images")
+    p.add_argument("--stages", action="store_true", help="also time the stages of transform codecs")
     args = p.parse_args(argv)
 
     import torch
@@ -104,6 +164,10 @@ def main(argv: list[str] | None = None) -> None:
         results.append(r)
         print(f"{name:<14}{str(quality):>9}{r['bpp']:>8.3f}{r['encode_s']:>11.4f}{r['decode_s']:>11.4f}"
               f"{r['encode_mpix_s']:>10.2f}{r['decode_mpix_s']:>10.2f}")
+        if args.stages and issubclass(get_entry(name).cls, VariableRateCodec):
+            r["stages"] = time_stages(name, quality, images, settings)
+            for stage, seconds in r["stages"].items():
+                print(f"    {stage:<34}{seconds:>8.4f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "codec_speed.json"
     # codecs not timed now keep their rows from the same images: a slow one (coconet encodes for

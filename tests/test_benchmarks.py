@@ -27,6 +27,16 @@ def test_codec_speed_times_a_codec_with_settings(tmp_path):
     assert [r["codec"] for r in rows] == ["webp", "jpeg"] and rows[0] == row
 
 
+def test_codec_speed_says_where_a_hyperprior_codecs_time_goes(tmp_path):
+    _script("codec_speed").main(["--data", str(ROOT / "samples"), "--out", str(tmp_path), "--codec", "balle2018",
+                                 "--limit", "1", "--quality-index", "low", "--stages"])
+    (row,) = json.loads((tmp_path / "codec_speed.json").read_text())["results"]
+    stages = row["stages"]
+    assert set(stages) == {"analysis g_a", "synthesis g_s", "encode integer networks", "decode integer networks",
+                           "encode latent codec, the rest", "decode latent codec, the rest"}
+    assert stages["encode integer networks"] > 0 and stages["decode integer networks"] > 0
+
+
 def test_rate_bound_measures_real_bytes_against_the_model(tmp_path):
     _script("rate_bound").main(["--data", str(ROOT / "samples"), "--out", str(tmp_path), "--codec", "balle2017",
                                 "--quality", "2", "--limit", "1"])
