@@ -128,3 +128,15 @@ def test_densities_train_at_their_own_lr_and_the_drop_divides_both(tiny_data, tm
     model = nc.create_codec("balle2017")
     expected = sum(1 for m in model.entropy_models() for p in m.parameters()) - len(list(model.aux_parameters()))
     assert len(density_group["params"]) == expected > 0
+
+
+def test_weights_written_xz_compressed_load_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path))
+    state = {"a.weight": torch.randn(4, 3), "t.counts": torch.arange(1000, dtype=torch.int32) % 7}
+    plain = weights.write("x", state, {"codec": "x"})
+    packed = weights.write("x", state, {"codec": "x"}, xz=True)
+    assert packed.name == "x.safetensors.xz" and not plain.exists()  # one form of a codec's file at a time
+    assert weights.manifest()["x"]["file"] == packed.name and packed.stat().st_size < 4000
+    loaded = weights.shipped_state("x")
+    assert torch.equal(loaded["t.counts"], state["t.counts"]) and torch.equal(loaded["a.weight"], state["a.weight"].half())
+    assert weights.manifest()["x"]["fingerprint"] == weights.fingerprint(loaded).hex()

@@ -25,16 +25,16 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
 
 
 def write_measured(name: str, state: dict[str, torch.Tensor], entry: dict, kodak: str | None, out: Path,
-                   workers: int = 1) -> Path:
-    """Write `name`'s weights and manifest entry, then (with `kodak`) code the Kodak images at every rate point
-    from those weights, results under `out`, and add the curve to the entry."""
-    path = weights.write(name, state, entry)
+                   workers: int = 1, xz: bool = False) -> Path:
+    """Write `name`'s weights (xz-compressed with `xz`) and manifest entry, then (with `kodak`) code the Kodak
+    images at every rate point from those weights, results under `out`, and add the curve to the entry."""
+    path = weights.write(name, state, entry, xz)
     if kodak:
         from ..eval import evaluate
 
         res = evaluate([name], kodak, out, workers=workers, anchor=name, progress=True)
         curve = res["curves"][name] if "curves" in res else res[name]
         entry["kodak"] = {k: curve[k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb") if k in curve}
-        path = weights.write(name, state, entry)
+        path = weights.write(name, state, entry, xz)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its manifest entry")
     return path

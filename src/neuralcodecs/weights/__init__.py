@@ -1,5 +1,8 @@
 """Shipped trained weights: half-precision safetensors beside a manifest.
 
+A file may be xz-compressed (NAME.safetensors.xz): worth it only where a file is mostly integers, as a
+product-quantized codec's coding tables are (they shrink ~4x); fp16 weights barely compress.
+
 manifest.json maps a codec name to its file, sha256, settings, lambdas, training data and steps, the
 command that trained it and its measured Kodak bpp / PSNR per quality. A file's fingerprint (stored in
 every encoded file) is derived from the weights themselves, so decoding with other weights fails loudly.
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 from pathlib import Path
 
@@ -29,13 +33,14 @@ def manifest() -> dict:
 
 
 def shipped_state(name: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     entry = manifest().get(name)
     if entry is None:
         raise ValueError(f"no trained weights are shipped for {name} (train them with `neuralcodecs train {name}` "
                          f"and `neuralcodecs export`)")
-    return load_file(weights_dir() / entry["file"])
+    data = (weights_dir() / entry["file"]).read_bytes()
+    return load(lzma.decompress(data) if entry["file"].endswith(".xz") else data)
 
 
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,14 +58,18 @@ def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
     return h.digest()[:8]
 
 
-def write(name: str, state: dict[str, torch.Tensor], entry: dict) -> Path:
-    """Write `name`.safetensors and its manifest entry (sha256 of the file added) into weights_dir()."""
-    from safetensors.torch import save_file
+def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = False) -> Path:
+    """Write `name`.safetensors (`name`.safetensors.xz with `xz`) and its manifest entry (sha256 of the file
+    added) into weights_dir(); the other form of the file, if any, is removed."""
+    from safetensors.torch import save
 
     directory = weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.safetensors"
-    save_file(export_state(state), str(path))
+    plain, packed = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz"
+    path, other = (packed, plain) if xz else (plain, packed)
+    data = save(export_state(state))
+    path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if xz else data)
+    other.unlink(missing_ok=True)
     full = manifest()
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                   **entry, "fingerprint": fingerprint(state).hex()}
