@@ -27,12 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FOREVER = 10 ** 9  # steps: the time limit ends every run
 
 # codec, its training options on an H200. Whatever GPU time comes goes first to the codecs farthest from their
-# papers (toderici2017, toderici2016), then to balle2018 (from scratch in its hyperprior), then the others.
+# papers (toderici2017, toderici2016), then to the hyperprior codecs, then the others. Each starts from its own
+# shipped weights; a codec without any from the nearest trained one (minnen2018 from balle2018's transforms,
+# gains and hyperprior).
 QUEUE = [
     ("toderici2017", ["--crop", "64", "--batch", "32", "--lr", "5e-4", "--init", "shipped"]),
     ("toderici2016", ["--crop", "32", "--batch", "128", "--lr", "5e-4", "--init", "shipped"]),
-    ("balle2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "codec:balle2017"]),
-    ("minnen2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "codec:balle2017"]),
+    ("balle2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "shipped"]),
+    ("minnen2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "codec:balle2018"]),
     ("balle2017", ["--crop", "256", "--batch", "16", "--lr", "5e-5", "--init", "shipped"]),
 ]
 # Not in the default queue, to keep what the device returns within its 8 files (and theis2017 is nearest its
