@@ -11,9 +11,10 @@ counted; then every image is encoded and decoded once, timed with perf_counter. 
 codec_speed.json, keeping the rows of codecs it did not time.
 
 --stages also says where a transform codec's time goes (on the one thread its coding runs on): the analysis
-g_a, the latent codec's compress and decompress, split into its integer networks (exact entropy
-parameters: h_s, the context) and the rest (range coding, densities, the float hyper-analysis), and the
-synthesis g_s; seconds per image in each row's "stages".
+g_a, the latent codec's compress and decompress, split into its integer networks (the exact entropy
+parameters: h_s, and for minnen2018 the context g_ctx and e) and the rest (the float hyper-analysis h_a,
+densities, range coding, the gain products), and the synthesis g_s; seconds per image in each row's
+"stages", from the same calls encode and decode make, timed one by one.
 """
 from __future__ import annotations
 

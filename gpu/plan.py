@@ -28,8 +28,8 @@ FOREVER = 10 ** 9  # steps: the time limit ends every run
 
 # codec, its training options on an H200. Whatever GPU time comes goes first to the codecs farthest from their
 # papers (toderici2017, toderici2016), then to the hyperprior codecs, then the others. Each starts from its own
-# shipped weights; a codec without any from the nearest trained one (minnen2018 from balle2018's transforms,
-# gains and hyperprior).
+# shipped weights; a codec without any from the nearest trained one (minnen2018 from balle2018's tensors of
+# the same names and shapes: transforms, gains, z densities, h_a, h_s but its last layer).
 QUEUE = [
     ("toderici2017", ["--crop", "64", "--batch", "32", "--lr", "5e-4", "--init", "shipped"]),
     ("toderici2016", ["--crop", "32", "--batch", "128", "--lr", "5e-4", "--init", "shipped"]),

@@ -137,8 +137,9 @@ def test_hyperprior_scales_follow_the_rate_points_gain(hyperprior):
 
 
 def test_checkerboard_means_follow_the_rate_points_gain():
-    """Means scale with the gain: the same gain-free latent at two rate points gets anchor means that differ by
-    the ratio of the gains, and exact mode (integer gains from update_tables) agrees with training's real path."""
+    """Means scale with the gain: the same gain-free latent at two rate points gets means that differ by the
+    ratio of the gains, and coding (integer gains from update_tables) agrees with training's real path, for
+    the anchors and for the rest (whose context reads the decoded anchors / g)."""
     from neuralcodecs.codecs.minnen2018 import Minnen2018
 
     torch.manual_seed(5)
@@ -148,20 +149,45 @@ def test_checkerboard_means_follow_the_rate_points_gain():
         lc.e[-1].conv.bias[: lc.gain_grid.shape[1]].uniform_(-2, 2)  # nonzero gain-free means
         m.update_tables()
         m.eval()
-        assert torch.equal(lc.gain_grid[3], torch.floor(m.log_gain[3].double().exp() * 2 ** 16 + 0.5).long())
         y0 = torch.randn(1, lc.gain_grid.shape[1], 4, 4)
-        mus = []
+        free = {"a": [], "n": []}
         for q in (1, 8):
             lg = m.log_gain[[q]]
-            y = y0 * lg.exp()[:, :, None, None]
+            g = lg.exp()[:, :, None, None].expand_as(y0)
+            y = y0 * g
             z, z_hat = lc._z_hat(y, q, lg)
-            _, a, mu, _ = lc._anchor_params(z_hat, y.shape, lc._shift(lg, exact=True), q)
-            psi = lc.h_s(z_hat)
-            mu_train, _ = lc._params(psi, torch.zeros_like(psi), lc._shift(lg), lg, False)
-            assert float((mu - mu_train)[a].abs().max()) <= 2 ** -7
-            mus.append(mu[a] / lg.exp()[:, :, None, None].expand_as(mu)[a])
-        assert float(mus[0].abs().max()) > 0.5
-        assert torch.allclose(mus[0], mus[1], atol=0.02)
+            psi, a, mu, _ = lc._anchor_params(z_hat, y.shape, lc._shift(lg, exact=True), q)
+            y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
+            mu_n, _ = lc._nonanchor_params(psi, y_hat_a, lc._shift(lg, exact=True), q)
+            psi_real = lc.h_s(z_hat)
+            mu_real, _ = lc._params_real(psi_real, torch.zeros_like(psi_real), lc._shift(lg), lg)
+            ctx = lc.g_ctx(lc._times_real(y_hat_a, -lg))
+            mu_n_real, _ = lc._params_real(psi_real, ctx, lc._shift(lg), lg)
+            assert float((mu - mu_real)[a].abs().max()) <= 2 ** -7
+            # (the context's input, y_hat / g, may differ by one grid step between exp(-log_gain) and its
+            # 16-bit grid, and e carries that on: compared in gain-free units)
+            assert float(((mu_n - mu_n_real) / g)[~a].abs().max()) <= 2 ** -6
+            free["a"].append(mu[a] / g[a])
+            free["n"].append(mu_n[~a] / g[~a])
+        for half in free.values():
+            assert float(half[0].abs().max()) > 0.5
+            assert torch.allclose(half[0], half[1], atol=0.03)
+
+
+def test_checkerboard_refuses_to_code_before_its_gain_grids_are_built():
+    from neuralcodecs.codecs.minnen2018 import Minnen2018
+
+    m = Minnen2018.for_training(name="minnen2018")
+    for em in m.latent_codec.entropy_models():
+        em.update_tables()  # the densities' tables only
+    m.eval()
+    y = torch.randn(1, m.log_gain.shape[1], 4, 4)
+    with pytest.raises(RuntimeError, match="update_tables"), torch.no_grad():
+        m.latent_codec.compress(y, 3, m.log_gain[[3]])
+    m.update_tables()
+    with torch.no_grad():
+        assert len(m.latent_codec.compress(y, 3, m.log_gain[[3]])) == 3
+
 
 _DECODE = """
 import sys, numpy as np, torch

@@ -182,3 +182,34 @@ def test_pq_eval_command_reports_top1_and_sizes(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["images"] == 2 and out["top1"] == out["top1_teacher"]  # fp16 of the same network
     assert out["bytes"] == path.stat().st_size and 1.9 < out["teacher_bytes"] / out["bytes"] <= 2  # fp16
+
+
+def test_per_layer_fine_tuning_runs_after_each_layers_em_on_its_codewords_alone():
+    """quantize(after_layer=...) with pq.fine_tune: each layer's codewords are distilled alone, in forward
+    order, before the next layer is quantized; every other parameter stays as it was; the loss goes down."""
+    teacher, student = _codec_net(), _codec_net()
+    objective = pq.Distillation(student, teacher)
+    objective.loss = lambda x: {"loss": (student(x) - teacher(x).detach()).square().mean()}
+    cfg = PQConfig(codewords=8, em_iterations=4, sizes=(("0", 9), ("6", 9)))
+    x = torch.randn(4, 3, 32, 32)
+    seen, losses = [], []
+    frozen = {n: p.detach().clone() for n, p in student.named_parameters()}
+
+    def after_layer(name, codebook):
+        seen.append(name)
+        assert codebook is student.get_submodule(name).parametrizations.weight[0].codebook
+        em = codebook.detach().clone()
+        with torch.no_grad():
+            losses.append(float(objective.loss(x)["loss"]))
+        pq.fine_tune(objective, [codebook], lambda: x, 30, 1e-3)
+        with torch.no_grad():
+            losses.append(float(objective.loss(x)["loss"]))
+        assert not torch.equal(em, codebook.detach())
+        for n, p in student.named_parameters():  # biases and the layers not yet quantized did not move
+            if n in frozen:
+                assert torch.equal(p, frozen[n]), n
+
+    result = quantize(student, x, cfg, after_layer=after_layer)
+    assert seen == ["0", "2", "4", "6"] and list(result) == seen
+    assert all(after < before for before, after in zip(losses[::2], losses[1::2]))
+    assert torch.equal(result["6"][0], student.get_submodule("6").parametrizations.weight[0].codebook.detach())

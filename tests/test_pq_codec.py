@@ -71,6 +71,7 @@ def test_sixteen_bit_counts_cover_every_count_a_table_can_hold():
 
 
 def test_shipped_weights_are_an_eighth_of_balle2017s_and_code_with_its_tables():
+    """The file as shipped (xz-compressed) against balle2017's file as shipped."""
     from neuralcodecs import create_codec, weights
 
     m, d = weights.manifest(), weights.weights_dir()

@@ -300,7 +300,8 @@ def cmd_pq(args) -> None:
         data = classifier.quantize_classifier(args.model, args.calibration, cfg, images=args.images,
                                               finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
                                               batch=args.batch, lr=args.lr, feature_weight=args.feature_weight,
-                                              start=Path(args.start).read_bytes() if args.start else None)
+                                              start=Path(args.start).read_bytes() if args.start else None,
+                                              layer_steps=args.layer_steps)
         write_atomic(args.out, data, force=args.force)
         print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
         return
@@ -348,7 +349,8 @@ def _pq_codec(args) -> None:
     data = RandomCrops(args.data, args.crop, cache=out / "photos.npz")
     t = time.time()
     codec = quantize_codec(student, cls.pq_config, data, calibration=args.calibration, steps=args.steps,
-                           batch=args.batch, lr=args.lr, seed=args.seed, gdn_block=cls.gdn_block)
+                           batch=args.batch, lr=args.lr, seed=args.seed, gdn_block=cls.gdn_block,
+                           layer_steps=args.layer_steps)
     from . import weights
 
     teacher_entry = weights.manifest()[cls.teacher]
@@ -504,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--finetune-images", type=int, default=2048,
                    help="images for batch-norm re-estimation and distillation (at most all there are)")
     q.add_argument("--finetune-steps", type=int, default=200, help="codeword fine-tuning steps (distillation)")
+    q.add_argument("--layer-steps", type=int, default=0,
+                   help="steps of fine-tuning each layer's codewords alone right after its EM (0: none)")
     q.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
     q.add_argument("--batch", type=int, default=16, help="fine-tuning batch")
     q.add_argument("--feature-weight", type=float, default=0.0,
@@ -517,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", help="the quantized codec (balle2017-pq)")
     c.add_argument("--data", required=True, nargs="+", help="folders of training photos (never Kodak)")
     c.add_argument("--out", required=True, help="a work folder (photo cache, Kodak results)")
-    c.add_argument("--steps", type=int, default=2000, help="fine-tuning steps")
+    c.add_argument("--steps", type=int, default=2000, help="fine-tuning steps (all codewords, GDNs, biases)")
+    c.add_argument("--layer-steps", type=int, default=0,
+                   help="steps of fine-tuning each layer's codewords alone right after its EM (0: none)")
     c.add_argument("--calibration", type=int, default=64, help="crops whose activations the EM sees")
     c.add_argument("--batch", type=int, default=8, help="fine-tuning batch")
     c.add_argument("--crop", type=int, default=128, help="crop size")

@@ -180,6 +180,8 @@ class VariableRateCodec(LearnedCodec):
     rate_mask: Tensor | None = None
 
     def update_tables(self) -> None:
+        # every entropy model of a transform codec lives in its latent codec, which also tabulates what it
+        # derives from the rate points' gains
         self.latent_codec.update_tables(self.log_gain.detach())
 
     def _gains(self, q: Tensor) -> tuple[Tensor, Tensor]:

@@ -31,7 +31,8 @@ from .balle2017 import LMBDAS, Balle2017
 # Block sizes from each layer's cost alone, EM only, as PSNR of the decoded crops against balle2017's at
 # rate point 8 (12 crops): the 9x9 layers in blocks of 9 taps 29.1 (g_a.0) and 29.2 dB (g_s.5), of 3 taps
 # 33.1 / 33.1 dB, single taps (g_s.5) 46.9 dB; 5x5 kernels whole: g_a.2 30.3, g_a.4 27.2, g_s.1 26.4,
-# g_s.3 30.1 dB. The file may hold 1/8 of balle2017's bytes (621 KB), the coding tables (143 KB) included:
+# g_s.3 30.1 dB. The shipped file (xz-compressed since the tables went into it exactly) may hold 1/8 of
+# balle2017's shipped file's bytes (621 KB), the coding tables (143 KB unpacked) included:
 # with every 5x5 layer whole and the GDNs at 8 bits (140 KB) the fine-tuning stalled 1.5 dB under balle2017
 # on training crops, so the GDNs went to blocks of 4 and the bytes to rows of 5 taps in three of the four 5x5
 # layers (616 KB; Kodak BD-rate -25.2 % against jpeg). xz shrinks the tables ~4x (to 494 KB), and the bytes

@@ -4,17 +4,21 @@ Efficient Learned Image Compression", CVPR 2021, and integer entropy-parameter n
 Minnen, ICLR 2019).
 
     x -> g_a (balle2017's) -> y * gain[q]
-      y -> h_a: [conv 3x3, relu] [conv 5x5 /2, relu] [conv 5x5 /2] -> z -> round --(factorized, point q)--> chunk 1
+      y / gain[q] -> h_a: [conv 3x3, relu] [conv 5x5 /2, relu] [conv 5x5 /2] -> z -> round
+                                                                   --(factorized, point q)--> chunk 1
       z_hat -> h_s (integer): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> psi (2M channels)
-      anchors (checkerboard half of y):  (mu, scale index) = e(psi, 0)                   --> chunk 2
-      the rest:                          (mu, scale index) = e(psi, g_ctx(y_hat anchors)) --> chunk 3
+      anchors (checkerboard half of y):  (mu0, scale index) = e(psi, 0)                           --> chunk 2
+      the rest:                          (mu0, scale index) = e(psi, g_ctx(y_hat anchors / gain[q])) --> chunk 3
          g_ctx: conv 5x5 (integer); e: 3 x [conv 1x1] with relus (integer)
+      mu = mu0 * gain[q], index + log(gain[q]) / LOG_STEP (exact: entropy/latent.py)
       y_hat = round(y - mu) + mu
     y_hat / gain[q] -> g_s (balle2017's) -> x_hat
 
 The serial raster context of the paper decodes one latent position at a time; the checkerboard's two passes
 decode in parallel at almost the same rate (He et al. report ~0.1-0.3 dB). The transforms have balle2017's
-shape so training starts from them (`--init codec:balle2017`). Images are padded to multiples of 64.
+shape, so training starts from a trained codec's (`--init codec:balle2018`: its transforms, gains, z
+densities, h_a and h_s but for its last layer; e and g_ctx start from scratch). Images are padded to
+multiples of 64.
 """
 from __future__ import annotations
 

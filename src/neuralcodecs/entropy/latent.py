@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BitstreamError
-from ..nn.integer import ACT_BITS, IntegerNetwork, quantize_activation
+from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
 from .model import EntropyModel, bits_of
 from .tabulated import TabulatedDensity
@@ -211,8 +211,9 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
 
         y -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
         z_hat -> h_s (integer) -> psi
-        anchors:     (mu, index) = e(psi, 0)                       y_hat[anchors]     --> string 1
-        non-anchors: (mu, index) = e(psi, g_ctx(y_hat * anchors))  y_hat[non-anchors] --> string 2
+        anchors:     (mu0, index) = e(psi, 0)                           y_hat[anchors]     --> string 1
+        non-anchors: (mu0, index) = e(psi, g_ctx(y_hat * anchors / g))  y_hat[non-anchors] --> string 2
+        (mu = mu0 * g, index + the rate point's shift; y and y_hat in the gained units of rate point q)
 
     e (the entropy parameters) and g_ctx (a 5x5 convolution over the decoded anchors) are integer networks,
     so means and scale indexes are exact on any machine; y_hat = round(y - mu) + mu is on the 2^-8 grid
@@ -223,9 +224,10 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     reads y / g, g_ctx reads the decoded anchors / g, and e's means mu0 are multiplied by g (mu = mu0 * g;
     a mean, unlike a scale index, scales rather than shifts). In coding those products are exact: g and 1/g
     are integers on a grid of 2^-GAIN_BITS, stored per rate point and channel (`gain_grid`, `inv_gain_grid`,
-    made by update_tables from the log-gains, like a density's tables: a decoder never computes an exp), and
-    a grid value times one of them, rounded half up back to the 2^-8 grid, is an integer product below
-    2^53 (|x| < 2^24 units times g < 2^(GAIN_BITS + 12)).
+    made by update_tables from the log-gains, like a density's tables: a decoder never computes an exp;
+    0 until built, and coding refuses to run without them), and a grid value times one of them, rounded half
+    up back to the 2^-8 grid, is an integer product below 2^53 (|x| clipped to 2^24 units, as in training,
+    times g < 2^(GAIN_BITS + 12)).
     """
 
     n_strings = 3
@@ -235,9 +237,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         super().__init__(h_a, h_s, z_channels, points, make_prior)
         self.g_ctx, self.e = g_ctx, e
         channels = g_ctx[0].conv.in_channels
-        one = torch.full((points, channels), 2 ** GAIN_BITS, dtype=torch.int64)
-        self.register_buffer("gain_grid", one)
-        self.register_buffer("inv_gain_grid", one.clone())
+        self.register_buffer("gain_grid", torch.zeros((points, channels), dtype=torch.int64))  # 0: not built
+        self.register_buffer("inv_gain_grid", torch.zeros((points, channels), dtype=torch.int64))
 
     def update_tables(self, log_gain: Tensor) -> None:
         super().update_tables(log_gain)
@@ -245,39 +246,47 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
             g = torch.floor(torch.exp(sign * log_gain.detach().double()) * 2 ** GAIN_BITS + 0.5)
             grid.copy_(g.clamp(1, 2 ** (GAIN_BITS + 12) - 1).to(grid.device))
 
+    def _grid(self, grid: Tensor, q: int) -> Tensor:
+        """Rate point q's row of a gain grid, (1, C) float64 integers; refused until update_tables built it."""
+        if not bool((grid[q] > 0).all()):
+            raise RuntimeError("the rate points' gain grids are not built: call update_tables() before coding")
+        return grid[[q]].double()
+
     @staticmethod
-    def _times(x: Tensor, log_gain: Tensor, grid: Tensor | None = None) -> Tensor:
-        """x times a rate point's gain per channel, back on the 2^-ACT_BITS grid. Training: x real, the gain
-        exp(log_gain) (N, C), rounding straight through. Exact mode (`grid`: (1, C) integers on the
-        2^-GAIN_BITS grid): x grid integers in float64, one integer product and a rounding by a power of two."""
-        if grid is None:
-            return quantize_activation(x * torch.exp(log_gain)[:, :, None, None])
-        g = grid.double().to(x.device)[:, :, None, None]
-        return torch.floor((x * g + 2 ** (GAIN_BITS - 1)) / 2 ** GAIN_BITS)
+    def _times_real(x: Tensor, log_gain: Tensor) -> Tensor:
+        """Training: x times exp(log_gain) per sample and channel (log_gain (N, C)), on the 2^-ACT_BITS grid
+        with the rounding passed straight through and the activations' clipping."""
+        return quantize_activation(x * torch.exp(log_gain)[:, :, None, None])
+
+    @staticmethod
+    def _times_exact(x: Tensor, grid: Tensor) -> Tensor:
+        """Coding: the same product on grid integers (units of 2^-ACT_BITS, float64) with a gain grid row (1, C)
+        (_grid): x clipped as training clips it, one integer product, a rounding by a power of two, clipped."""
+        lim = CLIP * 2 ** ACT_BITS
+        x = x.clamp(-lim, lim) * grid.to(x.device)[:, :, None, None]
+        return torch.floor((x + 2 ** (GAIN_BITS - 1)) / 2 ** GAIN_BITS).clamp(-lim, lim)
 
     def _hyper_input(self, y: Tensor, log_gain: Tensor) -> Tensor:
         return y * torch.exp(-log_gain)[:, :, None, None]  # means need signs
 
-    def _params(self, psi: Tensor, ctx: Tensor, shift: Tensor, gain: Tensor, exact: bool,
-                where: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(means in y's gained units, scale indexes with the rate point's shift added): real-valued in
-        training (`gain`: the log-gains), (grid values, int64) in exact mode (`gain`: the point's gain_grid;
-        `shift` is _shift's of the same mode). e is 1x1 convolutions, so in exact mode it runs only at the
-        positions `where` (1, 1, H, W) selects, the half of the checkerboard a pass codes; the other
-        positions get zeros, which no pass reads."""
+    def _params_real(self, psi: Tensor, ctx: Tensor, shift: Tensor, log_gain: Tensor) -> tuple[Tensor, Tensor]:
+        """Training: (means in y's gained units, real scale indexes with the rate point's shift added)."""
+        mu0, index = self.e(torch.cat([psi, ctx], dim=1)).chunk(2, dim=1)
+        return self._times_real(mu0, log_gain), index + shift
+
+    def _params_exact(self, psi: Tensor, ctx: Tensor, shift: Tensor, gain: Tensor, where: Tensor
+                      ) -> tuple[Tensor, Tensor]:
+        """Coding: (means in y's gained units on the 2^-8 grid, float32; int64 scale indexes) from psi and
+        ctx on the grid, `shift` exact (_shift), `gain` the point's gain grid row (_grid). e is 1x1
+        convolutions, so it runs only at the positions `where` (1, 1, H, W) selects, the half of the
+        checkerboard a pass codes; the other positions get zeros, which no pass reads."""
         x = torch.cat([psi, ctx], dim=1)
-        if not exact:
-            mu0, index = self.e(x).chunk(2, dim=1)
-            return self._times(mu0, gain), index + shift
-        if where is None:
-            out = self.e.exact(x)
-        else:
-            sel = where[0, 0].bool()
-            out = torch.zeros((x.shape[0], self.e[-1].conv.out_channels, *x.shape[2:]), dtype=torch.float64,
-                              device=x.device)
-            out[:, :, sel] = self.e.exact(x[:, :, sel][..., None])[..., 0]
+        sel = where[0, 0].bool()
+        out = torch.zeros((x.shape[0], self.e[-1].conv.out_channels, *x.shape[2:]), dtype=torch.float64,
+                          device=x.device)
+        out[:, :, sel] = self.e.exact(x[:, :, sel][..., None])[..., 0]
         mu0, index = out.chunk(2, dim=1)
-        mu = self._times(mu0, None, gain)
+        mu = self._times_exact(mu0, gain)
         return (mu / 2 ** ACT_BITS).float(), self._to_index(index + shift.to(index.device))
 
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -285,10 +294,10 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         psi, shift = self.h_s(z_hat), self._shift(log_gain)
         a = checkerboard(*y.shape[2:], device=y.device)
         no_ctx = torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels])
-        mu_a, index_a = self._params(psi, no_ctx, shift, log_gain, False)
+        mu_a, index_a = self._params_real(psi, no_ctx, shift, log_gain)
         y_hat_a = _round_ste(y - mu_a) + mu_a
-        ctx = self.g_ctx(self._times(y_hat_a * a, -log_gain))
-        mu_n, index_n = self._params(psi, ctx, shift, log_gain, False)
+        ctx = self.g_ctx(self._times_real(y_hat_a * a, -log_gain))
+        mu_n, index_n = self._params_real(psi, ctx, shift, log_gain)
         mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
         _, y_bits = self.gaussian(y, index, mu)
         return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
@@ -300,14 +309,15 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         a = checkerboard(*shape[2:], device=psi.device).bool().expand(shape)
         no_ctx = torch.zeros((shape[0], self.g_ctx[0].conv.out_channels, *shape[2:]), dtype=psi.dtype,
                              device=psi.device)
-        mu, index = self._params(psi, no_ctx, shift, self.gain_grid[[q]], True, a[:1, :1])
+        mu, index = self._params_exact(psi, no_ctx, shift, self._grid(self.gain_grid, q), a[:1, :1])
         return psi, a, mu, index
 
     def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor, shift: Tensor, q: int) -> tuple[Tensor, Tensor]:
-        y_free = self._times(y_hat_a.double() * 2 ** ACT_BITS, None, self.inv_gain_grid[[q]]) / 2 ** ACT_BITS
-        ctx = self.g_ctx.exact(y_free) / 2 ** ACT_BITS
-        return self._params(psi, ctx, shift, self.gain_grid[[q]], True,
-                            1 - checkerboard(*psi.shape[2:], device=psi.device))
+        """y_hat_a: the decoded anchors (zeros elsewhere), gained units, on the 2^-8 grid."""
+        y_free = self._times_exact(y_hat_a.double() * 2 ** ACT_BITS, self._grid(self.inv_gain_grid, q))
+        ctx = self.g_ctx.exact(y_free / 2 ** ACT_BITS) / 2 ** ACT_BITS
+        return self._params_exact(psi, ctx, shift, self._grid(self.gain_grid, q),
+                                  1 - checkerboard(*psi.shape[2:], device=psi.device))
 
     def _halves(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
         """z, and (values, scale indexes, means) of the anchors and of the rest: what strings 1 and 2 code."""

@@ -16,7 +16,6 @@ state: the quantized weights from codebook[indices], the densities' parameters a
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable
 
@@ -131,13 +130,13 @@ def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batc
 
 
 def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
-                   batch: int = 8, lr: float = 1e-4, seed: int = 0, gdn_block: int = 4,
+                   batch: int = 8, lr: float = 1e-4, seed: int = 0, gdn_block: int = 4, layer_steps: int = 0,
                    log: Callable[[str], None] = print) -> nn.Module:
     """Product-quantize `codec` (a VariableRateCodec with trained weights, modified in place; its GDNs'
-    gammas in blocks of `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. Returns the codec
-    with its weights parametrized (pack() writes them)."""
-    from ..train.step import train_step
-
+    gammas in blocks of `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. With `layer_steps`,
+    each layer's codewords are fine-tuned alone for that many steps right after its EM (the GDNs' together
+    after theirs), before the next layer is quantized; then `steps` of everything but the frozen entropy
+    models and gains. Returns the codec with its weights parametrized (pack() writes them)."""
     codec.train()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -145,25 +144,24 @@ def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 
     layers = pq.quantizable(codec, cfg)
     done = []
     t = time.time()
-    pq.quantize(codec, crops, cfg, batch=batch,
+
+    def batches() -> Tensor:
+        return data.batch(batch, rng)
+
+    def after_layer(name: str, codebook: nn.Parameter) -> None:
+        codec.train()
+        pq.fine_tune(codec, [codebook], batches, layer_steps, lr, clip=1.0, log=log, label=f"{name} codewords")
+
+    pq.quantize(codec, crops, cfg, batch=batch, after_layer=after_layer if layer_steps else None,
                 progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n} ({time.time() - t:.0f} s)")))
+    convs = {id(p) for p in pq.codeword_parameters(codec)}
     quantize_gdn(codec, crops, cfg, gdn_block, batch)
     log(f"quantized the GDNs ({time.time() - t:.0f} s)")
     codec.train()
+    if layer_steps:
+        gdns = [p for p in pq.codeword_parameters(codec) if id(p) not in convs]
+        pq.fine_tune(codec, gdns, batches, layer_steps, lr, clip=1.0, log=log, label="GDN codewords")
     frozen = {id(p) for p in codec.entropy_parameters()} | {id(codec.log_gain), id(codec.log_inv_gain)}
-    params = [p for p in codec.parameters() if id(p) not in frozen]
-    for p in codec.parameters():
-        p.requires_grad_(id(p) not in frozen)
-    opt = torch.optim.Adam(params, lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / max(steps, 1))))
-    recent = []
-    for step in range(steps):
-        metrics = train_step(codec, data.batch(batch, rng), opt)
-        schedule.step()
-        if metrics:
-            recent = (recent + [metrics])[-50:]
-        if recent and (step % 100 == 0 or step == steps - 1):
-            mean = {k: sum(m[k] for m in recent) / len(recent) for k in ("loss", "bpp", "mse")}
-            log(f"fine-tune step {step + 1}/{steps}: loss {mean['loss']:.4f}, bpp {mean['bpp']:.4f}, "
-                f"psnr {-10 * math.log10(max(mean['mse'], 1e-10)):.2f} ({time.time() - t:.0f} s)")
+    pq.fine_tune(codec, [p for p in codec.parameters() if id(p) not in frozen], batches, steps, lr, clip=1.0,
+                 log=log, label=f"fine-tune ({time.time() - t:.0f} s in)")
     return codec.eval()

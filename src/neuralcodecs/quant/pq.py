@@ -9,7 +9,9 @@ Goes Down: Revisiting the Quantization of Neural Networks", ICLR 2020.
          each codeword in closed form through the pseudo-inverse)
       -> layer by layer from the input upwards, each layer's activations taken from the already quantized
          network (so later layers correct what earlier ones lost)
-      -> codewords fine-tuned by distillation from the uncompressed teacher (no labels), assignments fixed
+      -> codewords fine-tuned by distillation from the uncompressed teacher (no labels), assignments fixed:
+         each layer's own right after its EM (`quantize(..., after_layer=)`, so the next layer's activations
+         come from a network that has already recovered), then all of them together (`fine_tune`)
     size = indices (log2 k bits per block) + fp16 codebooks + every other tensor in fp16
 
 Block sizes (the paper's small-block setting; `large` doubles them): a k x k kernel is one block (d = k*k,
@@ -274,10 +276,13 @@ def quantizable(model: nn.Module, cfg: PQConfig) -> list[tuple[str, nn.Module]]:
 
 @torch.no_grad()
 def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 16,
-             progress: Callable[[str], None] | None = None) -> dict:
+             progress: Callable[[str], None] | None = None,
+             after_layer: Callable[[str, nn.Parameter], None] | None = None) -> dict:
     """Product-quantize `model` in place (weights become codebook[assignments] through a parametrization) from
     calibration inputs; returns {name: (codebook, assignments)}. Layer by layer from the input upwards: the
-    Gram matrices of each layer come from the network as quantized so far."""
+    Gram matrices of each layer come from the network as quantized so far. `after_layer(name, codebook)` runs
+    (with gradients enabled, the model back in eval mode after it) once a layer is quantized and before the
+    next one's activations are collected: the paper's per-layer fine-tuning of that layer's codewords."""
     from torch.nn.utils import parametrize
 
     model.eval()
@@ -300,17 +305,45 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
         if full and collect.count >= span:
             assign = refine(codebook, assign, w.reshape(w.shape[0], span), collect.h[0], cfg.refine_passes)
         parametrize.register_parametrization(m, "weight", _weight(m, codebook, assign), unsafe=True)
-        result[name] = (codebook, assign)
         if progress:
             progress(name)
+        if after_layer:
+            with torch.enable_grad():
+                after_layer(name, m.parametrizations.weight[0].codebook)
+            model.eval()
+        result[name] = (m.parametrizations.weight[0].codebook.detach(), assign)
     return result
+
+
+def fine_tune(objective: nn.Module, params: list[nn.Parameter], batches: Callable[[], Tensor], steps: int,
+              lr: float, clip: float | None = None, log: Callable[[str], None] | None = None,
+              label: str = "fine-tune") -> None:
+    """`steps` of Adam on `params` alone, every other parameter of `objective` (a module with .loss(), such as
+    a codec or a Distillation) frozen meanwhile, the learning rate decayed to 0 on a cosine; `batches()` gives
+    each step's input. Through the one train_step. Logs the mean of the last 50 steps' metrics every 100."""
+    from ..train.step import train_step
+
+    keep = {id(p) for p in params}
+    for p in objective.parameters():
+        p.requires_grad_(id(p) in keep)
+    opt = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / max(steps, 1))))
+    recent: list[dict[str, float]] = []
+    for step in range(steps):
+        metrics = train_step(objective, batches(), opt, clip=clip)
+        schedule.step()
+        if metrics:
+            recent = (recent + [metrics])[-50:]
+        if log and recent and (step % 100 == 0 or step == steps - 1):
+            mean = {k: sum(m[k] for m in recent) / len(recent) for k in recent[-1]}
+            log(f"{label} step {step + 1}/{steps}: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))
 
 
 def codeword_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.codebook for m in model.modules() if isinstance(m, PQWeight)]
 
 
-class Distillation:
+class Distillation(nn.Module):
     """Fine-tuning objective for train_step: the student's output distribution against the teacher's (KL),
     no labels; only the codewords train (the parametrization averages nothing itself: every block assigned to
     a codeword adds its gradient to that codeword's, and Adam's per-parameter scaling makes the sum act like
@@ -319,11 +352,11 @@ class Distillation:
     `taps`: pairs (student module, teacher module) whose outputs should also agree, e.g. every block of the
     network: their squared error, relative to the teacher output's mean square, averaged over the taps and
     weighted by `feature_weight`, is added. With a thousand calibration images the final output alone is a
-    thin signal; matching every block's output (the paper's per-layer fine-tuning, done jointly) gives each
-    codeword a target close to it."""
+    thin signal; matching every block's output gives each codeword a target close to it."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, temperature: float = 1.0,
                  taps: list[tuple[nn.Module, nn.Module]] = (), feature_weight: float = 0.0):
+        super().__init__()
         self.student, self.teacher, self.t = student, teacher, temperature
         self.feature_weight, self.outputs = feature_weight, {}
         for i, (s, t) in enumerate(taps if feature_weight else ()):

@@ -17,6 +17,10 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
     cfg.lmbda = state["lmbdas"]
     model = build_model(cfg)
     model.load_state_dict(state["model"])
+    with torch.no_grad():  # what is tabulated (tables, a codec's integer gains) from what ships: half precision
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point():
+                t.copy_(t.half())
     model.update_tables()
     steps = state.get("init_steps", 0) + state["step"]  # a run started from shipped weights counts theirs too
     entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": steps,

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from safetensors.torch import load_file
 
 from .. import weights
 from ..registry import get_entry
@@ -68,7 +67,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_images: int | None = None
     # start from weights: "shipped" (the package's), "codec:NAME" (another codec's shipped weights, where names
-    # and shapes match) or a .safetensors file
+    # and shapes match) or a .safetensors(.xz) file
     init: str | None = None
     stage: str | None = None  # the codec's training stage (its `stages`; None: the first)
 
@@ -134,7 +133,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             model.load_state_dict({**own, **taken})
             print(f"{len(taken)} of {len(own)} tensors from {cfg.init[6:]}'s weights")
         else:
-            model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else load_file(cfg.init))
+            model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else weights.read_state(cfg.init))
         if cfg.init == "shipped":
             init_steps = weights.manifest()[cfg.codec].get("steps", 0)
         print(f"initialized from {cfg.init}")

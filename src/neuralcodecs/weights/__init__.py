@@ -33,14 +33,19 @@ def manifest() -> dict:
 
 
 def shipped_state(name: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
     entry = manifest().get(name)
     if entry is None:
         raise ValueError(f"no trained weights are shipped for {name} (train them with `neuralcodecs train {name}` "
                          f"and `neuralcodecs export`)")
-    data = (weights_dir() / entry["file"]).read_bytes()
-    return load(lzma.decompress(data) if entry["file"].endswith(".xz") else data)
+    return read_state(weights_dir() / entry["file"])
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file, or of a .safetensors.xz one."""
+    from safetensors.torch import load
+
+    data = Path(path).read_bytes()
+    return load(lzma.decompress(data) if str(path).endswith(".xz") else data)
 
 
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
