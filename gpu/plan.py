@@ -28,13 +28,13 @@ FOREVER = 10 ** 9  # steps: the time limit ends every run
 
 # codec, its training options on an H200. Whatever GPU time comes goes first to the codecs farthest from their
 # papers (toderici2017, toderici2016), then to the hyperprior codecs, then the others. Each starts from its own
-# shipped weights; a codec without any from the nearest trained one (minnen2018 from balle2018's tensors of
-# the same names and shapes: transforms, gains, z densities, h_a, h_s but its last layer).
+# shipped weights (a codec without any would start from the nearest trained one's, `--init codec:NAME`, as
+# minnen2018 started from balle2018's).
 QUEUE = [
     ("toderici2017", ["--crop", "64", "--batch", "32", "--lr", "5e-4", "--init", "shipped"]),
     ("toderici2016", ["--crop", "32", "--batch", "128", "--lr", "5e-4", "--init", "shipped"]),
     ("balle2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "shipped"]),
-    ("minnen2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "codec:balle2018"]),
+    ("minnen2018", ["--crop", "256", "--batch", "16", "--lr", "1e-4", "--entropy-lr", "1e-3", "--init", "shipped"]),
     ("balle2017", ["--crop", "256", "--batch", "16", "--lr", "5e-5", "--init", "shipped"]),
 ]
 # Not in the default queue, to keep what the device returns within its 8 files (and theis2017 is nearest its

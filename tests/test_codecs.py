@@ -8,7 +8,7 @@ from neuralcodecs.registry import get_entry
 
 # Learned codecs are registered before their first weights ship; the contract is checked on the ones that
 # can code, and the codecs waiting for weights are named here so that none can drop out unnoticed.
-WAITING_FOR_WEIGHTS = {"minnen2018", "jiang2017-jpeg2000", "jiang2017-heif"}
+WAITING_FOR_WEIGHTS = {"jiang2017-jpeg2000", "jiang2017-heif"}
 # Codecs whose encoder is an optimization (coconet fits a network per image, seconds to minutes): their
 # contract runs with `make test-all`; tests/test_coconet.py checks them quickly with small settings.
 SLOW_TO_ENCODE = {"coconet"}
