@@ -113,6 +113,13 @@ def test_fresh_process_decodes_to_the_encoders_reconstruction(name, photo, tmp_p
     assert np.array_equal(np.load(tmp_path / "out.npy"), nc.decode(data))
 
 
+def test_unroll_is_refused_for_codecs_without_iterations():
+    from neuralcodecs.codecs.balle2017 import Balle2017
+
+    with pytest.raises(ValueError, match="not progressive"):
+        Balle2017.for_training(name="balle2017").set_unroll(4)
+
+
 def test_unknown_training_stage_is_refused(tiny_data, tmp_path, capsys):
     argv = ["train", "balle2017", "--data", str(tiny_data), "--out", str(tmp_path / "s"), "--steps", "1",
             "--crop", "32", "--stage", "nonsense"]

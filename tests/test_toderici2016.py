@@ -26,6 +26,8 @@ def test_training_scores_every_iteration(arch):
     assert out["x_hat"].shape == (2 * ITERATIONS, 3, TILE, TILE) and out["target"].shape == out["x_hat"].shape
     out["x_hat"].mean().backward()
     assert all(p.grad is not None for p in m.coder.parameters() if p.requires_grad)
+    m.set_unroll(3)  # a cheaper step: the first 3 iterations, each scored
+    assert m(x)["x_hat"].shape == (2 * 3, 3, TILE, TILE)
 
 
 @pytest.mark.parametrize("arch", ["lstm", "fc"])

@@ -25,6 +25,17 @@ def test_training_forward(framing, cell):
     assert m.context.net[0].weight.grad is not None and m.encoder.conv.weight.grad is not None
 
 
+def test_unrolling_fewer_iterations_scores_only_those():
+    m = _model().train()
+    m.set_unroll(4)
+    x = torch.rand(2, 3, 32, 32)
+    out = m(x)
+    assert out["x_hat"].shape == (4 * 2, 3, 32, 32) and out["bits"].shape == (4 * 2,)
+    assert torch.equal(out["target"], x.repeat(4, 1, 1, 1))
+    with pytest.raises(ValueError, match="unrolls 1 to 16"):
+        m.set_unroll(ITERATIONS + 1)
+
+
 def test_progressive_decoding_matches_the_encoder_at_every_prefix():
     m = _model(quality=3).eval()
     x = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)

@@ -52,6 +52,16 @@ class LearnedCodec(Codec, nn.Module):
             raise ValueError(f"{self.name} trains in stages {self.stages}, not {stage!r}")
         self.stage = stage
 
+    # Progressive (recurrent) codecs unroll this many iterations in a training step (None: every quality)
+    unroll: int | None = None
+
+    def set_unroll(self, iterations: int) -> None:
+        if not self.progressive:
+            raise ValueError(f"{self.name} is not progressive: it has no iterations to unroll")
+        if not 1 <= iterations <= max(self.qualities):
+            raise ValueError(f"{self.name} unrolls 1 to {max(self.qualities)} iterations, not {iterations}")
+        self.unroll = iterations
+
     # -- construction ---------------------------------------------------------------------------
     # settings a file or user may choose freely; every other setting is architecture and must be the shipped
     # weights' (checked before anything is built, so a file cannot make the decoder allocate a network of its

@@ -144,9 +144,10 @@ class Toderici2016(LearnedCodec):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Training on TILE x TILE crops: every iteration's reconstruction is scored against x."""
-        _, recons = self._iterate(x, ITERATIONS)
-        n = x.shape[0] * ITERATIONS
-        return {"x_hat": torch.cat(recons), "target": x.repeat(ITERATIONS, 1, 1, 1),
+        iterations = self.unroll or ITERATIONS
+        _, recons = self._iterate(x, iterations)
+        n = x.shape[0] * iterations
+        return {"x_hat": torch.cat(recons), "target": x.repeat(iterations, 1, 1, 1),
                 "bits": x.new_full((n,), 0.0), "lmbda": x.new_ones(n)}
 
     # -- real coding: chunk t = the tiles' bits of iteration t, packed 8 to a byte ----------------

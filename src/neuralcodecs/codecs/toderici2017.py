@@ -186,17 +186,18 @@ class Toderici2017(LearnedCodec):
         return codes, recons
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        codes, recons = self._encode_iterations(x, ITERATIONS)
+        iterations = self.unroll or ITERATIONS
+        codes, recons = self._encode_iterations(x, iterations)
         # the context model learns from the codes (detached: it must not change them)
         bits, previous = x.new_zeros(x.shape[0]), torch.zeros_like(codes[0])
         for b in codes:
             bits = bits + self.context.bits(b.detach(), previous)
             previous = b.detach()
-        n = x.shape[0] * ITERATIONS
+        n = x.shape[0] * iterations
         # every iteration's reconstruction is scored; the rate term (per sample, spread over iterations)
         # trains only the context model
-        return {"x_hat": torch.cat(recons), "target": x.repeat(ITERATIONS, 1, 1, 1),
-                "bits": (bits / ITERATIONS).repeat(ITERATIONS), "lmbda": x.new_ones(n)}
+        return {"x_hat": torch.cat(recons), "target": x.repeat(iterations, 1, 1, 1),
+                "bits": (bits / iterations).repeat(iterations), "lmbda": x.new_ones(n)}
 
     def estimate_bits(self, x: np.ndarray) -> float:
         """The context model's information content of the codes, as the range coder should produce."""

@@ -343,6 +343,13 @@ def codeword_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.codebook for m in model.modules() if isinstance(m, PQWeight)]
 
 
+def stored_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters save() stores as they are (fp16): all but the quantized layers' codewords and the
+    original weights their parametrizations replace."""
+    return [p for n, p in model.named_parameters()
+            if not n.endswith(".parametrizations.weight.original") and ".parametrizations.weight.0." not in n]
+
+
 class Distillation(nn.Module):
     """Fine-tuning objective for train_step: the student's output distribution against the teacher's (KL),
     no labels; only the codewords train (the parametrization averages nothing itself: every block assigned to

@@ -70,6 +70,9 @@ class TrainConfig:
     # and shapes match) or a .safetensors(.xz) file
     init: str | None = None
     stage: str | None = None  # the codec's training stage (its `stages`; None: the first)
+    # iterations a progressive (recurrent) codec unrolls per training step (None: all of its qualities): fewer
+    # make a step cheaper, and only the first `unroll` iterations are scored (benchmarks/toderici_cpu.py)
+    unroll: int | None = None
 
 
 def build_model(cfg: TrainConfig):
@@ -112,6 +115,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     # A stage only freezes parameters (requires_grad), so the optimizers below have the same shape in every
     # stage and a run can continue into its next stage with --resume.
     model.set_stage(cfg.stage or model.stages[0])
+    if cfg.unroll is not None:
+        model.set_unroll(cfg.unroll)
     aux = list(model.aux_parameters())
     aux_ids = {id(p) for p in aux}
     density = [p for p in model.entropy_parameters() if id(p) not in aux_ids]
