@@ -81,7 +81,7 @@ def run(codec: str, unroll: int, crop: int, batch: int, data: list[str], minutes
     return {"steps": state["step"], "model": state["model"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="training photo folders (never the evaluation ones)")
     p.add_argument("--eval", default=None, help="evaluation images (default: Kodak)")
@@ -90,7 +90,7 @@ def main() -> None:
     p.add_argument("--codecs", nargs="+", default=["toderici2017", "toderici2016"])
     p.add_argument("--workdir", default="runs/toderici_cpu")
     p.add_argument("--out", default="results/bench")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     images = list_images(args.eval or default_data())
     rows, baseline = [], {}

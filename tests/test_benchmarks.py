@@ -64,3 +64,19 @@ def test_toderici_tiles_counts_jpeg_without_its_header(tmp_path):
         assert r["tiles"] + r["jpeg_does_not_fit"] == 2
         if r["tiles"]:
             assert r["jpeg_mean_bytes"] <= r["bytes"]  # JPEG never gets more bytes than the network
+
+
+def test_toderici_cpu_scores_every_iteration_on_seeded_crops():
+    import torch
+
+    from neuralcodecs.train.loop import TrainConfig, build_model
+
+    bench = _script("toderici_cpu")
+    images = sorted((ROOT / "samples").glob("*.png"))
+    x = bench.eval_crops(images, 32, 3)
+    assert x.shape == (3, 3, 32, 32) and torch.equal(x, bench.eval_crops(images, 32, 3))
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(codec="toderici2016", data=[], out="", steps=0))
+    model.set_unroll(2)  # measured with every iteration whatever the training unrolled
+    psnr = bench.psnr_per_iteration(model, x)
+    assert len(psnr) == 16 and all(5 < p < 60 for p in psnr)

@@ -213,3 +213,33 @@ def test_per_layer_fine_tuning_runs_after_each_layers_em_on_its_codewords_alone(
     assert seen == ["0", "2", "4", "6"] and list(result) == seen
     assert all(after < before for before, after in zip(losses[::2], losses[1::2]))
     assert torch.equal(result["6"][0], student.get_submodule("6").parametrizations.weight[0].codebook.detach())
+
+
+def test_stored_parameters_are_what_the_file_keeps_as_it_is():
+    net = _net()
+    cfg = PQConfig(codewords=4, em_iterations=2)
+    quantize(net, torch.randn(8, 3, 16, 16), cfg)
+    data = save(net, "toy", cfg)
+    student = load(data, lambda name: _net(), trainable=True)
+    stored = {id(p) for p in pq.stored_parameters(student)}
+    assert not stored & {id(p) for p in pq.codeword_parameters(student)}
+    names = {n for n, p in student.named_parameters() if id(p) in stored}
+    # the first conv (kept whole) and every bias; no quantized weight's original
+    assert names == {"0.weight", "0.bias", "2.bias", "4.bias", "6.bias", "9.bias"}
+    from safetensors.torch import load as st_load
+    assert names <= set(st_load(data))
+
+
+def test_random_views_are_normalized_seeded_crops_of_the_photos():
+    from neuralcodecs.quant.classifier import random_views
+
+    photos = [torch.full((3, 256, 300), 255, dtype=torch.uint8), torch.zeros((3, 260, 256), dtype=torch.uint8)]
+    a = random_views(photos, 6, torch.Generator().manual_seed(0), size=64)
+    b = random_views(photos, 6, torch.Generator().manual_seed(0), size=64)
+    assert a.shape == (6, 3, 64, 64) and torch.equal(a, b)
+    # a white and a black photo: every view is a uniform mixture of the two, between their normalized values
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    lo, hi = (-mean / std).view(1, 3, 1, 1), ((1 - mean) / std).view(1, 3, 1, 1)
+    assert ((a >= lo - 1e-5) & (a <= hi + 1e-5)).all()
+    assert torch.allclose(a, a.mean(dim=(2, 3), keepdim=True), atol=1e-5)
+    assert a.std(dim=0).mean() > 0.1  # the mixtures differ

@@ -301,7 +301,7 @@ def cmd_pq(args) -> None:
                                               finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
                                               batch=args.batch, lr=args.lr, feature_weight=args.feature_weight,
                                               start=Path(args.start).read_bytes() if args.start else None,
-                                              layer_steps=args.layer_steps, tune=args.tune)
+                                              layer_steps=args.layer_steps, tune=args.tune, augment=args.augment)
         write_atomic(args.out, data, force=args.force)
         print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
         return
@@ -514,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the blocks' output error (relative to the teacher's) beside the output KL")
     q.add_argument("--tune", choices=("norms", "stored"), default="norms",
                    help="what fine-tunes with the codewords: the batch norms, or every tensor stored as it is")
+    q.add_argument("--augment", action="store_true",
+                   help="distil on random crops, flips and mixtures of the photos instead of their centre crops")
     q.add_argument("--from", dest="start", default=None, metavar="FILE",
                    help="fine-tune further a file this command wrote (its codewords; no EM), with its config")
     q.add_argument("--seed", type=int, default=0, help="seed")

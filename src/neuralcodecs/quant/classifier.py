@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+import torch.nn.functional as F
 from torch import nn
 
 from ..image import image_files
-from ..nn.classifier import efficientnet_lite0, normalize
+from ..nn.classifier import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0, normalize
 
 MODELS = ("efficientnet-lite0",)
 # per-layer block sizes of each model (PQConfig.sizes): the projections at d = 2 (see PQConfig), the
@@ -70,6 +72,32 @@ def calibration_files(folders: str | Path | list, n: int, seed: int = 0) -> list
     return [files[i] for i in sorted(pick)]
 
 
+def random_views(images: list[torch.Tensor], n: int, gen: torch.Generator, size: int = 224) -> torch.Tensor:
+    """n normalized views for distillation: each a random crop of 25-100 % of a photo's area (aspect 3/4 to
+    4/3) resized to size x size, flipped half the time, then mixed with the next view of the batch (mixup,
+    weight uniform in [0, 1]). With a thousand photos, distilling on their centre crops alone fits those
+    crops: 1500 more steps from the shipped file lowered the KL on them (0.19 -> 0.17) and top-1 on the
+    sample (65.4 -> 63.7 %); views like these give the teacher a new input at every step.
+    images: uint8 3xHxW tensors (shorter side 256)."""
+    views = []
+    for i in torch.randint(len(images), (n,), generator=gen).tolist():
+        im = images[i]
+        h, w = im.shape[1:]
+        area = float(torch.empty(()).uniform_(0.25, 1.0, generator=gen)) * h * w
+        aspect = math.exp(float(torch.empty(()).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)))
+        ch, cw = min(h, round(math.sqrt(area / aspect))), min(w, round(math.sqrt(area * aspect)))
+        top = int(torch.randint(h - ch + 1, (1,), generator=gen))
+        left = int(torch.randint(w - cw + 1, (1,), generator=gen))
+        v = F.interpolate(im[None, :, top:top + ch, left:left + cw].float(), size=(size, size), mode="bilinear",
+                          antialias=True, align_corners=False)
+        views.append(v.flip(3) if torch.rand((), generator=gen) < 0.5 else v)
+    x = torch.cat(views) / 255
+    mix = torch.rand((n, 1, 1, 1), generator=gen)
+    x = mix * x + (1 - mix) * x.roll(1, 0)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 @torch.no_grad()
 def reestimate_batch_norm(model: nn.Module, x: torch.Tensor, batch: int = 32) -> None:
     """Batch-norm statistics measured again on x (averaged over all of it): quantized weights shift every
@@ -104,7 +132,7 @@ def top1(model: nn.Module, items: list[tuple[Path, int]], batch: int = 32, progr
 def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, images: int = 256,
                         finetune_images: int = 2048, finetune_steps: int = 200, batch: int = 16, lr: float = 1e-4,
                         feature_weight: float = 0.0, start: bytes | None = None, layer_steps: int = 0,
-                        tune: str = "norms", log=print) -> bytes:
+                        tune: str = "norms", augment: bool = False, log=print) -> bytes:
     """Product-quantize classifier `name` and return the compressed file's bytes:
 
         EM layer by layer on the activations of `images` calibration images
@@ -118,7 +146,8 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
     many steps right after its EM, before the next layer is quantized (the paper's per-layer step).
     `tune`: what the global fine-tuning moves beside the codewords: "norms", the batch-norm scales and shifts;
     "stored", every parameter the file stores as it is (batch norms, biases, the layers left in fp16: the
-    stem and the small depthwise convolutions), which costs no byte more.
+    stem and the small depthwise convolutions), which costs no byte more. `augment`: the distillation sees
+    random_views() of the photos instead of their centre crops.
     (Measured on 300 sample images, small blocks: 64.3 % after the re-estimation, 72.3 % after 600 steps; a
     second re-estimation after the fine-tuning undid it, 65.0 %: the scales had adapted to those statistics.
     On all 1000: 65.4 % at 10.4x after 2400 steps at a constant rate; random 224 crops with flips instead of
@@ -136,7 +165,11 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
     log(f"calibration: {len(x)} images from {calibration_dirs}")
     gen = torch.Generator().manual_seed(cfg.seed)
 
+    photos = [torch.from_numpy(_resized(f).copy()).permute(2, 0, 1).contiguous() for f in files] if augment else None
+
     def batches() -> torch.Tensor:
+        if augment:
+            return random_views(photos, batch, gen)
         return x[torch.randint(len(x), (batch,), generator=gen)]
 
     student = pq.load(start, lambda n: build(n, pretrained=False), trainable=True) if start is not None else build(name)
