@@ -37,6 +37,10 @@ def efficientnet_lite0(fresh: bool = False) -> nn.Module:
 
 def normalize(x: np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 -> 1x3xHxW float, ImageNet mean/std normalized (what the classifier was trained on)."""
-    t = torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None] / 255
+    return standardize(torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None] / 255)
+
+
+def standardize(t: torch.Tensor) -> torch.Tensor:
+    """Nx3xHxW in [0, 1] -> ImageNet mean/std normalized."""
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (t - mean) / std

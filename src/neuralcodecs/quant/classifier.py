@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from ..image import image_files
-from ..nn.classifier import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0, normalize
+from ..nn.classifier import efficientnet_lite0, normalize, standardize
 
 MODELS = ("efficientnet-lite0",)
 # per-layer block sizes of each model (PQConfig.sizes): the projections at d = 2 (see PQConfig), the
@@ -94,9 +94,7 @@ def random_views(images: list[torch.Tensor], n: int, gen: torch.Generator, size:
         views.append(v.flip(3) if torch.rand((), generator=gen) < 0.5 else v)
     x = torch.cat(views) / 255
     mix = torch.rand((n, 1, 1, 1), generator=gen)
-    x = mix * x + (1 - mix) * x.roll(1, 0)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return standardize(mix * x + (1 - mix) * x.roll(1, 0))
 
 
 @torch.no_grad()

@@ -343,11 +343,16 @@ def codeword_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.codebook for m in model.modules() if isinstance(m, PQWeight)]
 
 
+def stored_as_is(key: str) -> bool:
+    """Whether save() stores this state entry as it is (fp16): all but a quantized layer's codebook and
+    assignments (`.parametrizations.weight.0.`, stored as codewords and packed indices) and the original
+    weight its parametrization replaces."""
+    return not key.endswith(".parametrizations.weight.original") and ".parametrizations.weight.0." not in key
+
+
 def stored_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters save() stores as they are (fp16): all but the quantized layers' codewords and the
-    original weights their parametrizations replace."""
-    return [p for n, p in model.named_parameters()
-            if not n.endswith(".parametrizations.weight.original") and ".parametrizations.weight.0." not in n]
+    """The parameters save() stores as they are: what fine-tuning can move at no cost in bytes."""
+    return [p for n, p in model.named_parameters() if stored_as_is(n)]
 
 
 class Distillation(nn.Module):
@@ -418,12 +423,9 @@ def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
         state[f"{name}.codebook"] = w.codebook.detach().half()
         state[f"{name}.indices"] = packed_indices(w, bits)
         meta["layers"][name] = {"shape": list(w.shape), "blocks": len(w.assign), "bits": bits}
-    skip = {f"{n}.parametrizations.weight.original" for n in pq} | {
-        k for k in model.state_dict() if ".parametrizations.weight.0." in k}
     for k, v in model.state_dict().items():
-        if k in skip:
-            continue
-        state[k] = v.half() if v.is_floating_point() else v
+        if stored_as_is(k):
+            state[k] = v.half() if v.is_floating_point() else v
     return st_save(state, metadata={"neuralcodecs-pq": json.dumps(meta)})
 
 
