@@ -243,3 +243,45 @@ def test_random_views_are_normalized_seeded_crops_of_the_photos():
     assert ((a >= lo - 1e-5) & (a <= hi + 1e-5)).all()
     assert torch.allclose(a, a.mean(dim=(2, 3), keepdim=True), atol=1e-5)
     assert a.std(dim=0).mean() > 0.1  # the mixtures differ
+
+
+def test_latent_weights_pass_the_gradient_straight_through_and_reassign_to_the_nearest_codeword():
+    codebook = torch.tensor([[0.0, 0.0], [1.0, 1.0], [-1.0, 2.0]])
+    w = pq.PQWeight(codebook.clone(), torch.tensor([0, 0, 1]), torch.Size([3, 2]))
+    before = w(None).detach().clone()
+    latent = w.use_latent()
+    assert torch.equal(latent.detach(), before) and w.use_latent() is latent
+    g = torch.randn(3, 2)
+    (w(None) * g).sum().backward()
+    assert torch.equal(w(None).detach(), before)  # the value is still codebook[assignments]
+    assert torch.equal(latent.grad, g)            # its gradient reaches the latent unchanged
+    with torch.no_grad():
+        latent[0] = torch.tensor([0.4, 0.4])       # short of the midpoint to codeword 1: stays
+        latent[1] = torch.tensor([0.6, 0.7])       # past it: moves
+        latent[2] = torch.tensor([-0.8, 1.9])
+    assert w.reassign() == 2 and w.assign.tolist() == [0, 1, 2]
+
+
+def test_fine_tuning_with_reassignment_fixes_what_fixed_assignments_cannot():
+    """A student whose blocks sit on the wrong codewords: fine-tuning the codewords alone cannot undo it; with
+    latent weights and reassignment the output error falls further, and the weights stay codebook[index]."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 16)
+    target = torch.randn(32, 16)
+    losses = {}
+    for every in (0, 10):
+        torch.manual_seed(1)
+        student = nn.Linear(16, 32, bias=False)
+        from torch.nn.utils import parametrize
+        codebook = torch.randn(8, 4) * 0.5
+        parametrize.register_parametrization(student, "weight", pq.PQWeight(codebook, torch.randint(8, (128,)),
+                                                                             student.weight.shape), unsafe=True)
+        objective = nn.Module()
+        objective.student = student
+        objective.loss = lambda batch, s=student: {"loss": (s(batch) - batch @ target.T).square().mean()}
+        pq.fine_tune(objective, pq.codeword_parameters(student), lambda: x, 300, 3e-2, reassign_every=every)
+        with torch.no_grad():
+            losses[every] = float(objective.loss(x)["loss"])
+        blocks = student.weight.detach().reshape(-1, 4)
+        assert len(torch.unique(blocks, dim=0)) <= 8
+    assert losses[10] < 0.7 * losses[0], losses

@@ -86,3 +86,54 @@ def test_shipped_weights_are_an_eighth_of_balle2017s_and_code_with_its_tables():
     for layer in (quantized.g_a[2], quantized.g_a[4], quantized.g_s[1], quantized.g_s[3]):
         assert len(torch.unique(layer.weight.reshape(-1, 5), dim=0)) <= 256
     assert len(torch.unique(teacher.g_a[2].weight.reshape(-1, 5), dim=0)) > 10000
+
+
+def test_a_packed_file_parametrizes_again_for_further_fine_tuning():
+    """parametrize_packed: pack()'s state loads as codebook[assignments] again, same network, densities from
+    the teacher's state (the file drops them), so fine-tuning can go on from a shipped file."""
+    from neuralcodecs.quant.codec import parametrize_packed
+
+    codec = _small()
+    cfg = PQConfig(codewords=16, em_iterations=2, sizes=(("g_a.0", 3), ("g_s.5", 1)))
+    x = torch.rand(2, 3, 64, 64)
+    pq.quantize(codec, x, cfg, batch=2)
+    quantize_gdn(codec, x, cfg, 4, batch=2)
+    teacher = {k: v + 1 if "matrices" in k else v for k, v in _small(seed=2).state_dict().items()}
+    again = parametrize_packed(_small(seed=1), pack(codec, cfg), teacher)
+    assert {n.split(".parametrizations.")[0] for n, m in again.named_modules() if isinstance(m, pq.PQWeight)} == \
+        {n.split(".parametrizations.")[0] for n, m in codec.named_modules() if isinstance(m, pq.PQWeight)}
+    for name in ("g_a.2", "g_s.5"):
+        assert torch.equal(again.get_submodule(name).weight, codec.get_submodule(name).weight.half().float())
+    k = "latent_codec.priors.0.matrices.0"
+    assert torch.equal(again.state_dict()[k], teacher[k])
+    assert len(pq.codeword_parameters(again)) == len(pq.codeword_parameters(codec))
+
+
+def test_quantize_codec_moves_assignments_with_reassignment_and_goes_on_from_a_packed_file(tmp_path):
+    """quantize_codec: EM, GDNs, then fine-tuning; with reassign_every the assignments move and every
+    quantized weight is still codebook[assignments]; start=True fine-tunes a packed file further, no EM."""
+    from PIL import Image
+
+    from neuralcodecs.quant.codec import parametrize_packed, quantize_codec
+    from neuralcodecs.train.data import RandomCrops
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    data = RandomCrops([tmp_path], 64)
+    cfg = PQConfig(codewords=16, em_iterations=2, sizes=(("g_a.0", 3), ("g_s.5", 1)))
+    codec = quantize_codec(_small(), cfg, data, calibration=2, steps=6, batch=2, lr=1e-2, gdn_block=4,
+                           reassign_every=2, latent_lr=5e-2, log=lambda s: None)
+    weights = [m for m in codec.modules() if isinstance(m, pq.PQWeight)]
+    assert len(weights) == 12 and all(m.latent is not None for m in weights)
+    for m in weights:
+        assert torch.equal(m(None).detach(), pq.PQWeight(m.codebook.detach(), m.assign, m.shape, m.transposed)(None))
+    state = pack(codec, cfg)
+    teacher = _small().state_dict()
+    again = parametrize_packed(_small(seed=3), state, teacher)
+    before = {n: m.assign.clone() for n, m in again.named_modules() if isinstance(m, pq.PQWeight)}
+    quantize_codec(again, cfg, data, calibration=2, steps=6, batch=2, lr=1e-2, gdn_block=4, reassign_every=2,
+                   latent_lr=5e-2, start=True, log=lambda s: None)
+    after = {n: m for n, m in again.named_modules() if isinstance(m, pq.PQWeight)}
+    assert after.keys() == before.keys()  # no second EM: the same quantized tensors, parametrized once
+    assert any(not torch.equal(before[n], m.assign) for n, m in after.items())

@@ -301,7 +301,8 @@ def cmd_pq(args) -> None:
                                               finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
                                               batch=args.batch, lr=args.lr, feature_weight=args.feature_weight,
                                               start=Path(args.start).read_bytes() if args.start else None,
-                                              layer_steps=args.layer_steps, tune=args.tune, augment=args.augment)
+                                              layer_steps=args.layer_steps, tune=args.tune, augment=args.augment,
+                                              reassign_every=args.reassign_every, latent_lr=args.latent_lr)
         write_atomic(args.out, data, force=args.force)
         print(f"wrote {args.out}: {len(data)} bytes in {time.time() - t:.0f} s")
         return
@@ -332,7 +333,8 @@ def _pq_codec(args) -> None:
 
     import torch
 
-    from .quant.codec import pack, quantize_codec
+    from . import weights
+    from .quant.codec import pack, parametrize_packed, quantize_codec
     from .registry import create_codec, get_entry
     from .train.data import RandomCrops
     from .train.export import write_measured
@@ -345,13 +347,16 @@ def _pq_codec(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     teacher = create_codec(cls.teacher)
     student = cls(cls.Config(), name=args.name)
-    student.load_state_dict(teacher.state_dict())
+    if args.start:  # a weights file this command wrote, fine-tuned further
+        parametrize_packed(student, weights.read_state(args.start), teacher.state_dict())
+    else:
+        student.load_state_dict(teacher.state_dict())
     data = RandomCrops(args.data, args.crop, cache=out / "photos.npz")
     t = time.time()
     codec = quantize_codec(student, cls.pq_config, data, calibration=args.calibration, steps=args.steps,
                            batch=args.batch, lr=args.lr, seed=args.seed, gdn_block=cls.gdn_block,
-                           layer_steps=args.layer_steps)
-    from . import weights
+                           layer_steps=args.layer_steps, reassign_every=args.reassign_every,
+                           latent_lr=args.latent_lr, start=bool(args.start))
 
     teacher_entry = weights.manifest()[cls.teacher]
     entry = {"codec": args.name, "settings": teacher_entry.get("settings", {}), "lmbdas": list(codec.lmbdas),
@@ -518,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distil on random crops, flips and mixtures of the photos instead of their centre crops")
     q.add_argument("--from", dest="start", default=None, metavar="FILE",
                    help="fine-tune further a file this command wrote (its codewords; no EM), with its config")
+    q.add_argument("--reassign-every", type=int, default=0,
+                   help="fine-tuning moves the assignments too: latent weights trained straight through, each "
+                        "block moved to the codeword nearest its latent every N steps (0: codewords only)")
+    q.add_argument("--latent-lr", type=float, default=None, help="the latent weights' learning rate (default: --lr)")
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--force", action="store_true", help="overwrite --out")
     c = pq_sub.add_parser("codec", help="product-quantize a learned codec's transforms into NAME's weights",
@@ -528,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, default=2000, help="fine-tuning steps (all codewords, GDNs, biases)")
     c.add_argument("--layer-steps", type=int, default=0,
                    help="steps of fine-tuning each layer's codewords alone right after its EM (0: none)")
+    c.add_argument("--reassign-every", type=int, default=0,
+                   help="fine-tuning moves the assignments too: latent weights trained straight through, each "
+                        "block moved to the codeword nearest its latent every N steps (0: codewords only)")
+    c.add_argument("--latent-lr", type=float, default=None, help="the latent weights' learning rate (default: --lr)")
+    c.add_argument("--from", dest="start", default=None, metavar="FILE",
+                   help="fine-tune further a weights file this command wrote (such as the shipped one; no EM)")
     c.add_argument("--calibration", type=int, default=64, help="crops whose activations the EM sees")
     c.add_argument("--batch", type=int, default=8, help="fine-tuning batch")
     c.add_argument("--crop", type=int, default=128, help="crop size")

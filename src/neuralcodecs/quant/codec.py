@@ -7,12 +7,15 @@ were, so the quantized codec still range-codes with the tables it was trained wi
          (g_a's layers see photos, g_s's see the quantized latents of the student as quantized so far);
          then the GDNs' gammas, as 1x1 convolutions of x^2 (quantize_gdn)
       -> fine-tuning of the codewords, GDN and biases on the codec's own rate-distortion loss, the densities,
-         their tables and the rate points' gains frozen (the tables are what the file's bits are coded with)
+         their tables and the rate points' gains frozen (the tables are what the file's bits are coded with);
+         with `reassign_every` the assignments move too (pq.PQWeight's latent weights)
       -> pack(): indices bit-packed, codebooks fp16, the other tensors fp16, the tables' counts (1..2^16) in 16
          bits, and the densities' parameters dropped (coding reads only the tables they were tabulated into)
 
 A codec that ships such weights (codecs/balle2017_pq.py) loads them through unpack(), which rebuilds the full
 state: the quantized weights from codebook[indices], the densities' parameters at their initial values.
+parametrize_packed() loads such a file back as codebook[assignments] for further fine-tuning (`pq codec
+--from FILE`).
 """
 from __future__ import annotations
 
@@ -69,10 +72,8 @@ def pack(codec: nn.Module, cfg: pq.PQConfig) -> dict[str, Tensor]:
     return weights.export_state(out)
 
 
-def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """pack()'s state back to the codec's full state_dict (quantized tensors rebuilt, densities' parameters
-    from the codec as built: unused in coding, which reads the tables)."""
-    full = {k: v for k, v in state.items() if not k.endswith((".codebook", ".indices"))}
+def _stored_weights(codec: nn.Module, state: dict[str, Tensor]):
+    """(module, tensor name, PQWeight) for every quantized tensor of pack()'s state."""
     for key in (k for k in state if k.endswith(".codebook")):
         name = key[:-len(".codebook")]
         module_name, attr = name.rsplit(".", 1)
@@ -84,10 +85,17 @@ def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
                                             pq.index_bits(codebook.shape[0])))
         if len(index) != n or int(index.max()) >= codebook.shape[0]:
             raise ValueError(f"{name}: indices that do not fit its codebook")
-        if attr == "weight":
-            full[name] = pq._weight(module, codebook, index)(None).detach()
-        else:
-            full[name] = codebook[index].reshape(target.shape)
+        weight = pq._weight(module, codebook, index) if attr == "weight" else pq.PQWeight(codebook, index, target.shape)
+        yield module, attr, weight
+
+
+def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """pack()'s state back to the codec's full state_dict (quantized tensors rebuilt, densities' parameters
+    from the codec as built: unused in coding, which reads the tables)."""
+    full = {k: v for k, v in state.items() if not k.endswith((".codebook", ".indices"))}
+    prefix = {id(m): n for n, m in codec.named_modules()}
+    for module, attr, weight in _stored_weights(codec, state):
+        full[f"{prefix[id(module)]}.{attr}"] = weight(None).detach()
     for k, v in list(full.items()):
         if k.split(".")[-1] in SIXTEEN_BIT and v.dtype == torch.int16:
             full[k] = torch.from_numpy(v.numpy().view(np.uint16).astype(np.int32) + 1)
@@ -95,6 +103,20 @@ def unpack(codec: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
     for k in _entropy_parameter_names(codec):
         full.setdefault(k, own[k])
     return full
+
+
+def parametrize_packed(codec: nn.Module, state: dict[str, Tensor], teacher: dict[str, Tensor]) -> nn.Module:
+    """`codec` loaded from pack()'s state for further fine-tuning: its quantized tensors parametrized as
+    codebook[assignments] again, the densities' parameters (which the file drops) from the teacher's state,
+    whose tables the file holds."""
+    from torch.nn.utils import parametrize
+
+    full = unpack(codec, state)
+    full.update({k: teacher[k] for k in _entropy_parameter_names(codec)})
+    codec.load_state_dict(full)
+    for module, attr, weight in _stored_weights(codec, state):
+        parametrize.register_parametrization(module, attr, weight, unsafe=True)
+    return codec
 
 
 @torch.no_grad()
@@ -131,12 +153,15 @@ def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batc
 
 def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
                    batch: int = 8, lr: float = 1e-4, seed: int = 0, gdn_block: int = 4, layer_steps: int = 0,
+                   reassign_every: int = 0, latent_lr: float | None = None, start: bool = False,
                    log: Callable[[str], None] = print) -> nn.Module:
     """Product-quantize `codec` (a VariableRateCodec with trained weights, modified in place; its GDNs'
     gammas in blocks of `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. With `layer_steps`,
     each layer's codewords are fine-tuned alone for that many steps right after its EM (the GDNs' together
     after theirs), before the next layer is quantized; then `steps` of everything but the frozen entropy
-    models and gains. Returns the codec with its weights parametrized (pack() writes them)."""
+    models and gains; with `reassign_every`, that global fine-tuning moves the assignments too (latent weights
+    at `latent_lr`, pq.fine_tune). `start`: the codec is already quantized (parametrize_packed: a shipped
+    file fine-tuned further), no EM. Returns the codec with its weights parametrized (pack() writes them)."""
     codec.train()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -152,16 +177,18 @@ def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 
         codec.train()
         pq.fine_tune(codec, [codebook], batches, layer_steps, lr, clip=1.0, log=log, label=f"{name} codewords")
 
-    pq.quantize(codec, crops, cfg, batch=batch, after_layer=after_layer if layer_steps else None,
-                progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n} ({time.time() - t:.0f} s)")))
-    convs = {id(p) for p in pq.codeword_parameters(codec)}
-    quantize_gdn(codec, crops, cfg, gdn_block, batch)
-    log(f"quantized the GDNs ({time.time() - t:.0f} s)")
+    if not start:
+        pq.quantize(codec, crops, cfg, batch=batch, after_layer=after_layer if layer_steps else None,
+                    progress=lambda n: (done.append(n), log(f"quantized {len(done)}/{len(layers)} {n} ({time.time() - t:.0f} s)")))
+        convs = {id(p) for p in pq.codeword_parameters(codec)}
+        quantize_gdn(codec, crops, cfg, gdn_block, batch)
+        log(f"quantized the GDNs ({time.time() - t:.0f} s)")
     codec.train()
-    if layer_steps:
+    if layer_steps and not start:
         gdns = [p for p in pq.codeword_parameters(codec) if id(p) not in convs]
         pq.fine_tune(codec, gdns, batches, layer_steps, lr, clip=1.0, log=log, label="GDN codewords")
     frozen = {id(p) for p in codec.entropy_parameters()} | {id(codec.log_gain), id(codec.log_inv_gain)}
     pq.fine_tune(codec, [p for p in codec.parameters() if id(p) not in frozen], batches, steps, lr, clip=1.0,
-                 log=log, label=f"fine-tune ({time.time() - t:.0f} s in)")
+                 log=log, label=f"fine-tune ({time.time() - t:.0f} s in)", reassign_every=reassign_every,
+                 latent_lr=latent_lr)
     return codec.eval()
