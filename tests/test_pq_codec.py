@@ -19,12 +19,15 @@ def test_pack_unpack_round_trip_keeps_network_and_tables():
     codec = _small()
     counts = codec.latent_codec.priors[0].table_counts
     counts[0] = 2 ** 16  # a dead channel's single symbol holds all the mass: the largest count there is
-    cfg = PQConfig(codewords=16, em_iterations=3, sizes=(("g_a.0", 3), ("g_s.5", 1)))
+    cfg = PQConfig(codewords=16, em_iterations=3, sizes=(("g_a.0", 3), ("g_s.5", 1)), codebook_sizes=(("g_s.3", 32),))
     x = torch.rand(2, 3, 64, 64)
     pq.quantize(codec, x, cfg, batch=2)
     quantize_gdn(codec, x, cfg, 4, batch=2)
     assert {n for n, _ in pq.quantizable(codec, cfg)} == {"g_a.0", "g_a.2", "g_a.4", "g_s.1", "g_s.3", "g_s.5"}
-    state = pack(codec, cfg)
+    state = pack(codec)
+    # a layer with a codebook of its own size: 32 codewords, 5-bit indices
+    assert state["g_s.3.weight.codebook"].shape == (32, 25) and state["g_s.1.weight.codebook"].shape == (16, 25)
+    assert len(state["g_s.3.weight.indices"]) == 16 * 16 * 5 // 8  # 256 whole kernels, 5 bits each
     # no density parameters, 16-bit counts, codebooks and indices instead of weights
     assert not any(k.endswith((".matrices.0", ".quantiles")) for k in state)
     assert state["latent_codec.priors.0.table_counts"].dtype == torch.int16
@@ -51,7 +54,7 @@ def test_unpack_refuses_indices_beyond_the_codebook():
     codec = _small()
     cfg = PQConfig(codewords=16, em_iterations=2)
     pq.quantize(codec, torch.rand(2, 3, 64, 64), cfg, batch=2)
-    state = pack(codec, cfg)
+    state = pack(codec)
     state["g_a.2.weight.codebook"] = state["g_a.2.weight.codebook"][:12]  # 4-bit indices up to 15
     try:
         unpack(_small(), state)
@@ -65,7 +68,7 @@ def test_sixteen_bit_counts_cover_every_count_a_table_can_hold():
     codec = _small()
     counts = codec.latent_codec.priors[1].table_counts
     counts[:3] = torch.tensor([1, 2 ** 15, 2 ** 16], dtype=counts.dtype)
-    state = pack(codec, PQConfig())
+    state = pack(codec)
     back = unpack(_small(), state)["latent_codec.priors.1.table_counts"]
     assert back.dtype == torch.int32 and np.array_equal(back.numpy(), counts.numpy())
 
@@ -99,7 +102,7 @@ def test_a_packed_file_parametrizes_again_for_further_fine_tuning():
     pq.quantize(codec, x, cfg, batch=2)
     quantize_gdn(codec, x, cfg, 4, batch=2)
     teacher = {k: v + 1 if "matrices" in k else v for k, v in _small(seed=2).state_dict().items()}
-    again = parametrize_packed(_small(seed=1), pack(codec, cfg), teacher)
+    again = parametrize_packed(_small(seed=1), pack(codec), teacher)
     assert {n.split(".parametrizations.")[0] for n, m in again.named_modules() if isinstance(m, pq.PQWeight)} == \
         {n.split(".parametrizations.")[0] for n, m in codec.named_modules() if isinstance(m, pq.PQWeight)}
     for name in ("g_a.2", "g_s.5"):
@@ -128,12 +131,17 @@ def test_quantize_codec_moves_assignments_with_reassignment_and_goes_on_from_a_p
     assert len(weights) == 12 and all(m.latent is not None for m in weights)
     for m in weights:
         assert torch.equal(m(None).detach(), pq.PQWeight(m.codebook.detach(), m.assign, m.shape, m.transposed)(None))
-    state = pack(codec, cfg)
+    state = pack(codec)
     teacher = _small().state_dict()
     again = parametrize_packed(_small(seed=3), state, teacher)
     before = {n: m.assign.clone() for n, m in again.named_modules() if isinstance(m, pq.PQWeight)}
+    gains, counts = again.log_gain.detach().clone(), again.latent_codec.priors[3].table_counts.clone()
     quantize_codec(again, cfg, data, calibration=2, steps=6, batch=2, lr=1e-2, gdn_block=4, reassign_every=2,
-                   latent_lr=5e-2, start=True, log=lambda s: None)
+                   latent_lr=5e-2, start=True, tune_gains=True, log=lambda s: None)
     after = {n: m for n, m in again.named_modules() if isinstance(m, pq.PQWeight)}
     assert after.keys() == before.keys()  # no second EM: the same quantized tensors, parametrized once
     assert any(not torch.equal(before[n], m.assign) for n, m in after.items())
+    # the gains moved, the tables (rebuilt from the frozen densities) are the teacher's to the count
+    assert not torch.equal(again.log_gain.detach(), gains)
+    assert torch.equal(again.latent_codec.priors[3].table_counts, counts) and \
+        torch.equal(counts, _small().latent_codec.priors[3].table_counts)

@@ -356,7 +356,7 @@ def _pq_codec(args) -> None:
     codec = quantize_codec(student, cls.pq_config, data, calibration=args.calibration, steps=args.steps,
                            batch=args.batch, lr=args.lr, seed=args.seed, gdn_block=cls.gdn_block,
                            layer_steps=args.layer_steps, reassign_every=args.reassign_every,
-                           latent_lr=args.latent_lr, start=bool(args.start))
+                           latent_lr=args.latent_lr, start=bool(args.start), tune_gains=args.tune_gains)
 
     teacher_entry = weights.manifest()[cls.teacher]
     entry = {"codec": args.name, "settings": teacher_entry.get("settings", {}), "lmbdas": list(codec.lmbdas),
@@ -365,7 +365,7 @@ def _pq_codec(args) -> None:
              "pq": {"teacher": cls.teacher, "teacher_fingerprint": teacher_entry.get("fingerprint"),
                     "seconds": round(time.time() - t)}}
     # xz: the coding tables, integers kept exactly, are a quarter of the packed state and compress ~4x
-    write_measured(args.name, pack(codec, cls.pq_config), entry, args.kodak, out / "kodak", args.workers, xz=True)
+    write_measured(args.name, pack(codec), entry, args.kodak, out / "kodak", args.workers, xz=True)
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> None:
@@ -543,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--latent-lr", type=float, default=None, help="the latent weights' learning rate (default: --lr)")
     c.add_argument("--from", dest="start", default=None, metavar="FILE",
                    help="fine-tune further a weights file this command wrote (such as the shipped one; no EM)")
+    c.add_argument("--tune-gains", action="store_true",
+                   help="the rate points' gains fine-tune too (the coding tables stay exactly the teacher's)")
     c.add_argument("--calibration", type=int, default=64, help="crops whose activations the EM sees")
     c.add_argument("--batch", type=int, default=8, help="fine-tuning batch")
     c.add_argument("--crop", type=int, default=128, help="crop size")

@@ -48,18 +48,17 @@ def _quantized(codec: nn.Module) -> dict[str, pq.PQWeight]:
     return out
 
 
-def pack(codec: nn.Module, cfg: pq.PQConfig) -> dict[str, Tensor]:
+def pack(codec: nn.Module) -> dict[str, Tensor]:
     """The compact state of a codec whose tensors quantize_codec() parametrized: `<tensor>.codebook` (fp16)
     and `<tensor>.indices` (uint8, log2 k bits per block) per quantized tensor, the densities' parameters
     dropped, table counts minus one in int16 (the bits of those unsigned values), every other tensor as
     export_state makes it."""
     from .. import weights
 
-    bits = pq.index_bits(cfg.codewords)
     out = {}
     for name, w in _quantized(codec).items():
         out[f"{name}.codebook"] = w.codebook.detach().half()
-        out[f"{name}.indices"] = pq.packed_indices(w, bits)
+        out[f"{name}.indices"] = pq.packed_indices(w, pq.index_bits(len(w.codebook)))
     dropped = _entropy_parameter_names(codec)
     for k, v in codec.state_dict().items():
         if ".parametrizations." in k or k in dropped:
@@ -154,14 +153,16 @@ def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batc
 def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 64, steps: int = 2000,
                    batch: int = 8, lr: float = 1e-4, seed: int = 0, gdn_block: int = 4, layer_steps: int = 0,
                    reassign_every: int = 0, latent_lr: float | None = None, start: bool = False,
-                   log: Callable[[str], None] = print) -> nn.Module:
+                   tune_gains: bool = False, log: Callable[[str], None] = print) -> nn.Module:
     """Product-quantize `codec` (a VariableRateCodec with trained weights, modified in place; its GDNs'
     gammas in blocks of `gdn_block`) and fine-tune it; `data` is a train.data.RandomCrops. With `layer_steps`,
     each layer's codewords are fine-tuned alone for that many steps right after its EM (the GDNs' together
     after theirs), before the next layer is quantized; then `steps` of everything but the frozen entropy
     models and gains; with `reassign_every`, that global fine-tuning moves the assignments too (latent weights
     at `latent_lr`, pq.fine_tune). `start`: the codec is already quantized (parametrize_packed: a shipped
-    file fine-tuned further), no EM. Returns the codec with its weights parametrized (pack() writes them)."""
+    file fine-tuned further), no EM. `tune_gains`: the rate points' gains fine-tune too (the coding tables
+    stay: they tabulate the densities, which stay frozen; what is derived from the gains is rebuilt).
+    Returns the codec with its weights parametrized (pack() writes them)."""
     codec.train()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -187,8 +188,17 @@ def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 
     if layer_steps and not start:
         gdns = [p for p in pq.codeword_parameters(codec) if id(p) not in convs]
         pq.fine_tune(codec, gdns, batches, layer_steps, lr, clip=1.0, log=log, label="GDN codewords")
-    frozen = {id(p) for p in codec.entropy_parameters()} | {id(codec.log_gain), id(codec.log_inv_gain)}
+    frozen = {id(p) for p in codec.entropy_parameters()}
+    if not tune_gains:
+        frozen |= {id(codec.log_gain), id(codec.log_inv_gain)}
     pq.fine_tune(codec, [p for p in codec.parameters() if id(p) not in frozen], batches, steps, lr, clip=1.0,
                  log=log, label=f"fine-tune ({time.time() - t:.0f} s in)", reassign_every=reassign_every,
                  latent_lr=latent_lr)
+    if tune_gains:
+        # what coding derives from the gains is rebuilt; the densities did not move, so their tables must not
+        tables = {k: v.clone() for k, v in codec.state_dict().items() if k.split(".")[-1].startswith("table_")}
+        codec.update_tables()
+        state = codec.state_dict()
+        if any(not torch.equal(state[k], v) for k, v in tables.items()):
+            raise RuntimeError("rebuilding the tables changed them: the densities were not the teacher's")
     return codec.eval()

@@ -76,9 +76,15 @@ class PQConfig:
     # matrix would cost too much to collect: balle2017's last 9x9 deconvolution, 10,368 values)
     refine_passes: int = 4
     span_limit: int = 5000
+    # (substring of module names, k) pairs: layers with a codebook of their own size (log2 k bits per index;
+    # more codewords where a layer's error costs most), the first match; the others have `codewords`
+    codebook_sizes: tuple[tuple[str, int], ...] = ()
 
     def size_of(self, name: str) -> int | None:
         return next((d for pattern, d in self.sizes if pattern in name), None)
+
+    def codewords_of(self, name: str) -> int:
+        return next((k for pattern, k in self.codebook_sizes if pattern in name), self.codewords)
 
 
 def block_size(module: nn.Module, large: bool, size: int | None = None) -> int:
@@ -290,7 +296,7 @@ def quantizable(model: nn.Module, cfg: PQConfig) -> list[tuple[str, nn.Module]]:
     for i, (name, m) in enumerate(layers):
         d = block_size(m, cfg.large, cfg.size_of(name))
         n_blocks = m.weight.numel() // d
-        if (i == 0 and cfg.size_of(name) is None) or name in cfg.skip or n_blocks < MIN_BLOCKS_PER_CODEWORD * cfg.codewords:
+        if (i == 0 and cfg.size_of(name) is None) or name in cfg.skip or n_blocks < MIN_BLOCKS_PER_CODEWORD * cfg.codewords_of(name):
             continue
         if isinstance(m, nn.ConvTranspose2d) and m.groups != 1:
             continue
@@ -327,7 +333,7 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
         gram = collect.h
         if full:  # the per-block Gram matrices are the full one's diagonal blocks
             gram = diagonal_blocks(collect.h[0], d)
-        codebook, assign = em(blocks, groups, gram, cfg.codewords, cfg.em_iterations, cfg.seed)
+        codebook, assign = em(blocks, groups, gram, cfg.codewords_of(name), cfg.em_iterations, cfg.seed)
         if full and collect.count >= span:
             assign = refine(codebook, assign, w.reshape(w.shape[0], span), collect.h[0], cfg.refine_passes)
         parametrize.register_parametrization(m, "weight", _weight(m, codebook, assign), unsafe=True)
@@ -457,8 +463,8 @@ def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
 
     state, meta = {}, {"model": model_name, "config": dataclasses.asdict(cfg), "layers": {}}
     pq = {n.split(".parametrizations.")[0]: m for n, m in model.named_modules() if isinstance(m, PQWeight)}
-    bits = index_bits(cfg.codewords)
     for name, w in pq.items():
+        bits = index_bits(len(w.codebook))
         state[f"{name}.codebook"] = w.codebook.detach().half()
         state[f"{name}.indices"] = packed_indices(w, bits)
         meta["layers"][name] = {"shape": list(w.shape), "blocks": len(w.assign), "bits": bits}
@@ -476,7 +482,8 @@ def _metadata(data: bytes) -> dict:
 
 def config_of(data: bytes) -> PQConfig:
     cfg = _metadata(data)["config"]
-    return PQConfig(**{**cfg, "skip": tuple(cfg["skip"]), "sizes": tuple(tuple(s) for s in cfg["sizes"])})
+    return PQConfig(**{**cfg, "skip": tuple(cfg["skip"]),
+                       **{k: tuple(tuple(s) for s in cfg.get(k, ())) for k in ("sizes", "codebook_sizes")}})
 
 
 def load(data: bytes, build: Callable[[str], nn.Module], trainable: bool = False) -> nn.Module:
