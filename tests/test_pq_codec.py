@@ -132,7 +132,8 @@ def test_quantize_codec_moves_assignments_with_reassignment_and_goes_on_from_a_p
     for m in weights:
         assert torch.equal(m(None).detach(), pq.PQWeight(m.codebook.detach(), m.assign, m.shape, m.transposed)(None))
     state = pack(codec)
-    teacher = _small().state_dict()
+    # densities that would not tabulate to the file's tables (as a half-precision file's need not)
+    teacher = {k: v + 0.5 if "matrices" in k else v for k, v in _small().state_dict().items()}
     again = parametrize_packed(_small(seed=3), state, teacher)
     before = {n: m.assign.clone() for n, m in again.named_modules() if isinstance(m, pq.PQWeight)}
     gains, counts = again.log_gain.detach().clone(), again.latent_codec.priors[3].table_counts.clone()
