@@ -368,6 +368,15 @@ def _pq_codec(args) -> None:
     write_measured(args.name, pack(codec), entry, args.kodak, out / "kodak", args.workers, xz=True)
 
 
+def _add_reassign_options(parser: argparse.ArgumentParser) -> None:
+    """The options of PQ fine-tuning that moves the assignments (pq.fine_tune's reassign_every, latent_lr)."""
+    parser.add_argument("--reassign-every", type=int, default=0,
+                        help="fine-tuning moves the assignments too: latent weights trained straight through, each "
+                             "block moved to the codeword nearest its latent every N steps (0: codewords only)")
+    parser.add_argument("--latent-lr", type=float, default=None,
+                        help="the latent weights' learning rate (default: --lr)")
+
+
 def _add_config_options(parser: argparse.ArgumentParser, skip: list[str]) -> None:
     """An option per field of TrainConfig (its type and default), so the CLI never lags behind the config."""
     from .train import TrainConfig
@@ -523,10 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distil on random crops, flips and mixtures of the photos instead of their centre crops")
     q.add_argument("--from", dest="start", default=None, metavar="FILE",
                    help="fine-tune further a file this command wrote (its codewords; no EM), with its config")
-    q.add_argument("--reassign-every", type=int, default=0,
-                   help="fine-tuning moves the assignments too: latent weights trained straight through, each "
-                        "block moved to the codeword nearest its latent every N steps (0: codewords only)")
-    q.add_argument("--latent-lr", type=float, default=None, help="the latent weights' learning rate (default: --lr)")
+    _add_reassign_options(q)
     q.add_argument("--seed", type=int, default=0, help="seed")
     q.add_argument("--force", action="store_true", help="overwrite --out")
     c = pq_sub.add_parser("codec", help="product-quantize a learned codec's transforms into NAME's weights",
@@ -537,10 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=int, default=2000, help="fine-tuning steps (all codewords, GDNs, biases)")
     c.add_argument("--layer-steps", type=int, default=0,
                    help="steps of fine-tuning each layer's codewords alone right after its EM (0: none)")
-    c.add_argument("--reassign-every", type=int, default=0,
-                   help="fine-tuning moves the assignments too: latent weights trained straight through, each "
-                        "block moved to the codeword nearest its latent every N steps (0: codewords only)")
-    c.add_argument("--latent-lr", type=float, default=None, help="the latent weights' learning rate (default: --lr)")
+    _add_reassign_options(c)
     c.add_argument("--from", dest="start", default=None, metavar="FILE",
                    help="fine-tune further a weights file this command wrote (such as the shipped one; no EM)")
     c.add_argument("--tune-gains", action="store_true",
