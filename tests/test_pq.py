@@ -285,3 +285,24 @@ def test_fine_tuning_with_reassignment_fixes_what_fixed_assignments_cannot():
         blocks = student.weight.detach().reshape(-1, 4)
         assert len(torch.unique(blocks, dim=0)) <= 8
     assert losses[10] < 0.7 * losses[0], losses
+
+
+def test_pq_quantize_options_give_per_layer_block_and_codebook_sizes():
+    """--sizes / --codebook-sizes PATTERN=N (repeatable, in order: the first match wins) reach PQConfig as
+    its (pattern, value) pairs; a malformed pair is refused before anything runs."""
+    import pytest
+
+    from neuralcodecs.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["pq", "quantize", "--calibration", "x", "--out", "y", "--sizes", "_fc=16",
+                              "--sizes", "_project_conv=2", "--codebook-sizes", "blocks.1._project=1024"])
+    assert args.sizes == [("_fc", 16), ("_project_conv", 2)]
+    assert args.codebook_sizes == [("blocks.1._project", 1024)]
+    cfg = PQConfig(sizes=tuple(args.sizes), codebook_sizes=tuple(args.codebook_sizes))
+    assert cfg.size_of("_blocks.3._fc") == 16 and cfg.size_of("_blocks.1._project_conv") == 2
+    assert cfg.codewords_of("_blocks.1._project_conv") == 1024 and cfg.codewords_of("_fc") == 256
+    assert parser.parse_args(["pq", "quantize", "--calibration", "x", "--out", "y"]).sizes is None
+    for bad in ("_fc", "_fc=", "=4", "_fc=0", "_fc=two"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["pq", "quantize", "--calibration", "x", "--out", "y", "--sizes", bad])

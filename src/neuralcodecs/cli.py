@@ -296,7 +296,8 @@ def cmd_pq(args) -> None:
             raise FileExistsError(f"{args.out} exists (use --force to overwrite)")
         t = time.time()
         cfg = PQConfig(codewords=args.codewords, large=args.large, em_iterations=args.em_iterations, seed=args.seed,
-                       refine_passes=args.refine_passes)
+                       refine_passes=args.refine_passes, sizes=tuple(args.sizes or ()),
+                       codebook_sizes=tuple(args.codebook_sizes or ()))
         data = classifier.quantize_classifier(args.model, args.calibration, cfg, images=args.images,
                                               finetune_images=args.finetune_images, finetune_steps=args.finetune_steps,
                                               batch=args.batch, lr=args.lr, feature_weight=args.feature_weight,
@@ -366,6 +367,14 @@ def _pq_codec(args) -> None:
                     "seconds": round(time.time() - t)}}
     # xz: the coding tables, integers kept exactly, are a quarter of the packed state and compress ~4x
     write_measured(args.name, pack(codec), entry, args.kodak, out / "kodak", args.workers, xz=True)
+
+
+def _pattern_value(text: str) -> tuple[str, int]:
+    """PATTERN=N, as PQConfig's per-layer (substring of module names, value) pairs."""
+    pattern, sep, value = text.rpartition("=")
+    if not sep or not pattern or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected PATTERN=N with N a positive integer, not {text!r}")
+    return pattern, int(value)
 
 
 def _add_reassign_options(parser: argparse.ArgumentParser) -> None:
@@ -511,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--codewords", type=int, default=256, help="k, codewords per layer")
     q.add_argument("--large", action="store_true", help="the paper's large-block setting")
     q.add_argument("--em-iterations", type=int, default=20, help="EM iterations per layer")
+    q.add_argument("--sizes", type=_pattern_value, action="append", metavar="PATTERN=D",
+                   help="block size d of the layers whose names contain PATTERN, the first match (repeatable; "
+                        "default: the model's own, classifier.SIZES)")
+    q.add_argument("--codebook-sizes", type=_pattern_value, action="append", metavar="PATTERN=K",
+                   help="codewords of the layers whose names contain PATTERN, the first match (repeatable; "
+                        "the others have --codewords)")
     q.add_argument("--images", type=int, default=256, help="calibration images for the EM's activations")
     # off for the classifier: after the EM and the batch-norm re-estimation, top-1 on the 1000-image sample
     # was 54.3 % without it and 51.4 % with it (it lowers the error on the calibration images only)

@@ -192,7 +192,7 @@ def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 
     if not tune_gains:
         frozen |= {id(codec.log_gain), id(codec.log_inv_gain)}
     pq.fine_tune(codec, [p for p in codec.parameters() if id(p) not in frozen], batches, steps, lr, clip=1.0,
-                 log=log, label=f"fine-tune ({time.time() - t:.0f} s in)", reassign_every=reassign_every,
+                 log=log, label="fine-tune", reassign_every=reassign_every,
                  latent_lr=latent_lr)
     if tune_gains:
         # what coding derives from the gains (a hyperprior's gain grids) is rebuilt; the densities' tables are

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -369,7 +370,7 @@ def fine_tune(objective: nn.Module, params: list[nn.Parameter], batches: Callabl
     opt = torch.optim.Adam(groups)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / max(steps, 1))))
     recent: list[dict[str, float]] = []
-    moved = 0
+    moved, start = 0, time.time()
     for step in range(steps):
         metrics = train_step(objective, batches(), opt, clip=clip)
         schedule.step()
@@ -379,7 +380,7 @@ def fine_tune(objective: nn.Module, params: list[nn.Parameter], batches: Callabl
             recent = (recent + [metrics])[-50:]
         if log and recent and (step % 100 == 0 or step == steps - 1):
             mean = {k: sum(m[k] for m in recent) / len(recent) for k in recent[-1]}
-            log(f"{label} step {step + 1}/{steps}: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
+            log(f"{label} step {step + 1}/{steps} ({time.time() - start:.0f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
                 + (f", reassigned {moved}" if reassign_every else ""))
             moved = 0
 
