@@ -380,7 +380,8 @@ def fine_tune(objective: nn.Module, params: list[nn.Parameter], batches: Callabl
             recent = (recent + [metrics])[-50:]
         if log and recent and (step % 100 == 0 or step == steps - 1):
             mean = {k: sum(m[k] for m in recent) / len(recent) for k in recent[-1]}
-            log(f"{label} step {step + 1}/{steps} ({time.time() - start:.0f} s): " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
+            log(f"{label} step {step + 1}/{steps} ({time.time() - start:.0f} s): "
+                + ", ".join(f"{k} {v:.4f}" for k, v in mean.items())
                 + (f", reassigned {moved}" if reassign_every else ""))
             moved = 0
 
