@@ -31,6 +31,12 @@ class Command:
     run: Callable[[Any], None]
 
 
+# Field metadata of a Config setting that only the encoder reads (how hard it works, not what the file
+# means): files leave it out, so the bytes of a file depend on what it codes, not on the effort spent, and
+# a decoder builds the codec with the setting's default.
+ENCODER_ONLY = {"encoder_only": True}
+
+
 @dataclasses.dataclass(frozen=True)
 class CodecConfig:
     quality: Any = None
@@ -116,7 +122,9 @@ class Codec:
     # -- shared ----------------------------------------------------------------------------------
     @property
     def settings(self) -> dict:
-        return dataclasses.asdict(self.config)
+        """The settings a file stores: the Config's, but for those only the encoder reads (ENCODER_ONLY)."""
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                if not f.metadata.get("encoder_only")}
 
     def _coded_channels(self, c: int) -> int:
         if c in self.channels:

@@ -26,7 +26,7 @@ from torch import nn
 from ..codec import check_index_quality
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import HyperpriorLatentCodec
-from ..learned import VariableRateCodec
+from ..learned import VariableRateCodec, refine_setting
 from ..nn import conv
 from ..nn.integer import IntegerConv, IntegerNetwork
 from ..registry import register
@@ -53,6 +53,7 @@ class Balle2018(VariableRateCodec):
         quality: int = 7  # rate point 1..10 (lambda = LMBDAS[quality - 1])
         N: int = 128  # channels of the hidden stages (balle2017's)
         M: int = 192  # channels of the latent y (balle2017's)
+        refine: int = refine_setting()  # encoder-side steps on the latents (learned.LatentRefinement)
 
         def __post_init__(self):
             check_index_quality("balle2018", self.quality, len(LMBDAS))

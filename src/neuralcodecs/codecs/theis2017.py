@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ..entropy.gsm import GaussianScaleMixture
 from ..entropy.latent import FactorizedLatentCodec
-from ..learned import VariableRateCodec
+from ..learned import VariableRateCodec, refine_setting
 from ..nn import conv
 from ..codec import check_index_quality
 from ..registry import register
@@ -78,6 +78,7 @@ class Theis2017(VariableRateCodec):
         quality: int = 4  # rate point 1..6 (lambda = LMBDAS[quality - 1])
         N: int = 128
         M: int = 96
+        refine: int = refine_setting()  # encoder-side steps on the latents (learned.LatentRefinement)
 
         def __post_init__(self):
             check_index_quality("theis2017", self.quality, len(LMBDAS))

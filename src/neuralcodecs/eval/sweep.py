@@ -13,6 +13,7 @@ the same (codec, quality, image, settings) and runs only the missing jobs.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -214,7 +215,8 @@ def write_codec_json(path: Path, codec: str, results: dict[str, list], data: Pat
         "description": f"neuralcodecs {__version__} {codec}: mean over {n_images} images of {data.name}; "
                        "bpp from the file size; metrics on the decoded 8-bit RGB image; times in s/image.",
         "meta": {"source": "neuralcodecs", "dataset": data.name, "images": n_images,
-                 "settings": {k: v for k, v in create_codec(codec, **(settings or {})).settings.items()
+                 # every setting, those only the encoder reads (which files leave out) included
+                 "settings": {k: v for k, v in dataclasses.asdict(create_codec(codec, **(settings or {})).config).items()
                               if k != "quality"}},
         "results": results,
     }
