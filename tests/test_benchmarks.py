@@ -80,3 +80,23 @@ def test_toderici_cpu_scores_every_iteration_on_seeded_crops():
     model.set_unroll(2)  # measured with every iteration whatever the training unrolled
     psnr = bench.psnr_per_iteration(model, x)
     assert len(psnr) == 16 and all(5 < p < 60 for p in psnr)
+
+
+def test_latent_refinement_reads_savings_off_the_codecs_own_curve(tmp_path):
+    bench = _script("latent_refinement")
+    curve = [(1000, 30.0), (2000, 32.0), (4000, 34.0)]
+    assert bench.bytes_at(curve, 32.0) == 2000 and abs(bench.bytes_at(curve, 33.0) - 2000 * 2 ** 0.5) < 1e-9
+    assert abs(bench.bytes_at(curve, 29.0) - 500 * 2 ** 0.5) < 1e-9  # below the curve: its lowest two points
+    bench.main(["--data", str(ROOT / "samples"), "--out", str(tmp_path), "--codec", "balle2018", "--steps", "3",
+                "--quality", "5", "--crop", "64", "64"])
+    doc = json.loads((tmp_path / "latent_refinement.json").read_text())
+    (row,) = doc["results"]
+    assert doc["steps"] == 3 and row["image"] == "kodim23.png"
+    import numpy as np
+
+    import neuralcodecs as nc
+
+    crop = np.ascontiguousarray(nc.load_image(ROOT / "samples" / "kodim23.png")[:64, :64])
+    assert row["plain_bytes"] == len(nc.create_codec("balle2018", quality=5).encode(crop))
+    assert row["bytes"] == len(nc.create_codec("balle2018", quality=5, refine=3).encode(crop))
+    assert -1 < row["saving"] < 1
