@@ -123,7 +123,11 @@ class LearnedCodec(Codec, nn.Module):
     # -- training ---------------------------------------------------------------------------------
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """forward(x) and the rate-distortion loss, mean over the batch of lmbda * 255^2 * MSE + bpp."""
-        res = self(x)
+        return self.rd_loss(self(x), x)
+
+    @staticmethod
+    def rd_loss(res: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
+        """The rate-distortion loss of a forward() result for the images x."""
         mse = (res["x_hat"].float() - res.get("target", x)).pow(2).mean(dim=(1, 2, 3))
         bpp = res["bits"] / (x.shape[2] * x.shape[3])
         return {"loss": (res["lmbda"] * 255 ** 2 * mse + bpp).mean(), "bpp": bpp.mean().detach(),
@@ -223,15 +227,19 @@ class VariableRateCodec(LearnedCodec):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         b, points = x.shape[0], torch.tensor(self.train_points)
         q = points[(torch.randint(len(points), (1,)) + torch.arange(b)) % len(points)]
-        gain, inv_gain = self._gains(q)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            y = self.analysis(x).float() * gain
-            y_hat, bits = self.latent_codec(y, q.to(x.device), self.log_gain[q])
+            y = self.analysis(x).float() * self._gains(q)[0]
+        return self.from_latents(y, q)
+
+    def from_latents(self, y: Tensor, q: Tensor) -> dict[str, Tensor]:
+        """forward() from the scaled latents y of rate points q on (what LatentRefinement optimizes)."""
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y_hat, bits = self.latent_codec(y, q.to(y.device), self.log_gain[q])
             if self.rate_mask is not None:  # coefficients held at zero in training cost nothing
                 bits["y"] = bits["y"] * self.rate_mask.view(1, -1, 1, 1)
             total = sum(v.sum(dim=tuple(range(1, v.dim()))) for v in bits.values())
-        x_hat = self.synthesis(y_hat * inv_gain)
-        lmbda = torch.tensor(self.lmbdas, device=x.device)[q]
+        x_hat = self.synthesis(y_hat * self._gains(q)[1])
+        lmbda = torch.tensor(self.lmbdas, device=y.device)[q]
         return {"x_hat": x_hat, "bits": total, "lmbda": lmbda}
 
     # -- real coding --------------------------------------------------------------------------------
@@ -327,12 +335,7 @@ class LatentRefinement:
         self.q = torch.tensor([codec.config.quality - 1], device=y.device)
 
     def loss(self, _batch: Any = None) -> dict[str, Tensor]:
-        c, q = self.codec, self.q
-        y_hat, bits = c.latent_codec(self.y, q, c.log_gain[q])
-        x_hat = c.synthesis(y_hat * c._gains(q)[1])
-        mse = (x_hat - self.x).pow(2).mean()
-        bpp = sum(b.sum() for b in bits.values()) / (self.x.shape[2] * self.x.shape[3])
-        return {"loss": c.lmbdas[q] * 255 ** 2 * mse + bpp, "bpp": bpp.detach(), "mse": mse.detach()}
+        return self.codec.rd_loss(self.codec.from_latents(self.y, self.q), self.x)
 
     def run(self, steps: int) -> Tensor:
         """The refined y after `steps` steps."""
