@@ -23,6 +23,8 @@ def coded(image):
 
 
 def test_the_file_is_the_weights_entropy_coded(coded, image):
+    # how the network was fitted (iterations, budget, lr, batch, compile, seed) is not needed to read it
+    assert nc.info(coded)["settings"] == {"quality": FAST["quality"], "activation": "sine", "bits": 10}
     width, depth, _ = PRESETS[FAST["quality"] - 1]
     weights = 2 * width + width + (depth - 1) * (width * width + width) + 3 * width + 3
     # 10-bit integers, range coded: well under 10 bits a weight, plus a step and histogram per tensor
@@ -68,6 +70,26 @@ def test_upsampling_queries_a_finer_grid(coded, image):
     assert abs(int(big[::2, ::2].astype(int).mean()) - int(nc.decode(coded).astype(int).mean())) < 3
 
 
+def test_upsampling_checks_the_file_as_decoding_does(coded):
+    from neuralcodecs import container
+    from neuralcodecs.codec import open_file
+    from neuralcodecs.image import set_max_decode_pixels
+
+    header, _, chunks = open_file(coded)
+    set_max_decode_pixels(24 * 40 * 4)
+    try:
+        assert upsample(coded, 2).shape == (48, 80, 3)
+        with pytest.raises(nc.BitstreamError, match="over the decoder limit"):  # refused before rendering
+            upsample(coded, 2.1)
+    finally:
+        set_max_decode_pixels(None)
+    # a well-formed file with no chunk, or with a damaged network, is a bad file, not a crash
+    for bad in ([], [chunks[0][:3]]):
+        data = container.pack(header.name, header.settings, header.fingerprint, (24, 40, 3), bad)
+        with pytest.raises(nc.BitstreamError):
+            upsample(data, 2)
+
+
 def test_files_of_another_network_table_are_refused(coded, monkeypatch):
     import neuralcodecs.codecs.coconet as coconet
 
@@ -97,8 +119,9 @@ def test_cli_budget_and_upsample(image, tmp_path):
     nc.save_image(tmp_path / "in.png", image)
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.ncdc"), "--codec", "coconet", "--quality", "1",
                  "--set", "iterations=30", "--set", "compile=false", "--set", "budget=60"]) == 0
-    settings = nc.info((tmp_path / "x.ncdc").read_bytes())["settings"]
-    assert settings["budget"] == 60 and settings["compile"] is False
+    # the settings reached the encoder (files leave them out; fitting is deterministic)
+    same = nc.create_codec("coconet", quality=1, iterations=30, compile=False, budget=60).encode(image)
+    assert (tmp_path / "x.ncdc").read_bytes() == same
     assert main(["upsample", str(tmp_path / "x.ncdc"), str(tmp_path / "big.png"), "--scale", "3"]) == 0
     assert nc.load_image(tmp_path / "big.png").shape == (72, 120, 3)
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "y.ncdc"), "--codec", "coconet",

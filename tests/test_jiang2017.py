@@ -92,6 +92,18 @@ def test_enhance_model_trains_on_real_jpegs_and_takes_any_jpeg(tmp_path):
     assert m.enhance_jpeg(jpg).shape == x.shape
     gray = nc.create_codec("jpeg", quality=20).encode_native(x[:, :, 0])
     assert m.enhance_jpeg(gray).shape == (24, 40, 1)
+    # a header whose SOF claims 60000x60000 pixels is refused with a message, not a Pillow exception
+    sof = jpg.index(b"\xff\xc0")
+    huge = jpg[:sof + 5] + (60000).to_bytes(2, "big") * 2 + jpg[sof + 9:]
+    with pytest.raises(ValueError, match="readable JPEG|over the decoder limit"):
+        m.enhance_jpeg(huge)
+    claim = jpg[:sof + 5] + (2000).to_bytes(2, "big") * 2 + jpg[sof + 9:]  # under Pillow's limit, over ours
+    nc.set_max_decode_pixels(1000 * 1000)
+    try:
+        with pytest.raises(ValueError, match="over the decoder limit"):
+            m.enhance_jpeg(claim)
+    finally:
+        nc.set_max_decode_pixels(None)
 
 
 def test_tiny_images_respect_the_host_codecs_size_rules():

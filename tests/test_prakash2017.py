@@ -40,7 +40,10 @@ def test_a_users_roi_spends_quality_there(image, tmp_path):
     mask = np.zeros(image.shape[:2], np.uint8)
     mask[:, :128] = 255  # the left half matters
     nc.save_image(tmp_path / "roi.png", mask)
-    out = nc.decode(nc.create_codec("prakash2017", roi=str(tmp_path / "roi.png")).encode(image))
+    data = nc.create_codec("prakash2017", roi=str(tmp_path / "roi.png")).encode(image)
+    # the decoder reads the JPEG alone: the encoder's steering (the ROI's path included) stays out of the file
+    assert nc.info(data)["settings"] == {"quality": 50} and str(tmp_path).encode() not in data
+    out = nc.decode(data)
     plain = nc.decode(nc.create_codec("jpeg", quality=50).encode(image))
     err = lambda a, b: float(((a.astype(float) - b) ** 2).mean())  # noqa: E731
     assert err(out[:, :128], image[:, :128]) < err(plain[:, :128], image[:, :128])

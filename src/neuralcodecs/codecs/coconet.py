@@ -31,14 +31,14 @@ import math
 import struct
 import time
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..codec import Codec, Command, check_index_quality, decode, open_file
+from ..codec import ENCODER_ONLY, Codec, Command, check_index_quality, decode, open_file
 from ..codec import progress as progress_bar
 from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
@@ -122,12 +122,15 @@ class CocoNet(Codec):
         quality: int = 4
         activation: str = "sine"
         bits: int = 10  # levels of each tensor's quantizer: 2^bits (measured best of 8-12 on kodim15)
-        iterations: int = 100_000  # cap; the budget usually decides
-        budget: float = 300.0  # seconds of fitting at most
-        lr: float | None = None  # Adam's learning rate; None: the size's (PRESETS)
-        batch: int = 1 << 12  # pixels per step, drawn at random; kodim15 120 s: 4096 > 1024, 16384, 65536
-        compile: bool = True  # torch.compile fuses the sines: 1.5x faster steps for ~10 s of compiling
-        seed: int = 0
+        # how the network is fitted, which only the encoder reads (files leave them out: codec.ENCODER_ONLY)
+        iterations: int = field(default=100_000, metadata=ENCODER_ONLY)  # cap; the budget usually decides
+        budget: float = field(default=300.0, metadata=ENCODER_ONLY)  # seconds of fitting at most
+        lr: float | None = field(default=None, metadata=ENCODER_ONLY)  # Adam's; None: the size's (PRESETS)
+        # pixels per step, drawn at random; kodim15 120 s: 4096 > 1024, 16384, 65536
+        batch: int = field(default=1 << 12, metadata=ENCODER_ONLY)
+        # torch.compile fuses the sines: 1.5x faster steps for ~10 s of compiling
+        compile: bool = field(default=True, metadata=ENCODER_ONLY)
+        seed: int = field(default=0, metadata=ENCODER_ONLY)
 
         def __post_init__(self):
             check_index_quality("coconet", self.quality, len(PRESETS), "network size")
@@ -295,13 +298,16 @@ class CocoNet(Codec):
 
 def upsample(data: bytes, scale: float) -> np.ndarray:
     """A coconet file's image rendered `scale` times larger (or smaller): the network queried on a finer grid."""
+    if not 0 < scale <= 16:
+        raise ValueError(f"scale must be in (0, 16], got {scale}")
     header, codec, chunks = open_file(data, allow_partial=False)
     if not isinstance(codec, CocoNet):
         raise BitstreamError(f"only coconet files can be upsampled (this one is {header.name})")
-    if not 0 < scale <= 16:
-        raise ValueError(f"scale must be in (0, 16], got {scale}")
-    out = codec.render(chunks[0], max(1, round(header.height * scale)), max(1, round(header.width * scale)))
-    return np.round(out.mean(axis=2, keepdims=True)).astype(np.uint8) if header.channels == 1 else out
+    # decoded as a file of the larger size, so that every check of decoding applies to it too (chunk count,
+    # the decoder's pixel limit before anything is allocated, a damaged network raising BitstreamError)
+    larger = dataclasses.replace(header, height=max(1, round(header.height * scale)),
+                                 width=max(1, round(header.width * scale)))
+    return codec.decode_file(larger, chunks)
 
 
 def _cmd_upsample(args) -> None:

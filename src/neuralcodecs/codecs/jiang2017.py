@@ -249,7 +249,8 @@ def _read_jpeg(data: bytes) -> np.ndarray:
             if im.width * im.height > max_decode_pixels():
                 raise ValueError(f"a JPEG of {im.width}x{im.height} pixels is over the decoder limit")
             return np.asarray(im.convert("L" if im.mode == "L" else "RGB")).copy()
-    except (Image.UnidentifiedImageError, OSError) as e:
+    # Pillow refuses a header that claims far more pixels than its own limit before our check can run
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError) as e:
         raise ValueError(f"not a readable JPEG file ({e})") from None
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec import Codec, Command, HostedCodec
+from ..codec import ENCODER_ONLY, Codec, Command, HostedCodec
 from ..image import load_image, save_image
 from ..nn.classifier import efficientnet_lite0, normalize
 from ..registry import register
@@ -207,12 +207,18 @@ class Prakash2017(HostedCodec, Codec):
     @dataclass(frozen=True)
     class Config:
         quality: int = 50       # the file is as large as a plain `jpeg` file at this quality
-        mode: str = "dct"       # "dct": per-block quantizer steps in one JPEG; "blend": the paper's pixel blend
-        floor: float = 0.4      # weight of a block the map gives 0 (1 where it gives 1); its step is T / weight
-        target_bytes: int = 0   # a size in bytes to hit instead (0: quality decides)
-        roi: str = ""           # a grayscale image (white = important) to use instead of the classifier's map
-        top_k: int = TOP_K
-        centre: float = 0.5     # weight of a centre prior mixed into the map (0: the classifier's map alone)
+        # The rest steer the encoder only: the decoder reads the JPEG, so files leave them out (ENCODER_ONLY;
+        # an ROI's path stays on the machine that encoded).
+        # "dct": per-block quantizer steps in one JPEG; "blend": the paper's pixel blend
+        mode: str = field(default="dct", metadata=ENCODER_ONLY)
+        # weight of a block the map gives 0 (1 where it gives 1); its step is T / weight
+        floor: float = field(default=0.4, metadata=ENCODER_ONLY)
+        target_bytes: int = field(default=0, metadata=ENCODER_ONLY)  # a size in bytes to hit (0: quality decides)
+        # a grayscale image (white = important) to use instead of the classifier's map
+        roi: str = field(default="", metadata=ENCODER_ONLY)
+        top_k: int = field(default=TOP_K, metadata=ENCODER_ONLY)
+        # weight of a centre prior mixed into the map (0: the classifier's map alone)
+        centre: float = field(default=0.5, metadata=ENCODER_ONLY)
 
         def __post_init__(self):
             if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
