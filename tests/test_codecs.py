@@ -116,6 +116,14 @@ def test_settings_travel_in_the_file(name, photo):
     assert info["codec"] == name and info["settings"] == codec.settings
 
 
+@pytest.mark.parametrize("name", CODECS)
+def test_a_numpy_quality_is_the_number_it_holds(name, photo):
+    # qualities from np.arange or an array of rate points: the same file as the Python number
+    q = _cls(name).qualities[0]
+    as_numpy = np.int64(q) if isinstance(q, int) else np.float64(q)
+    assert nc.create_codec(name, quality=as_numpy).encode(photo) == nc.create_codec(name, quality=q).encode(photo)
+
+
 @pytest.mark.parametrize("name", [n for n in READY if getattr(_cls(n), "progressive", False)])
 def test_every_prefix_of_a_progressive_file_decodes_better_than_the_last(name, photo):
     """Toderici et al.'s promise: each step's chunk refines the image, so k steps beat k - 1."""

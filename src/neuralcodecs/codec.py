@@ -197,10 +197,17 @@ def progress(iterable: Any = None, total: int | None = None, desc: str | None = 
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None if _progress else True)
 
 
+def check_quality(name: str, quality: Any, lo: float, hi: float, integer: bool = True, meaning: str = "") -> None:
+    """Every codec's check of its quality: a number (an integer if `integer`; never a bool) in [lo, hi]."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(quality, bool) or not isinstance(quality, kind) or not lo <= quality <= hi:
+        what = meaning or ("an integer" if integer else "a number")
+        raise ValueError(f"{name} quality must be {what} in [{lo}, {hi}], got {quality!r}")
+
+
 def check_index_quality(name: str, quality: Any, n: int, meaning: str = "rate point") -> None:
     """For codecs whose qualities are 1..n (rate points, presets, iterations): refuse anything else."""
-    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 1 <= quality <= n:
-        raise ValueError(f"{name} quality is the {meaning} 1..{n}, got {quality!r}")
+    check_quality(name, quality, 1, n, meaning=f"the {meaning}")
 
 
 @functools.lru_cache(maxsize=16)

@@ -23,6 +23,9 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from .errors import BitstreamError
 from .image import MAX_SIDE, max_decode_pixels
@@ -47,10 +50,17 @@ def _crc(data: bytes, seed: int = 0) -> int:
     return zlib.crc32(data, seed) & 0xFFFFFFFF
 
 
+def _plain(value: Any) -> Any:
+    """A setting given as a NumPy scalar (quality=np.int64(5) from np.arange, say) as the Python number it is."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"a setting of type {type(value).__name__} cannot be stored in a file")
+
+
 def pack(name: str, settings: dict, fingerprint: bytes, shape: tuple[int, int, int], chunks: list[bytes]) -> bytes:
     """Assemble a file from the codec's name, settings, weights fingerprint, image shape and chunks."""
     name_b = name.encode("ascii")
-    settings_b = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    settings_b = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=_plain).encode("utf-8")
     h, w, c = shape
     if len(name_b) > 255 or len(settings_b) > 65535 or len(fingerprint) > 255 or len(chunks) > 65535:
         raise ValueError("codec name, settings, fingerprint or chunk count too long for the file format")

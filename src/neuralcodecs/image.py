@@ -8,9 +8,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:  # for annotations only: this module itself works on arrays, and imports torch where it makes tensors
+    import torch
 
 MAX_SIDE = 65535
 MAX_PIXELS = 1 << 27  # ~134 Mpixel: the largest image this library handles at all
@@ -180,7 +184,7 @@ def padded_shape(h: int, w: int, multiple: int, min_side: int = 1) -> tuple[int,
     return max(-(-h // multiple) * multiple, m), max(-(-w // multiple) * multiple, m)
 
 
-def to_tensor(image: np.ndarray):
+def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 HxWxC (or HxW) -> float32 tensor 1xCxHxW in [0, 1]."""
     import torch
 
@@ -188,7 +192,7 @@ def to_tensor(image: np.ndarray):
     return torch.tensor(image).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)  # a copy: inputs may be read-only
 
 
-def from_tensor(x) -> np.ndarray:
+def from_tensor(x: torch.Tensor) -> np.ndarray:
     """float tensor 1xCxHxW in [0, 1] -> uint8 HxWxC, rounded and clipped like any 8-bit decoder."""
     x = x.detach().float().clamp(0, 1).mul(255.0).round().to("cpu")
     return np.ascontiguousarray(x[0].permute(1, 2, 0).numpy(), dtype=np.uint8)  # C libraries need contiguous

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import weights
+from . import container, weights
 from .codec import ENCODER_ONLY, Codec
 from .entropy.latent import LatentCodec
 from .entropy.model import EntropyModel
@@ -112,11 +112,11 @@ class LearnedCodec(Codec, nn.Module):
     # A convolution's float result depends on how the work is split across threads, and a change in the
     # last bit can move a pixel across a rounding boundary: decoding must not depend on the caller's
     # thread count, so coding runs on one thread (on 2 cores it is no slower: benchmarks/codec_speed.py).
-    def encode(self, image):
+    def encode(self, image: np.ndarray) -> bytes:
         with one_thread():
             return super().encode(image)
 
-    def decode_file(self, header, chunks):
+    def decode_file(self, header: container.Header, chunks: list[bytes]) -> np.ndarray:
         with one_thread():
             return super().decode_file(header, chunks)
 
@@ -376,7 +376,8 @@ def entropy_coded_codecs() -> list[str]:
 
 
 @contextlib.contextmanager
-def one_thread():
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside the block (coding must not depend on the thread count), as before after."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -20,7 +20,7 @@ class Entry:
     cls: type
     defaults: dict[str, Any] = field(default_factory=dict)  # settings this name implies
 
-    def config(self, settings: dict[str, Any]):
+    def config(self, settings: dict[str, Any]) -> Any:
         """The codec's Config from `settings` over the name's defaults; ValueError if the Config refuses them
         or they contradict a setting the name fixes (a user's arguments and a file's settings alike)."""
         try:
@@ -61,7 +61,7 @@ def get_entry(name: str) -> Entry:
         raise KeyError(f"unknown codec {name!r}; known: {', '.join(_REGISTRY)}") from None
 
 
-def create_codec(name: str, quality: Any = None, **settings: Any):
+def create_codec(name: str, quality: Any = None, **settings: Any) -> Any:  # a Codec (registry imports nothing above it)
     """Make a codec by name. `quality` picks a rate point (None: the codec's default); other keyword
     arguments are settings of the codec's Config. Invalid settings raise ValueError."""
     entry = get_entry(name)

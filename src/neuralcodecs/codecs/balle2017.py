@@ -61,6 +61,7 @@ def synthesis_transform(n: int, m: int) -> nn.Sequential:
 
 @register("balle2017")
 class Balle2017(VariableRateCodec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     quality_meaning = "rate point 1-10 of one model (higher: more bits)"
     @dataclass(frozen=True)
     class Config:

@@ -28,20 +28,10 @@ from ..quant.codec import unpack
 from ..registry import register
 from .balle2017 import LMBDAS, Balle2017
 
-# Block sizes from each layer's cost alone, EM only, as PSNR of the decoded crops against balle2017's at
-# rate point 8 (12 crops): the 9x9 layers in blocks of 9 taps 29.1 (g_a.0) and 29.2 dB (g_s.5), of 3 taps
-# 33.1 / 33.1 dB, single taps (g_s.5) 46.9 dB; 5x5 kernels whole: g_a.2 30.3, g_a.4 27.2, g_s.1 26.4,
-# g_s.3 30.1 dB. The shipped file (xz-compressed since the tables went into it exactly) may hold 1/8 of
-# balle2017's shipped file's bytes (621 KB), the coding tables (143 KB unpacked) included:
-# with every 5x5 layer whole and the GDNs at 8 bits (140 KB) the fine-tuning stalled 1.5 dB under balle2017
-# on training crops, so the GDNs went to blocks of 4 and the bytes to rows of 5 taps in three of the four 5x5
-# layers (616 KB; Kodak BD-rate -25.2 % against jpeg). xz shrinks the tables ~4x (to 494 KB), and the bytes
-# freed went to the fourth 5x5 layer (g_a.2) in rows of 5 taps and the GDNs in blocks of 2: 700 KB, 577 KB
-# compressed, -25.9 %. Then fine-tuned further with the assignments moving (pq codec --from FILE
-# --reassign-every 20, 9000 steps, then 5000 and 5000 at lower rates, then 8000 on 256x256 crops): the same
-# layout, 566 KB compressed, -32.0 %.
-# (512 codewords for g_a.4 and g_s.1, 9-bit indices, from the EM with the assignments moving: 613 KB,
-# -28.6 %; not kept.)
+# The layout: the bytes go where a layer's error costs most (the 9x9 layers, whose whole kernels cost the
+# most, in rows of 3 taps or single taps; the 5x5 kernels in rows of 5; the GDN gammas in blocks of 2),
+# within 1/8 of balle2017's shipped bytes once xz-compressed. How each choice was measured: README,
+# "Our own codec's weights: balle2017-pq".
 PQ = PQConfig(codewords=256, sizes=(("g_a.0", 3), ("g_a.2", 5), ("g_a.4", 5), ("g_s.1", 5), ("g_s.3", 5), ("g_s.5", 1)))
 GDN_BLOCK = 2
 

@@ -10,7 +10,7 @@ chunk of a neuralcodecs file; `encode_native` gives the same bitstream as a stan
   webp      libwebp, lossy
   avif      libavif/libaom (imagecodecs), fixed speed so a Kodak sweep takes minutes, not hours
   heif      HEVC through x265 in pillow-heif, 4:4:4: our stand-in for BPG (published BPG curves are 4:4:4)
-  jpegxl    libjxl (imagecodecs); quality on libjxl's 0..100 scale
+  jpegxl    libjxl (imagecodecs); quality on libjxl's scale, 0..99
   png       lossless
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..codec import Codec
+from ..codec import Codec, check_quality
 from ..registry import register
 
 
@@ -31,13 +31,6 @@ def _ic():
     import imagecodecs
 
     return imagecodecs
-
-
-def _check_quality(name: str, q, lo, hi, integer: bool = True) -> None:
-    kind = (int,) if integer else (int, float)
-    if isinstance(q, bool) or not isinstance(q, kind) or not lo <= q <= hi:
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"{name} quality must be {what} in [{lo}, {hi}], got {q!r}")
 
 
 def _as_hwc(x: np.ndarray) -> np.ndarray:
@@ -76,6 +69,8 @@ class _SingleChunk(Codec):
 @register("jpeg444", subsampling="444")
 @register("jpeg", subsampling="420")
 class JPEG(_SingleChunk):
+    """JPEG (ITU-T T.81 / ISO 10918-1) through libjpeg-turbo: x -> YCbCr (4:2:0, or 4:4:4 as jpeg444) -> 8x8 DCT
+    -> quantization scaled by quality -> Huffman coding -> the JPEG file as the one chunk."""
     quality_meaning = "libjpeg quality 1-100 (higher: larger, better)"
     @dataclass(frozen=True)
     class Config:
@@ -83,7 +78,7 @@ class JPEG(_SingleChunk):
         subsampling: str = "420"
 
         def __post_init__(self):
-            _check_quality("jpeg", self.quality, 1, 100)
+            check_quality("jpeg", self.quality, 1, 100)
             if self.subsampling not in ("420", "444"):
                 raise ValueError(f"jpeg subsampling must be '420' or '444', got {self.subsampling!r}")
 
@@ -102,13 +97,15 @@ class JPEG(_SingleChunk):
 
 @register("jpeg2000")
 class JPEG2000(_SingleChunk):
+    """JPEG 2000 (ISO 15444-1) through OpenJPEG: x -> colour transform -> 9/7 wavelet -> EBCOT bit-plane coding,
+    layers rate-allocated to the target PSNR -> the codestream as the one chunk."""
     quality_meaning = "target PSNR in dB (OpenJPEG's fixed-quality mode)"
     @dataclass(frozen=True)
     class Config:
         quality: float = 36.0  # target PSNR in dB (OpenJPEG's fixed-quality mode)
 
         def __post_init__(self):
-            _check_quality("jpeg2000", self.quality, 10, 80, integer=False)
+            check_quality("jpeg2000", self.quality, 10, 80, integer=False)
 
     qualities: ClassVar[tuple] = (26, 28, 30, 32, 34, 36, 38, 40, 42, 44)
     channels = (1, 3)
@@ -125,6 +122,8 @@ class JPEG2000(_SingleChunk):
 
 @register("webp")
 class WebP(_SingleChunk):
+    """WebP (lossy: VP8 intra coding) through libwebp: x -> YUV 4:2:0 -> 4x4 predicted transform blocks -> boolean
+    arithmetic coding -> the WebP file as the one chunk."""
     quality_meaning = "libwebp quality 0-100"
     @dataclass(frozen=True)
     class Config:
@@ -132,7 +131,7 @@ class WebP(_SingleChunk):
         method: int = 6  # slowest, best libwebp search
 
         def __post_init__(self):
-            _check_quality("webp", self.quality, 0, 100)
+            check_quality("webp", self.quality, 0, 100)
 
     qualities: ClassVar[tuple] = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     native_ext = ".webp"
@@ -147,6 +146,8 @@ class WebP(_SingleChunk):
 
 @register("avif")
 class AVIF(_SingleChunk):
+    """AVIF (AV1 intra frame in HEIF) through libavif/libaom: x -> YUV -> AV1 intra prediction, transforms and
+    entropy coding -> the AVIF file as the one chunk."""
     quality_meaning = "libavif quality 0-100"
     @dataclass(frozen=True)
     class Config:
@@ -154,7 +155,7 @@ class AVIF(_SingleChunk):
         speed: int = 6  # libaom at default speed takes 15-35 s for one Kodak image here
 
         def __post_init__(self):
-            _check_quality("avif", self.quality, 0, 100)
+            check_quality("avif", self.quality, 0, 100)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
     native_ext = ".avif"
@@ -169,6 +170,8 @@ class AVIF(_SingleChunk):
 
 @register("heif")
 class HEIF(_SingleChunk):
+    """HEIF with HEVC (x265) through pillow-heif, 4:4:4: our stand-in for BPG (Bellard's HEVC-intra format) ->
+    the HEIF file as the one chunk."""
     quality_meaning = "libheif/x265 quality 0-100"
     @dataclass(frozen=True)
     class Config:
@@ -176,7 +179,7 @@ class HEIF(_SingleChunk):
         chroma: str = "444"
 
         def __post_init__(self):
-            _check_quality("heif", self.quality, 0, 100)
+            check_quality("heif", self.quality, 0, 100)
             if self.chroma not in ("444", "420"):
                 raise ValueError(f"heif chroma must be '444' or '420', got {self.chroma!r}")
 
@@ -206,14 +209,16 @@ class HEIF(_SingleChunk):
 
 @register("jpegxl")
 class JPEGXL(_SingleChunk):
-    quality_meaning = "libjxl quality 0-100 (100: mathematically lossless)"
+    """JPEG XL (ISO 18181) through libjxl: x -> XYB -> variable-size DCT (VarDCT) -> ANS coding -> the JPEG XL
+    file as the one chunk."""
+    quality_meaning = "libjxl quality 0-99 (through imagecodecs even 100 is lossy: png is the lossless codec here)"
     @dataclass(frozen=True)
     class Config:
         quality: int = 75
         effort: int = 7
 
         def __post_init__(self):
-            _check_quality("jpegxl", self.quality, 0, 99)
+            check_quality("jpegxl", self.quality, 0, 99)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
     channels = (1, 3)
@@ -229,15 +234,15 @@ class JPEGXL(_SingleChunk):
 
 @register("png")
 class PNG(_SingleChunk):
-    quality_meaning = "zlib level 0-9 (lossless at every level: only the size changes)"
     """Lossless; quality is zlib's compression level (every level gives the same image)."""
+    quality_meaning = "zlib level 0-9 (lossless at every level: only the size changes)"
 
     @dataclass(frozen=True)
     class Config:
         quality: int = 9
 
         def __post_init__(self):
-            _check_quality("png", self.quality, 0, 9)
+            check_quality("png", self.quality, 0, 9)
 
     qualities: ClassVar[tuple] = (9,)
     channels = (1, 3, 4)

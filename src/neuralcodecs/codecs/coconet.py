@@ -115,6 +115,7 @@ def pixel_centres(h: int, w: int) -> Tensor:
 
 @register("coconet")
 class CocoNet(Codec):
+    __doc__ = __doc__  # the module's: the papers and the data flow, for help()
     quality_meaning = "network size 1-6 (larger: more weights, more bits)"
     learned = True  # a network fitted to each image
     @dataclass(frozen=True)

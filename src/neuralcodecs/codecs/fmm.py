@@ -61,6 +61,7 @@ def _unpack6(data: bytes, n: int) -> np.ndarray:
 @register("fmm-entropy", entropy=True)
 @register("fmm", entropy=False)
 class FMM(Codec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     quality_meaning = "the modulus (the method defines one rate point)"
     @dataclass(frozen=True)
     class Config:

@@ -114,6 +114,7 @@ def code_for_real(codec: HostedCodec, images: Tensor, qualities: tuple) -> Tenso
 
 @register("jiang2017", host="jpeg")
 class Jiang2017(HostedCodec, LearnedCodec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     quality_meaning = "the host codec's quality for the half-size compact image"
     @dataclass(frozen=True)
     class Config:
@@ -169,6 +170,7 @@ class Jiang2017(HostedCodec, LearnedCodec):
 
 @register("jiang2017-jpeg2000", host="jpeg2000")
 class Jiang2017JPEG2000(Jiang2017):
+    """Jiang et al. 2017 (see the module) with JPEG 2000 as the host codec: quality is its PSNR target in dB."""
     @dataclass(frozen=True)
     class Config(Jiang2017.Config):
         quality: float = 34
@@ -179,6 +181,7 @@ class Jiang2017JPEG2000(Jiang2017):
 
 @register("jiang2017-heif", host="heif")
 class Jiang2017HEIF(Jiang2017):
+    """Jiang et al. 2017 (see the module) with HEIF (x265) as the host codec: quality is its quality 0-100."""
     @dataclass(frozen=True)
     class Config(Jiang2017.Config):
         quality: float = 33
@@ -189,13 +192,13 @@ class Jiang2017HEIF(Jiang2017):
 
 @register("jiang2017-enhance")
 class JPEGEnhance(HostedCodec, LearnedCodec):
-    quality_meaning = "JPEG quality 1-100 of the plain JPEG file"
     """RecCNN on its own as a JPEG artefact remover (the paper's RecCNN, used on full-size JPEGs): the file
     is an ordinary full-size JPEG at `quality`, and decoding runs RecCNN on the decoded JPEG. Trained on
     JPEGs of random quality in `qualities`, so `neuralcodecs enhance` helps any JPEG of such quality.
 
         x -> JPEG (quality q) -> the one chunk -> JPEG decode -> RecCNN -> x_hat
     """
+    quality_meaning = "JPEG quality 1-100 of the plain JPEG file"
 
     @dataclass(frozen=True)
     class Config:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec import ENCODER_ONLY, Codec, Command, HostedCodec
+from ..codec import ENCODER_ONLY, Codec, Command, HostedCodec, check_quality
 from ..image import load_image, save_image
 from ..nn.classifier import efficientnet_lite0, normalize
 from ..registry import register
@@ -221,8 +221,7 @@ class Prakash2017(HostedCodec, Codec):
         centre: float = field(default=0.5, metadata=ENCODER_ONLY)
 
         def __post_init__(self):
-            if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
-                raise ValueError(f"prakash2017 quality must be an integer in [1, 100], got {self.quality!r}")
+            check_quality("prakash2017", self.quality, 1, 100)
             if self.mode not in ("dct", "blend"):
                 raise ValueError(f"prakash2017 mode must be 'dct' or 'blend', got {self.mode!r}")
             if not isinstance(self.floor, (int, float)) or not 0 < self.floor <= 1:

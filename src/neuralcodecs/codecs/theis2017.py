@@ -72,6 +72,7 @@ def _subpixel(cin: int, cout: int) -> nn.Sequential:
 
 @register("theis2017")
 class Theis2017(VariableRateCodec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     quality_meaning = "rate point 1-6 of one model (higher: more bits)"
     @dataclass(frozen=True)
     class Config:

@@ -105,6 +105,7 @@ def _untile(t: Tensor, h: int, w: int) -> Tensor:
 
 @register("toderici2016")
 class Toderici2016(LearnedCodec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     quality_meaning = "iterations 1-16 (0.125 bpp each)"
     @dataclass(frozen=True)
     class Config:

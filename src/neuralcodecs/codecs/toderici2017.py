@@ -137,6 +137,7 @@ class GainEstimator(nn.Module):
 
 @register("toderici2017")
 class Toderici2017(LearnedCodec):
+    __doc__ = __doc__  # the module's: the paper and the data flow, for help()
     quality_meaning = "iterations 1-16 (0.125 bpp each before entropy coding)"
     @dataclass(frozen=True)
     class Config:

@@ -19,27 +19,23 @@ table's range take the escape symbol and are coded exactly (tabulated.py's escap
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
-from torch.special import erfc, ndtri
+from torch.special import ndtri
 
 from ..nn.bound import lower_bound
 from .coder import Decoder, Encoder, pmf_from_counts
+from .gsm import SCALE_BOUND, _normal_cdf
 from .model import EntropyModel, bits_of
 from .tabulated import PRECISION, _decode_escapes, _encode_escapes, _escape_bits
 
-SCALE_MIN, SCALE_MAX, LEVELS = 0.11, 256.0, 64
+# the table starts at the scale below which a Gaussian's bins stop changing (gsm.SCALE_BOUND)
+SCALE_MIN, SCALE_MAX, LEVELS = SCALE_BOUND, 256.0, 64
 # log(SCALE_MAX / SCALE_MIN) / (LEVELS - 1), written out: decoders compute rate points' index shifts from it
 # (latent.py), and a libm's log may differ in the last bit between machines
 LOG_STEP = 0.12305479932808386
 TAIL_MASS = 1e-9
-
-
-def _normal_cdf(x: Tensor) -> Tensor:
-    return 0.5 * erfc(-x / math.sqrt(2.0))  # no cancellation in the lower tail (see gsm.py)
 
 
 def scale_of(index: Tensor) -> Tensor:

@@ -22,6 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..metrics import ms_ssim_db
+
 
 @dataclass(frozen=True, eq=False)
 class Curve:
@@ -38,8 +40,7 @@ class Curve:
         """-10 log10(1 - MS-SSIM): the scale papers plot MS-SSIM on (inf for a perfect 1.0)."""
         if self.ms_ssim is None:
             return None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return -10 * np.log10(1 - self.ms_ssim)
+        return np.array([ms_ssim_db(v) for v in self.ms_ssim], dtype=float)
 
     def __len__(self) -> int:
         return len(self.bpp)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .bd import bd_table, common_interval
+from .figures import families
 from .references import Curve, load_references, make_curve
 
 CROP = 256  # side of the decoded crops `eval --crops` keeps (the centre of the image)
@@ -30,9 +31,6 @@ def _finite(values: Sequence[Any]) -> list[float | None]:
 
 def _our_curves(results: Path) -> list[dict[str, Any]]:
     """The curves `eval` wrote (meta.source == neuralcodecs), with whether the codec is a learned one."""
-    from ..registry import get_entry, list_codecs
-
-    known = set(list_codecs())
     curves = []
     for path in sorted(results.glob("*.json")):
         try:
@@ -42,8 +40,7 @@ def _our_curves(results: Path) -> list[dict[str, Any]]:
         if not isinstance(doc, dict) or doc.get("meta", {}).get("source") != "neuralcodecs" or "results" not in doc:
             continue
         r, name = doc["results"], doc["name"]
-        learned = get_entry(name).cls.learned if name in known else False
-        curves.append({"name": name, "kind": "learned" if learned else "classical",
+        curves.append({"name": name, "kind": "learned" if families([name])[0] else "classical",
                        "quality": [str(q) for q in r["quality"]], "bpp": _finite(r["bpp"]),
                        "psnr": _finite(r["psnr-rgb"]), "msssim": _finite(r.get("ms-ssim-db", [None] * len(r["bpp"])))})
     return curves

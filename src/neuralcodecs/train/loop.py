@@ -75,7 +75,8 @@ class TrainConfig:
     unroll: int | None = None
 
 
-def build_model(cfg: TrainConfig):
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The codec `cfg` trains, in its training form (the name's fixed settings and the run's own)."""
     entry = get_entry(cfg.codec)
     return entry.cls.for_training(lmbdas=cfg.lmbda, name=cfg.codec, **{**entry.defaults, **cfg.settings})
 
