@@ -26,7 +26,7 @@ from torch.special import ndtri
 
 from ..nn.bound import lower_bound
 from .coder import Decoder, Encoder, pmf_from_counts
-from .gsm import SCALE_BOUND, _normal_cdf
+from .gsm import SCALE_BOUND, normal_cdf
 from .model import EntropyModel, bits_of
 from .tabulated import PRECISION, _decode_escapes, _encode_escapes, _escape_bits
 
@@ -48,7 +48,7 @@ def scale_of(index: Tensor) -> Tensor:
 def _bin_mass(v: Tensor, scale: Tensor) -> Tensor:
     """P(v - 1/2 < x < v + 1/2) for x ~ N(0, scale^2), by symmetry on -|v| where the CDF is precise."""
     v = v.abs()
-    return _normal_cdf((0.5 - v) / scale) - _normal_cdf((-0.5 - v) / scale)
+    return normal_cdf((0.5 - v) / scale) - normal_cdf((-0.5 - v) / scale)
 
 
 class GaussianConditional(EntropyModel):
@@ -62,7 +62,7 @@ class GaussianConditional(EntropyModel):
         tables = []  # level i: the 2 * half[i] + 1 symbols -half..half, then the escape; back to back
         for i in range(LEVELS):
             kk = torch.arange(-int(half[i]), int(half[i]) + 1, dtype=torch.float64)
-            tail = 2 * _normal_cdf(-(half[i] + 0.5) / scales[i])
+            tail = 2 * normal_cdf(-(half[i] + 0.5) / scales[i])
             p = torch.cat([_bin_mass(kk, scales[i]), tail.view(1)])
             tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
         self.register_buffer("table_counts", torch.cat(tables))

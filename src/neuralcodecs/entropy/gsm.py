@@ -29,7 +29,7 @@ from .tabulated import TabulatedDensity
 SCALE_BOUND = 0.11
 
 
-def _normal_cdf(x: Tensor) -> Tensor:
+def normal_cdf(x: Tensor) -> Tensor:
     """The standard normal CDF, precise in the lower tail.
 
     torch.special.ndtr computes (1 + erf(x / sqrt 2)) / 2, which cancels there: 4% off at x = -5 in
@@ -72,15 +72,15 @@ class GaussianScaleMixture(TabulatedDensity):
         # Above 0 both CDF values approach 1 and their difference loses all precision; there the same
         # difference by symmetry, Phi(-(v - 1/2)/s) - Phi(-(v + 1/2)/s), subtracts small, precise numbers.
         sign = torch.where(v > 0, -1.0, 1.0).to(v.dtype)
-        upper = _normal_cdf(sign * (v + 0.5) / scales)
-        lower = _normal_cdf(sign * (v - 0.5) / scales)
+        upper = normal_cdf(sign * (v + 0.5) / scales)
+        lower = normal_cdf(sign * (v - 0.5) / scales)
         return (weights * torch.abs(upper - lower)).sum(dim=-2, keepdim=True)
 
     def _tail_mass(self, below: Tensor, above: Tensor) -> Tensor:
         """P(x < below) + P(x > above) per channel, for float64 CPU tensors of shape (C,)."""
         scales, weights = (t[..., 0] for t in self._scales_and_weights(below, detach=True))
         # P(x > above) = Phi(-above / s): both terms are lower tails, so they keep their precision
-        tails = _normal_cdf(below[:, None] / scales) + _normal_cdf(-above[:, None] / scales)
+        tails = normal_cdf(below[:, None] / scales) + normal_cdf(-above[:, None] / scales)
         return (weights * tails).sum(dim=1)
 
     def _quantiles(self) -> Tensor:

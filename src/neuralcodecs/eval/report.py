@@ -39,11 +39,11 @@ def _our_curves(results: Path) -> list[dict[str, Any]]:
             continue
         if not isinstance(doc, dict) or doc.get("meta", {}).get("source") != "neuralcodecs" or "results" not in doc:
             continue
-        r, name = doc["results"], doc["name"]
-        curves.append({"name": name, "kind": "learned" if families([name])[0] else "classical",
-                       "quality": [str(q) for q in r["quality"]], "bpp": _finite(r["bpp"]),
+        r = doc["results"]
+        curves.append({"name": doc["name"], "quality": [str(q) for q in r["quality"]], "bpp": _finite(r["bpp"]),
                        "psnr": _finite(r["psnr-rgb"]), "msssim": _finite(r.get("ms-ssim-db", [None] * len(r["bpp"])))})
-    return curves
+    learned, _ = families([c["name"] for c in curves])
+    return [{**c, "kind": "learned" if c["name"] in learned else "classical"} for c in curves]
 
 
 def _reference_curves(references: Sequence[str | Path]) -> list[dict[str, Any]]:
