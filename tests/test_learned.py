@@ -47,8 +47,39 @@ def test_train_cli_runs_and_resumes_exactly(tiny_data, tmp_path):
     assert resumed["step"] == 20
     for k, v in straight["model"].items():
         assert torch.equal(v, resumed["model"][k]), k
-    # an existing run is never silently restarted
+    # an existing run is never silently restarted, nor resumed with another objective
     assert main(["train", "balle2017", "--data", str(tiny_data), "--out", str(tmp_path / "a"), "--steps", "5"]) == 1
+    assert main(["train", "balle2017", "--data", str(tiny_data), "--out", str(tmp_path / "b"), "--steps", "25",
+                 "--resume", "--lmbda", "0.01"]) == 1
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 20
+
+
+def test_sigterm_after_an_update_still_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+    """A SIGTERM that lands right after the optimizer's update (before the loop counts the step) stops the run at
+    a consistent step: resumed to the end, it has the weights of a run never stopped."""
+    import os
+    import signal
+
+    from neuralcodecs.train import loop
+
+    straight = _train(tiny_data, tmp_path / "a", 12)
+    real_step, calls = loop.train_step, []
+
+    def step_then_sigterm(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(loop, "train_step", step_then_sigterm)
+    stopped = _train(tiny_data, tmp_path / "b", 12)
+    assert stopped["step"] == 5
+    monkeypatch.setattr(loop, "train_step", real_step)
+    resumed = _train(tiny_data, tmp_path / "b", 12, "--resume")
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the loop's handler is gone after it
 
 
 def test_log_keeps_only_complete_steps(tmp_path):

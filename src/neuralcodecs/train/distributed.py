@@ -6,7 +6,7 @@ Each process (rank) draws its own crops (the data seed is offset by its rank) an
 a step sees N x batch crops. After backward every gradient is averaged over the processes (one all-reduce per
 tensor: simpler than DistributedDataParallel's buckets, and it needs no wrapper around the model's own loss),
 so the optimizers, which start from the same weights, stay identical everywhere. Only rank 0 writes checkpoints
-and logs. Without torchrun (WORLD_SIZE unset) `Ranks.single()` does nothing.
+and logs. Without torchrun (WORLD_SIZE unset) `Ranks()` is the one process and every collective is a no-op.
 """
 from __future__ import annotations
 
@@ -21,10 +21,6 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local: int = 0
-
-    @staticmethod
-    def single() -> "Ranks":
-        return Ranks()
 
     @staticmethod
     def from_environment(device: str) -> "Ranks":
@@ -59,12 +55,12 @@ class Ranks:
             for t in module.state_dict().values():
                 torch.distributed.broadcast(t, 0)
 
-    def all_finite(self, finite: bool, device: torch.device | str = "cpu") -> bool:
-        """Whether the loss was finite on every process: a step is skipped by all of them or by none
-        (`device`: the loss's, where the backend's collectives run: nccl has no CPU tensors)."""
+    def everywhere(self, holds: bool, device: torch.device | str = "cpu") -> bool:
+        """Whether `holds` is true on every process, so that all of them take the same branch (skip a step with
+        a non-finite loss, stop); `device`: where the backend's collectives run (nccl has no CPU tensors)."""
         if self.world == 1:
-            return finite
-        flag = torch.tensor([1.0 if finite else 0.0], device=device)
+            return holds
+        flag = torch.tensor([1.0 if holds else 0.0], device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
         return bool(flag.item() > 0)
 

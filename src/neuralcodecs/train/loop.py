@@ -91,7 +91,8 @@ def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.G
                     init_steps: int = 0) -> None:
     state = {"model": model.state_dict(), "opt": opt.state_dict(),
              "aux_opt": aux_opt.state_dict() if aux_opt else None, "step": step, "init_steps": init_steps,
-             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg),
+             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "config": dataclasses.asdict(cfg),
              "lmbdas": list(model.lmbdas)}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -145,6 +146,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         print(f"initialized from {cfg.init}")
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+        # a resumed run may change its schedule (steps, lr, stage, crops, threads) but not what it trains
+        changed = [k for k in ("codec", "lmbda", "settings") if state["config"][k] != dataclasses.asdict(cfg)[k]]
+        if changed:
+            raise ValueError(f"{ckpt} trains other {', '.join(changed)} ({', '.join(str(state['config'][k]) for k in changed)}): "
+                             f"resume it with those, or choose another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         if aux_opt:
@@ -153,9 +159,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         init_steps = state.get("init_steps", 0)
         # map_location moved every tensor to the device, the CPU generator's state too; it must come back
         torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") and torch.cuda.is_available():  # training noise drawn on a GPU
+            torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
         print(f"resumed {ckpt} at step {step}")
     if ranks.world > 1:
-        # the same weights everywhere, and each process its own crops and noise from here on
+        # the same weights everywhere, and each process its own crops and noise from here on (seeded by rank and
+        # step: a resumed data-parallel run draws other crops than one never stopped, unlike a single process)
         ranks.broadcast(model)
         rng = np.random.default_rng([cfg.seed, ranks.rank, step])
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, ranks.rank, step]).generate_state(1)[0]))
@@ -173,15 +182,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         ranks.barrier()
     if cfg.compile:
         model.compile()  # compiles forward() in place; loss() calls it
-    # `kill` (SIGTERM) stops a background run like Ctrl-C does: checkpoint first (background jobs of a
-    # non-interactive shell ignore SIGINT, so Ctrl-C's signal cannot reach them)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop = StopRequest()
     model.train()
     last_save, log, skipped = time.time(), {"step": [], "loss": [], "bpp": [], "psnr": []}, 0
     logged = 0  # rows of `log` already in log.csv
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.codec}", dynamic_ncols=True, disable=not ranks.main)
     try:
         while step < cfg.steps:
+            # every process stops at the same step, or one would wait forever in the next step's all-reduce
+            if not ranks.everywhere(not stop.requested):
+                print(f"\nstopped at step {step}; checkpoint saved, continue with --resume")
+                break
             # set every step (not only at the drop) so a resumed run follows the schedule it is given now
             drop = 10 if cfg.lr_drop_step is not None and step >= cfg.lr_drop_step else 1
             for g, base in zip(opt.param_groups, base_lrs):
@@ -206,8 +217,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
                 logged = _append_log(out / "log.csv", log, logged)
                 last_save = time.time()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at step {step}; checkpoint saved, continue with --resume")
     finally:
         bar.close()
         if ranks.main:
@@ -215,7 +224,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             model.update_tables()
             save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
             _append_log(out / "log.csv", log, logged)
-        signal.signal(signal.SIGTERM, previous_handler)
+        stop.close()
     if step >= cfg.steps:  # not after an interrupt: the other processes may be gone
         ranks.check_in_step(model)
     ranks.close()
@@ -236,5 +245,19 @@ def _append_log(path: Path, log: dict[str, list], start: int) -> int:
     return complete
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class StopRequest:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM; background jobs of a non-interactive shell ignore SIGINT) ask the loop
+    to stop; it finishes the step it is in, then checkpoints. The handler only sets a flag: an exception raised
+    from it could land between the optimizer's update and the step count, and the checkpoint would then hold
+    weights one step ahead of its counter and data stream, so --resume would not continue exactly."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {s: signal.signal(s, self._request) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def close(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)

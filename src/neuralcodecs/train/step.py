@@ -27,7 +27,7 @@ def train_step(model: Any, batch: Any, opt: torch.optim.Optimizer, aux_opt: torc
         out = model.loss(batch)
     loss = out["loss"]
     opt.zero_grad(set_to_none=True)
-    if not ranks.all_finite(bool(torch.isfinite(loss)), loss.device):
+    if not ranks.everywhere(bool(torch.isfinite(loss)), loss.device):
         return None
     loss.backward()
     params = [p for g in opt.param_groups for p in g["params"]]
