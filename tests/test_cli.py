@@ -147,3 +147,24 @@ def test_folder_in_folder_out(tmp_path, photo):
     assert np.array_equal(nc.load_image(decoded / "1.png"), nc.decode((coded / "1.ncdc").read_bytes()))
     (coded / "bad.ncdc").write_bytes(b"NCDC garbage")
     assert main(["decode", str(coded), str(decoded), "--force"]) == 1  # one failed file: reported, others written
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the codec library failed"), ImportError("no module named x")])
+def test_library_failures_give_one_line(error, png, tmp_path, capsys, monkeypatch):
+    """A codec library's failure or a missing optional library: one line and exit 1, and in folder mode the
+    file is reported and skipped."""
+    from neuralcodecs.registry import get_entry
+
+    def fail(self, x):
+        raise error
+
+    monkeypatch.setattr(get_entry("webp").cls, "encode_chunks", fail)
+    capsys.readouterr()
+    assert main(["encode", str(png), str(tmp_path / "x.ncdc"), "--codec", "webp"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(error) in err and "Traceback" not in err
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_bytes(png.read_bytes())
+    assert main(["encode", str(src), str(tmp_path / "out"), "--codec", "webp"]) == 1
+    assert "a.png: " + str(error) in capsys.readouterr().err

@@ -48,6 +48,21 @@ def test_unknown_codec_and_bad_settings():
         nc.decode(_file(settings={"quality": 5, "bogus": 1}))
 
 
+@pytest.mark.parametrize("raw", ['{"quality":' + "[" * 5000 + "]" * 5000 + "}",   # nesting: RecursionError
+                                 '{"quality":' + "9" * 5000 + "}",                     # digits: int() refuses
+                                 '{"quality":[5]}', '{"quality":{"a":5}}', "[5]"])
+def test_crafted_settings_are_bitstream_errors(raw, monkeypatch):
+    """Settings JSON that an attacker wrote (with a valid header checksum): never anything but BitstreamError."""
+    import json
+    import types
+
+    monkeypatch.setattr(container, "json", types.SimpleNamespace(dumps=lambda *a, **k: raw, loads=json.loads))
+    data = _file()
+    monkeypatch.undo()
+    with pytest.raises(nc.BitstreamError, match="settings"):
+        nc.decode(data)
+
+
 def test_chunk_claiming_more_than_remains():
     data = bytearray(_file(chunks=(b"abc",)))
     hdr = container.read_header(bytes(data))

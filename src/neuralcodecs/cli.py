@@ -34,6 +34,11 @@ from pathlib import Path
 DEMO_IMAGE = Path(__file__).resolve().parents[2] / "samples" / "kodim23.png"
 
 
+# what a user's input or machine can cause, reported in one line: bad input (BitstreamError is a ValueError),
+# files, a missing optional library, a codec library's or an evaluation job's failure (RuntimeError)
+CLI_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
+
+
 def _quality(text: str):
     """Qualities are ints for most codecs, floats for some (jpeg2000's target PSNR)."""
     try:
@@ -102,7 +107,7 @@ def _batch(args, files: list[Path], target, work) -> None:
     def attempt(f: Path) -> tuple[int, str | None]:
         try:
             return work(f, out / target(f)), None
-        except (ValueError, OSError) as e:
+        except CLI_ERRORS as e:
             return 0, f"{f.name}: {e}"
 
     if args.engine == "ray":  # the same work as Ray tasks (engine.py), in the order they finish
@@ -615,8 +620,8 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, KeyError, TypeError, OSError, NotImplementedError) as e:
-        # BitstreamError is a ValueError; one line, no traceback
+    except (*CLI_ERRORS, KeyError, TypeError, NotImplementedError) as e:
+        # one line, no traceback
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"neuralcodecs {args.command}: error: {msg}", file=sys.stderr)
         return 1

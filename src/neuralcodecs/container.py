@@ -115,10 +115,12 @@ def read_header(data: bytes) -> Header:
     try:
         name = name_b.decode("ascii")
         settings = json.loads(settings_b.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    # ValueError: bad JSON, or an integer of thousands of digits; RecursionError: deeply nested arrays
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BitstreamError("corrupted file: unreadable codec name or settings") from None
-    if not isinstance(settings, dict):
-        raise BitstreamError("corrupted file: settings are not a mapping")
+    # every setting is a number, a string, a flag or None (pack writes nothing else)
+    if not isinstance(settings, dict) or not all(v is None or isinstance(v, (str, int, float)) for v in settings.values()):
+        raise BitstreamError("corrupted file: settings are not a mapping of plain values")
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise BitstreamError(f"header claims an image of {w}x{h} pixels, outside what this library decodes")
     if h * w > max_decode_pixels():

@@ -36,7 +36,7 @@ def ray_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 1, addres
     try:
         import ray
     except ImportError as e:
-        raise RuntimeError("the ray engine needs Ray: pip install 'neuralcodecs[ray]'") from e
+        raise ImportError("the ray engine needs Ray: pip install 'neuralcodecs[ray]'") from e
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else max(1, workers), include_dashboard=False,
