@@ -112,3 +112,18 @@ def test_tiny_images_respect_the_host_codecs_size_rules():
     m = Jiang2017JPEG2000.for_training(name="jiang2017-jpeg2000").eval()
     x = np.full((2, 2, 3), 100, np.uint8)  # a 1x1 compact image; OpenJPEG needs 2x2
     assert m.decode_chunks(m.encode_chunks(x), x.shape).shape == (2, 2, 3)
+
+
+def test_enhance_files_hold_the_image_itself_as_their_jpeg(photo):
+    """jiang2017-enhance's file holds a JPEG of the image's own size (what `extract` hands out), not a padded copy."""
+    import io
+
+    from PIL import Image
+
+    from neuralcodecs import container
+
+    x = photo[:37, :53]
+    data = nc.encode(x, "jiang2017-enhance", quality=30)
+    chunk = container.read_chunks(data, container.read_header(data), allow_partial=False)[0]
+    assert Image.open(io.BytesIO(chunk)).size == (53, 37)
+    assert nc.decode(data).shape == x.shape

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..codec import Command, HostedCodec
-from ..image import as_image, from_tensor, max_decode_pixels, save_image, to_tensor
+from ..image import as_image, from_tensor, max_decode_pixels, padded_shape, save_image, to_tensor
 from ..learned import LearnedCodec, one_thread
 from ..nn import conv
 from ..registry import create_codec, get_entry, register
@@ -209,6 +209,7 @@ class JPEGEnhance(HostedCodec, LearnedCodec):
 
     qualities: ClassVar[tuple] = (10, 20, 30, 40, 50)
     lmbdas = (1.0,)
+    pad_to = 1  # RecCNN takes any size: the JPEG in the file is the image itself, not a padded copy
     commands = (Command("enhance", "reduce the artefacts of an ordinary JPEG (Jiang et al.'s RecCNN)",
                         lambda p: (p.add_argument("input", help="a JPEG file"),
                                    p.add_argument("output", help="the enhanced image (PNG)"),
@@ -240,7 +241,14 @@ class JPEGEnhance(HostedCodec, LearnedCodec):
         return self.host_encode(x)
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
-        return self.enhance(self.host_decode(chunks, shape[0], shape[1]))
+        h, w, _ = shape
+        # files written before 2026-12-06 hold the image edge-padded to multiples of 16 (the learned codecs'
+        # padding): RecCNN runs on the whole JPEG they hold, as it did then, and the padding is cropped after
+        with Image.open(io.BytesIO(chunks[0])) as im:
+            jw, jh = im.size
+        if (jh, jw) == padded_shape(h, w, 16):
+            h, w = jh, jw
+        return self.enhance(self.host_decode(chunks, h, w))[:shape[0], :shape[1]]
 
 
 def _read_jpeg(data: bytes) -> np.ndarray:
