@@ -7,7 +7,8 @@ Networks", DCC 2017.
          mixed half and half with a centred Gaussian (people look at the middle of photos: beyond the paper) -> m
     x -> YCbCr 4:2:0 -> 8x8 DCT -> per block, a quantizer step k * T (T: one standard-form table for the file,
          k = round(1 / w) from the block's weight w = floor + (1 - floor) * m, so 1 where m = 1; the 15 lowest
-         frequencies keep k = 1 everywhere)
+         frequencies keep k = 1, but for the rate control's last trim, which adds one multiple to every step
+         of the least important blocks)
       -> one baseline JPEG (standard Huffman tables): the file's one chunk, readable by any JPEG decoder
     decode: any JPEG decoder
 
@@ -20,8 +21,8 @@ comparison.
 
 A block's importance is the map's mean over its pixels (8x8 for luma, 16x16 for chroma). floor = 0.4 (k = 2
 where the map is below about 0.4, 3 below 0.05), the low frequencies kept (see _LOW) and the centre prior
-(0.5: +0.7 dB of fixation-weighted PSNR on NUS, PSNR-HVS-M on Kodak unchanged) were chosen on NUS and Kodak; the measurements, including rate-distortion optimized choices of k (better whole-image
-PSNR, much worse PSNR-HVS-M), are in the README and results/prakash2017.
+weight 0.5 were chosen on NUS and Kodak; the measurements, including rate-distortion optimized choices of k,
+are in the README and results/prakash2017.
 
 Rate: quality q asks for the size of a plain `jpeg` file at quality q (as the paper matches its files to
 quality 50), or `target_bytes` for a given size; the table's quality (continuous, libjpeg's scaling)
@@ -43,25 +44,23 @@ import torch
 import torch.nn.functional as F
 
 from ..codec import ENCODER_ONLY, Codec, Command, HostedCodec, check_quality
-from ..image import load_image, save_image
+from ..image import load_image, pad, save_image
 from ..nn.classifier import efficientnet_lite0, normalize
-from ..registry import register
+from ..registry import create_codec, register
 
 TOP_K = 5            # classes combined into the map (the paper's top-5)
 MAP_SIDE = 512       # the classifier sees the image with its longer side at this many pixels
-MAX_STEP = 8         # the coarsest per-block multiple of the table's steps
+MAX_STEP = 8         # the coarsest per-block multiple the map gives (the rate control's trim may add one)
 SIZE_TOLERANCE = 0.01
 # The lowest frequencies (u + v < 5, 15 of 64) keep the table's step in every block: the eye is most sensitive
-# to them (contrast sensitivity) and a block's coarser step applies to the rest. Measured at jpeg q50's size
-# (first 60 NUS images from the 101st, and Kodak): coarsening every frequency cost 3.8 dB of PSNR-HVS-M on
-# Kodak; keeping u + v < 2, 4, 5 (with floor 0.4) and 6 cost 2.4, 0.5, -0.3 and -0.5 dB of it, and gave +2.7,
-# +1.6, +1.2 and +0.4 dB of fixation-weighted PSNR on NUS.
+# to them (contrast sensitivity) and a block's coarser step applies to the rest. The cut trades PSNR-HVS-M on
+# Kodak against fixation-weighted PSNR on NUS (README: "prakash2017's constants").
 _LOW = (np.arange(8)[:, None] + np.arange(8)[None, :]) < 5
 
 
 # -- the map -------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def roi_map(x: np.ndarray, k: int = TOP_K, centre: float = 0.0) -> np.ndarray:
+def roi_map(x: np.ndarray, k: int, centre: float) -> np.ndarray:
     """Multi-structure region of interest of a uint8 HxWx3 image: float32 HxW in [0, 1]; `centre` mixes in a
     centred Gaussian (sigma a quarter of each side), the centre bias of where people look at photos."""
     from PIL import Image
@@ -122,15 +121,15 @@ class DCTImage:
 
     def __init__(self, x: np.ndarray, importance: np.ndarray):
         self.h, self.w = x.shape[:2]
-        ph, pw = -(-self.h // 16) * 16, -(-self.w // 16) * 16
-        f = np.pad(x.astype(np.float64), ((0, ph - self.h), (0, pw - self.w), (0, 0)), mode="edge")
+        f = pad(x.astype(np.float64), 16)  # whole macroblocks (16x16 luma, 8x8 of each subsampled chroma)
+        ph, pw = f.shape[:2]
         r, g, b = f[..., 0], f[..., 1], f[..., 2]
         y = 0.299 * r + 0.587 * g + 0.114 * b
         cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
         cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
         half = lambda p: p.reshape(ph // 2, 2, pw // 2, 2).mean(axis=(1, 3))  # noqa: E731
         self.coefs = [_D @ _blocks(p - 128) @ _D.T for p in (y, half(cb), half(cr))]
-        m = np.pad(importance.astype(np.float64), ((0, ph - self.h), (0, pw - self.w)), mode="edge")
+        m = pad(importance.astype(np.float64)[..., None], 16)[..., 0]
         self.block_map = [_blocks(m).mean(axis=(2, 3)), _blocks(half(m)).mean(axis=(2, 3))]
 
     def quantize(self, table: np.ndarray, floor: float | None, trim: float = 0.0) -> list[np.ndarray]:
@@ -240,7 +239,7 @@ class Prakash2017(HostedCodec, Codec):
         """The map this codec spends bits by: the user's ROI image, or the classifier's."""
         if not self.config.roi:
             return roi_map(x, self.config.top_k, self.config.centre)
-        m = load_image(self.config.roi)
+        m = load_image(self.config.roi, alpha="drop")
         m = m.mean(axis=2) if m.ndim == 3 else m
         if m.shape != x.shape[:2]:
             raise ValueError(f"roi image is {m.shape[1]}x{m.shape[0]}, the image {x.shape[1]}x{x.shape[0]}")
@@ -283,11 +282,16 @@ def _roi_arguments(p) -> None:
     p.add_argument("input", help="an image")
     p.add_argument("output", help="its region-of-interest map as a grayscale PNG (white: important)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    config = Prakash2017.Config()
+    p.add_argument("--top-k", type=int, default=config.top_k, help=f"classes the map covers (default {config.top_k})")
+    p.add_argument("--centre", type=float, default=config.centre,
+                   help=f"weight of the centre prior mixed in, 0-1 (default {config.centre}, as the codec)")
 
 
 def _cmd_roi(args) -> None:
     x = load_image(args.input, alpha="flatten")
-    m = roi_map(np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x)
+    codec = create_codec("prakash2017", top_k=args.top_k, centre=args.centre)
+    m = codec.importance(np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x)
     save_image(args.output, np.round(m * 255).astype(np.uint8), force=args.force)
 
 
