@@ -216,6 +216,18 @@ def test_plot_with_anchor_rewrites_the_bd_table(run, tmp_path):
         plot([out / "webp.json"], tmp_path / "rd2.png", anchor="jpeg")
 
 
+def test_the_figure_draws_the_anchor_it_was_given(run, tmp_path, monkeypatch):
+    """The thin anchor line in rd.png is the BD-rate anchor, also when it is a curve file, not jpeg by default."""
+    from neuralcodecs.eval import figures
+
+    result, out = run
+    drawn = []
+    monkeypatch.setattr(figures, "draw_rd", lambda ours, refs, png, title=None, anchor=None: drawn.append(anchor))
+    plot([out / "webp.json"], tmp_path / "a.png", anchor=str(out / "jpeg.json"))
+    plot([out / "jpeg.json", out / "webp.json"], tmp_path / "b.png")
+    assert drawn[0].name == "jpeg" and drawn[1] is None
+
+
 def test_psnr_at_fixed_rates_interpolates_linearly():
     from neuralcodecs.eval.bd import psnr_at
 

@@ -284,7 +284,7 @@ def cmd_demo(args) -> None:
               f"{metrics.psnr(image, decoded):6.2f} {metrics.ms_ssim(image, decoded):7.4f} {t1 - t0:6.2f} {t2 - t1:6.2f}")
     # the page: the Kodak curves (when run from the repository) and these decoded crops side by side
     folders = [f for f in (args.results, out) if f and Path(f).is_dir()]
-    page = build_report(folders, out / "report", anchor="jpeg", force=True,
+    page = build_report(folders, out / "report", anchor="jpeg", force=args.force,
                         title=f"neuralcodecs demo: {Path(args.image).name} at about {target:.0f} bytes")
     print(f"wrote the files and the decoded images to {out}/, the report page to {page}")
 

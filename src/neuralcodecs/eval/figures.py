@@ -55,16 +55,16 @@ _MARKERS = ("o", "s", "^", "D")
 
 
 def draw_rd(ours: Sequence[Curve], references: Sequence[Curve], out_png: str | os.PathLike,
-            title: str | None = None, anchor: str = "jpeg") -> None:
+            title: str | None = None, anchor: Curve | None = None) -> None:
     """Write the RD figure to out_png: PSNR and MS-SSIM (columns) for learned and for classical codecs (rows);
-    published curves (dashed) with the learned ones, and the anchor (jpeg) drawn thin in the learned row too,
-    for orientation."""
+    published curves (dashed) with the learned ones, and the BD-rate anchor, if any, drawn thin in the learned
+    row too, for orientation."""
     ours, references = list(ours), list(references)
     xmax = _visible_range(ours or references)
     learned, classical = families([c.name for c in ours])
     by_name = {c.name: c for c in ours}
     rows = [("learned codecs", [by_name[n] for n in learned], references,
-             [by_name[anchor]] if anchor in by_name and anchor not in learned else []),
+             [anchor] if anchor is not None and anchor.name not in learned else []),
             ("classical codecs", [by_name[n] for n in classical], [], [])]
     rows = [r for r in rows if r[1] or r[2]] or rows[:1]
     fig = Figure(figsize=(15, 5.2 * len(rows)), layout="constrained")
@@ -128,12 +128,12 @@ def plot(jsons: Sequence[str | os.PathLike], out_png: str | os.PathLike,
     """Redraw rd.png from saved per-codec JSONs (ours) and published curve files (references); with an
     anchor (the name of one of ours, or a curve file) also write bd.csv and bd.md beside it."""
     ours, refs = load_references(jsons), load_references(references)
-    draw_rd(ours, refs, out_png)
-    if anchor is None:
-        return [Path(out_png)]
-    anchor_curve = next((c for c in ours if c.name == anchor), None)
-    if anchor_curve is None:
+    anchor_curve = None if anchor is None else next((c for c in ours if c.name == anchor), None)
+    if anchor is not None and anchor_curve is None:
         if not Path(anchor).is_file():
             raise ValueError(f"anchor {anchor!r} is neither one of the curves given nor a curve file")
         anchor_curve = load_curve(anchor)
+    draw_rd(ours, refs, out_png, anchor=anchor_curve)
+    if anchor_curve is None:
+        return [Path(out_png)]
     return [Path(out_png), *report(anchor_curve, ours, refs, Path(out_png).parent)[2]]

@@ -307,6 +307,6 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
 
     rows_bd, interval, tables = report(anchor_curve, ours, ref_curves, out)
     files += tables
-    draw_rd(ours, ref_curves, out / "rd.png", title=f"{data.name}: {len(images)} images")
+    draw_rd(ours, ref_curves, out / "rd.png", title=f"{data.name}: {len(images)} images", anchor=anchor_curve)
     files.append(out / "rd.png")
     return {"curves": curves, "bd": rows_bd, "rd_auc_interval": interval, "files": files}
