@@ -290,3 +290,25 @@ def test_pmf_from_stored_counts_is_normalized(trained):
     prior, _ = trained
     p = pmf_from_counts(prior.table_counts[:prior.table_sizes[0]].numpy())
     assert np.isclose(p.sum(), 1.0) and (p > 0).all()
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-pmf", "pmf-per-symbol"])
+def test_range_coder_reaches_the_information_bound(shared):
+    """The coder's real bytes: at most a few words over -sum log2 p(symbol), never under it (by more than the
+    quantization of the probabilities), and decoded back exactly."""
+    from neuralcodecs.entropy.coder import Decoder, Encoder, information_bits
+
+    rng = np.random.default_rng(0)
+    n, k = 20000, 12
+    if shared:
+        pmf = rng.dirichlet(np.full(k, 0.5))
+        symbols = rng.choice(k, n, p=pmf)
+    else:
+        pmf = rng.dirichlet(np.full(k, 0.5), size=n)
+        symbols = np.array([rng.choice(k, p=row) for row in pmf])
+    enc = Encoder()
+    enc.categorical(symbols, pmf)
+    data = enc.to_bytes()
+    bound = information_bits(symbols, pmf)
+    assert bound - 0.002 * n <= 8 * len(data) <= bound + 0.002 * n + 64
+    assert np.array_equal(Decoder(data).categorical(n, pmf), symbols)

@@ -37,6 +37,7 @@ def test_ms_ssim_needs_large_images(photo):
     big = np.tile(photo, (2, 2, 1))
     assert metrics.ms_ssim(big, big) == pytest.approx(1.0)
     assert metrics.ms_ssim_db(0.99) == pytest.approx(20.0)
+    assert metrics.ms_ssim_from_db(metrics.ms_ssim_db(0.987)) == pytest.approx(0.987)
 
 
 def test_psnr_hvs_identity_and_noise(photo):

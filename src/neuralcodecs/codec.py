@@ -312,7 +312,7 @@ class HostedCodec:
         host = self.host(quality)
         return host.encode_chunks(pad(x, host.pad_to, host.min_side))
 
-    def host_decode(self, chunks: list[bytes], h: int, w: int, c: int = 3) -> np.ndarray:
+    def host_decode(self, chunks: list[bytes], h: int, w: int, c: int = 3, quality: Any = None) -> np.ndarray:
         """The host's chunks of an h x w image -> uint8 h x w x c (the host's padding cropped)."""
-        host = self.host()
+        host = self.host(quality)
         return host.decode_chunks(chunks, (*padded_shape(h, w, host.pad_to, host.min_side), c))[:h, :w]

@@ -107,8 +107,8 @@ def code_for_real(codec: HostedCodec, images: Tensor, qualities: tuple) -> Tenso
         # torch's generator, not Python's: the training checkpoint saves it, so a resumed run is exact
         quality = qualities[int(torch.randint(len(qualities), ()))]
         coded = from_tensor(img[None])
-        host = codec.host(quality)
-        out.append(to_tensor(host.decode_chunks(codec.host_encode(coded, quality), coded.shape)))
+        h, w, c = coded.shape
+        out.append(to_tensor(codec.host_decode(codec.host_encode(coded, quality), h, w, c, quality)))
     return torch.cat(out).to(images.device, images.dtype)
 
 

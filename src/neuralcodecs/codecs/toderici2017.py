@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..entropy.coder import Decoder, Encoder
+from ..entropy.latent import checkerboard
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
 from ..nn import Binarizer, ConvGRUCell, ConvLSTMCell
@@ -57,11 +58,6 @@ class ContextModel(nn.Module):
         self.net = nn.Sequential(nn.Conv2d(2 * BITS + 1, 64, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, BITS, 1))
 
-    @staticmethod
-    def anchors(h: int, w: int, device=None) -> Tensor:
-        i, j = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-        return ((i + j) % 2 == 0).float()[None, None]
-
     def logits(self, previous: Tensor, seen: Tensor, second_pass: bool) -> Tensor:
         flag = torch.full_like(previous[:, :1], float(second_pass))
         # One memory layout whoever calls: the encoder's codes come channels-last (from to_tensor's view), the
@@ -71,7 +67,7 @@ class ContextModel(nn.Module):
 
     def bits(self, b: Tensor, previous: Tensor) -> Tensor:
         """Training: the cross-entropy (bits) of code b (values +-1) under both passes, per sample."""
-        a = self.anchors(*b.shape[2:], device=b.device)
+        a = checkerboard(*b.shape[2:], device=b.device)
         target = (b > 0).float()
         first = F.binary_cross_entropy_with_logits(self.logits(previous, torch.zeros_like(b), False), target,
                                                    reduction="none")
@@ -216,7 +212,7 @@ class Toderici2017(LearnedCodec):
         codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
         chunks, previous = [], torch.zeros_like(codes[0])
         for b in codes:
-            a = ContextModel.anchors(*b.shape[2:]).expand_as(b).bool()
+            a = checkerboard(*b.shape[2:]).expand_as(b).bool()
             enc = Encoder()
             symbols = (b > 0).long()
             enc.categorical(symbols[a].numpy(), self.context.pmf(self.context.logits(previous, torch.zeros_like(b), False)[a]))
@@ -229,7 +225,7 @@ class Toderici2017(LearnedCodec):
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         h, w, _ = shape
         code_shape = (1, BITS, h // 16, w // 16)
-        a = ContextModel.anchors(h // 16, w // 16).expand(code_shape).bool()
+        a = checkerboard(h // 16, w // 16).expand(code_shape).bool()
         previous, d_state = torch.zeros(code_shape), [None] * 4
         x_t = torch.zeros(1, 3, h, w)
         for chunk in progress(chunks, desc="toderici2017 iterations"):

@@ -40,13 +40,12 @@ class FactorizedPrior(TabulatedDensity):
         if init_scale <= 0 or any(f < 1 for f in filters):
             raise ValueError("FactorizedPrior needs filters >= 1 and init_scale > 0")
         self.filters = tuple(filters)
-        self.init_scale = float(init_scale)
 
         dims = (1,) + self.filters + (1,)
         # Each of the K layers scales its input by about 1/scale at initialization (softplus(H) = 1 /
         # (scale * fan_in), gates closed), so the initial c is a sigmoid about init_scale wide: broad
         # enough to cover the latents of an untrained transform.
-        scale = self.init_scale ** (1.0 / (len(dims) - 1))
+        scale = float(init_scale) ** (1.0 / (len(dims) - 1))
         self.matrices = nn.ParameterList()
         self.biases = nn.ParameterList()
         self.factors = nn.ParameterList()

@@ -79,13 +79,6 @@ class GaussianConditional(EntropyModel):
                 y_tilde = torch.round(y - mu) + mu
             return y_tilde, bits_of(_bin_mass(y_tilde - mu, scale_of(index.float())))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # tables written as a (levels x widest) array (before they were stored back to back) load too
-        counts, half = state_dict.get(prefix + "table_counts"), state_dict.get(prefix + "table_half")
-        if counts is not None and half is not None and counts.dim() == 2:
-            state_dict[prefix + "table_counts"] = torch.cat([counts[i, :2 * int(h) + 2] for i, h in enumerate(half)])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     # -- real coding ----------------------------------------------------------------------------------
     def _groups(self, index: Tensor):
         """Per table index present, the flat positions that use it, in raster order (the coding order)."""

@@ -48,8 +48,6 @@ class GaussianScaleMixture(TabulatedDensity):
         super().__init__(channels, tail_mass)
         if num_scales < 1 or init_scale <= 0:
             raise ValueError("GaussianScaleMixture needs num_scales >= 1 and init_scale > 0")
-        self.num_scales = num_scales
-        self.init_scale = float(init_scale)
         # Equal weights on scales spread geometrically from init_scale (wide enough for the latents of an
         # untrained transform) down to 0.5 (a channel that is mostly 0).
         init = torch.linspace(math.log(init_scale), math.log(0.5), num_scales)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..metrics import ms_ssim_db
+from ..metrics import ms_ssim_db, ms_ssim_from_db
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,7 +139,7 @@ def _curve_from_results(name: str, results: dict, path: Path) -> Curve:
     if ms_ssim is None:
         db = _first(results, _MS_SSIM_DB_KEYS)
         if db is not None:  # back to raw MS-SSIM so every Curve holds the same quantity
-            ms_ssim = [None if v is None else 1 - 10 ** (-float(v) / 10) for v in db]
+            ms_ssim = [None if v is None else ms_ssim_from_db(v) for v in db]
     if psnr is None and ms_ssim is None:
         raise ValueError(f"{path}: neither PSNR nor MS-SSIM in 'results' (keys: {sorted(results)})")
     try:

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..metrics import ms_ssim_from_db
 from .bd import bd_table, common_interval
 from .figures import families
 from .references import Curve, load_references, make_curve
@@ -58,7 +59,7 @@ def _reference_curves(references: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 def _as_curve(d: dict[str, Any]) -> Curve:
     nan = float("nan")
-    ms = [nan if v is None else 1 - 10 ** (-v / 10) for v in d["msssim"]]  # back from dB
+    ms = [nan if v is None else ms_ssim_from_db(v) for v in d["msssim"]]
     return make_curve(d["name"], [nan if v is None else v for v in d["bpp"]],
                       [nan if v is None else v for v in d["psnr"]], ms)
 

@@ -69,6 +69,11 @@ def ms_ssim_db(value: float) -> float:
     return math.inf if value >= 1 else -10 * math.log10(1 - value)
 
 
+def ms_ssim_from_db(db: float) -> float:
+    """The inverse of ms_ssim_db: MS-SSIM from -10 log10(1 - MS-SSIM)."""
+    return 1 - 10 ** (-float(db) / 10)
+
+
 def luma(image: np.ndarray) -> np.ndarray:
     """BT.601 luma in [0, 1] (float64); gray images are returned as they are."""
     x = as_image(image).astype(np.float64) / 255.0

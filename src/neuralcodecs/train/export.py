@@ -37,7 +37,7 @@ def write_measured(name: str, state: dict[str, torch.Tensor], entry: dict, kodak
         from ..eval import evaluate
 
         res = evaluate([name], kodak, out, workers=workers, anchor=name, progress=True)
-        curve = res["curves"][name] if "curves" in res else res[name]
+        curve = res["curves"][name]
         entry["kodak"] = {k: curve[k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb") if k in curve}
         path = weights.write(name, state, entry, xz)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its manifest entry")
