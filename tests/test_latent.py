@@ -9,6 +9,7 @@ import torch
 
 from neuralcodecs.codecs.balle2018 import Balle2018
 from neuralcodecs.entropy.gaussian import LEVELS, GaussianConditional, scale_of
+from neuralcodecs.entropy.latent import _per_point
 from neuralcodecs.nn.integer import ACT_BITS, IntegerConv, IntegerNetwork
 
 torch.set_num_threads(1)
@@ -113,6 +114,29 @@ def test_hyperprior_training_path(hyperprior):
     finally:
         hyperprior.eval()
         hyperprior.zero_grad(set_to_none=True)
+
+
+def test_eval_forward_is_what_decoding_gives_and_coding_keeps_training_mode(hyperprior, photo):
+    """In eval mode the latent codec's forward returns the y_hat and z_hat decoding gives (rounded around the
+    stored medians); coding a model left in training mode does not switch any of it to eval mode."""
+    from neuralcodecs.image import pad
+
+    x = pad(photo, 64)
+    q = hyperprior.config.quality - 1
+    with torch.no_grad():
+        y = hyperprior._latents(x)
+        lc = hyperprior.latent_codec
+        z = lc.h_a(lc._hyper_input(y, hyperprior.log_gain[[q]]))
+        decoded = lc.z_priors[q].decompress(lc.compress(y, q, hyperprior.log_gain[[q]])[0], tuple(z.shape))
+        assert torch.equal(lc.z_priors[q](z)[0], decoded)
+        assert torch.equal(_per_point(lc.z_priors, z, torch.tensor([q]))[0], decoded)
+    hyperprior.train()
+    try:
+        with torch.no_grad():
+            hyperprior.encode_chunks(x)
+        assert all(m.training for m in hyperprior.modules())
+    finally:
+        hyperprior.eval()
 
 
 def test_hyperprior_scales_follow_the_rate_points_gain(hyperprior):
@@ -246,13 +270,7 @@ def test_rate_points_evaluated_in_one_batch_equal_each_density_on_its_own(name):
         m.eval()
 
 
-def test_gaussian_tables_stored_back_to_back_and_the_padded_layout_loads():
+def test_gaussian_tables_stored_back_to_back():
     g = GaussianConditional()
     half = g.table_half.long()
     assert g.table_counts.shape == (int((2 * half + 2).sum()),)
-    padded = torch.zeros(LEVELS, int(2 * half.max() + 2), dtype=torch.int32)
-    for i, t in enumerate(torch.split(g.table_counts, (2 * half + 2).tolist())):
-        padded[i, :len(t)] = t
-    other = GaussianConditional()
-    other.load_state_dict({"table_counts": padded, "table_half": g.table_half})
-    assert torch.equal(other.table_counts, g.table_counts)

@@ -64,9 +64,9 @@ class _BinMass(nn.Module):
 
 
 def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
-    """Sample i of y (NCHW) under the density of its rate point q[i]: (round(y) around each point's quantization
-    offset with the gradient passed straight through, the bits of y + uniform noise in training or of the
-    rounded values in eval mode). All points' densities run as ONE batched evaluation: each parameter is
+    """Sample i of y (NCHW) under the density of its rate point q[i]: (y_hat, bits). Training: y_hat is round(y)
+    around each point's quantization offset with the gradient passed straight through, the bits those of
+    y + uniform noise. Eval: y rounded around the stored medians, as decoding gives it, and its bits. All points' densities run as ONE batched evaluation: each parameter is
     stacked over the points and gathered per sample, and the density's own bin mass runs on those batched
     parameters (torch.func.functional_call), so a step launches the operators of one density, not one per
     rate point in the batch."""
@@ -82,8 +82,11 @@ def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Ten
             m = torch.stack([p.medians for p in priors]).to(y.device)[q].view(b, c, 1, 1)
             y_tilde = torch.round(y - m) + m
         mass = torch.func.functional_call(_BinMass(first), params, (y_tilde.reshape(b, c, 1, h * w),))
+        bits = bits_of(mass).reshape(b, c, h, w)
+        if not first.training:
+            return y_tilde, bits
         offset = torch.stack([p.quantization_offset() for p in priors])[q].view(b, c, 1, 1)
-        return _round_ste(y, offset), bits_of(mass).reshape(b, c, h, w)
+        return _round_ste(y, offset), bits
 
 
 class LatentCodec(nn.Module):
@@ -178,7 +181,7 @@ class HyperpriorLatentCodec(LatentCodec):
 
     def _z_hat(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, Tensor]:
         z = self.h_a(self._hyper_input(y, log_gain))
-        return z, self.z_priors[q].eval()(z)[0]  # eval-mode y_tilde is exactly what decompress returns
+        return z, self.z_priors[q].quantize(z)  # what decompress returns
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
         z, z_hat = self._z_hat(y, q, log_gain)

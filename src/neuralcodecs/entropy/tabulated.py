@@ -117,6 +117,11 @@ class TabulatedDensity(EntropyModel):
         """The per-channel medians used for quantization (from the tables), float32, shape (C,)."""
         return self.table_medians.float() / 2 ** MEDIAN_BITS
 
+    def quantize(self, y: Tensor) -> Tensor:
+        """round(y - m) + m with the stored medians m (float32): what `decompress(compress(y))` returns."""
+        m = self.medians.to(y.device).view(1, -1, 1, 1)
+        return torch.round(y.float() - m) + m
+
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """y (NCHW) -> (y_tilde, bits), both float32.
 
@@ -128,11 +133,7 @@ class TabulatedDensity(EntropyModel):
         # tail probabilities need the precision.
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float()
-            if self.training:
-                y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-            else:
-                m = self.medians.to(y.device).view(1, -1, 1, 1)
-                y_tilde = torch.round(y - m) + m
+            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else self.quantize(y)
             return y_tilde, self.bits(y_tilde)
 
     # -- coding tables ----------------------------------------------------------------------------
