@@ -200,3 +200,37 @@ def test_latent_refinement_lowers_the_real_files_loss_and_keeps_the_format(name,
 def test_refine_must_be_a_step_count():
     with pytest.raises(ValueError, match="refine"):
         nc.create_codec("balle2018", refine=-1)
+
+
+def test_one_thread_blocks_in_several_python_threads_share_the_setting():
+    """Thread A opens a block, B opens one, A closes: B still codes on one thread; the count comes back after B."""
+    import threading
+
+    from neuralcodecs.learned import one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    a_in, b_in, a_out, seen = threading.Event(), threading.Event(), threading.Event(), []
+
+    def a():
+        with one_thread():
+            a_in.set()
+            b_in.wait()
+        a_out.set()
+
+    def b():
+        a_in.wait()
+        with one_thread():
+            b_in.set()
+            a_out.wait()
+            seen.append(torch.get_num_threads())
+
+    threads = [threading.Thread(target=f) for f in (a, b)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

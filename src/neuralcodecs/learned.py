@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -375,12 +376,25 @@ def entropy_coded_codecs() -> list[str]:
     return [n for n in learned if hasattr(get_entry(n).cls, "estimate_bits")]
 
 
+_one_thread_lock = threading.Lock()
+_one_thread_blocks = [0, 1]  # [blocks open now (any Python thread), torch's thread count before the first]
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Torch on one thread inside the block (coding must not depend on the thread count), as before after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Torch on one thread inside the block (coding must not depend on the thread count), as before after.
+    Torch's thread count is one setting for the whole process, so blocks open in several Python threads at
+    once share it: the first sets it to 1 and the last to close restores it (restoring when each closed
+    would let one thread's coding finish on the other threads' count)."""
+    with _one_thread_lock:
+        if _one_thread_blocks[0] == 0:
+            _one_thread_blocks[1] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _one_thread_blocks[0] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _one_thread_lock:
+            _one_thread_blocks[0] -= 1
+            if _one_thread_blocks[0] == 0:
+                torch.set_num_threads(_one_thread_blocks[1])
