@@ -49,6 +49,13 @@ def test_gaussian_tables_travel_with_the_weights():
     assert GaussianConditional().table_half.shape[0] == LEVELS
 
 
+def test_decoded_z_lies_on_the_integer_networks_input_grid():
+    """h_s.exact(z_hat) needs z_hat on the 2^-ACT_BITS grid; z_hat is on the medians' 2^-MEDIAN_BITS grid."""
+    from neuralcodecs.entropy.tabulated import MEDIAN_BITS
+
+    assert MEDIAN_BITS <= ACT_BITS
+
+
 def test_integer_network_exact_matches_its_training_arithmetic():
     torch.manual_seed(0)
     net = IntegerNetwork(IntegerConv(8, 16, 5, 2, transposed=True), torch.nn.ReLU(), IntegerConv(16, 4, 3))

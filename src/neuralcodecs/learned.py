@@ -173,12 +173,14 @@ def refine_setting() -> Any:
 
 class VariableRateCodec(LearnedCodec):
     """A transform codec: transforms, per-rate-point gains and a latent codec (entropy/latent.py), one set of
-    transforms for every rate point (the shape of balle2017, theis2017 and balle2018):
+    transforms for every rate point (the shape of balle2017, theis2017, balle2018 and minnen2018):
 
         x -> g_a -> y * gain[q] -> latent codec (rate point q) -> its strings, one chunk each
-                                   -> y_hat -> y_hat / gain[q] -> g_s -> x_hat
+                                   -> y_hat -> y_hat * inv_gain[q] -> g_s -> x_hat
 
-    Rate point q has a per-channel gain (gain[q] > 1: a finer quantizer, more bits); the latent codec keeps
+    Rate point q has a per-channel gain (gain[q] > 1: a finer quantizer, more bits) and an inverse gain,
+    learned on its own (Cui et al.'s inverse gain unit: it starts at 1 / gain[q] and training may move it,
+    since the synthesis need not undo the gain exactly); the latent codec keeps
     whatever each point needs of its own (a density, a density of z). Subclasses build `g_a`, `g_s` and
     `latent_codec`, and call `_init_gains`.
 
@@ -321,7 +323,7 @@ class LatentRefinement:
     steps of gradient descent fit them to this image. The decoder is untouched: the refined y is coded like
     any other, so a file made this way is the same format and decodes with the same code.
 
-        y = g_a(x) * gain[q]  ->  `steps` x train_step on  lmbda[q] * 255^2 * MSE(x, g_s(y_hat / gain[q])) + bpp
+        y = g_a(x) * gain[q]  ->  `steps` x train_step on  lmbda[q] * 255^2 * MSE(x, g_s(y_hat * inv_gain[q])) + bpp
                                   (the training loss: rate of y + uniform noise, synthesis of round(y) passed
                                   straight through)  ->  y  ->  the latent codec as usual
 

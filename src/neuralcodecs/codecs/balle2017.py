@@ -3,7 +3,7 @@
     x -> g_a: [conv 9x9 /4, GDN] [conv 5x5 /2, GDN] [conv 5x5 /2, GDN] -> y      (M channels at 1/16 size)
     y * gain[q] -> round (training: + uniform noise) -> y_hat -> range coder with the learned per-channel
                    density of rate point q                                     (the file's one chunk)
-    y_hat / gain[q] -> g_s: [IGDN, deconv 5x5 x2] [IGDN, deconv 5x5 x2] [IGDN, deconv 9x9 x4] -> x_hat
+    y_hat * inv_gain[q] -> g_s: [IGDN, deconv 5x5 x2] [IGDN, deconv 5x5 x2] [IGDN, deconv 9x9 x4] -> x_hat
 
 The transforms are the paper's three stages (the first with a 9x9 kernel and 4x downsampling, the next two
 5x5 with 2x). The hidden stages have N = 128 channels, the paper's width for grayscale (it used 192 for
@@ -15,9 +15,10 @@ stage at 1/16 size costs little (the manifest's training command records how the
 
 Rate: where the paper trains one model per lambda, this codec trains ONE model for all rate points with
 per-point channel gains (the "gain units" of Cui et al., CVPR 2021) and one learned density per point:
-quality q scales y by gain[q] before rounding and divides by it after, so a larger gain means a finer
-quantizer. Sharing the transforms makes each training step serve every rate, which is what a
-2-core training budget needs; the gains and densities add only 2 x M + M x ~60 parameters per point.
+quality q scales y by gain[q] before rounding and by the learned inverse gain inv_gain[q] (near 1 / gain[q])
+after, so a larger gain means a finer quantizer. Sharing the transforms makes each training step serve every
+rate, which is what a 2-core training budget needs; the gains and densities add only 2 x M + M x ~60
+parameters per point.
 
 Quantization in training: the rate term sees y + uniform noise (the paper's relaxation); the synthesis
 sees round(y) with a straight-through gradient (Minnen & Singh 2020's mixed quantization), so that the

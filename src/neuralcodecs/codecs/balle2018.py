@@ -7,7 +7,7 @@ compression with latent-variable models", ICLR 2019.
              z_hat --(learned factorized density of rate point q)--> chunk 1
       z_hat -> h_s (integer network): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> scale index
       y -> round -> y_hat --(Gaussian, scale from a fixed table by that index)--> chunk 2
-    y_hat / gain[q] -> g_s (balle2017's: 3 x [IGDN, deconv x2-x4]) -> x_hat
+    y_hat * inv_gain[q] -> g_s (balle2017's: 3 x [IGDN, deconv x2-x4]) -> x_hat
 
 The transforms have balle2017's shape, so training starts from its shipped transforms and gains
 (`neuralcodecs train balle2018 --init codec:balle2017 ...`): only h_a, h_s and the z densities start from

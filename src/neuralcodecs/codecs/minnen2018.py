@@ -12,7 +12,7 @@ Minnen, ICLR 2019).
          g_ctx: conv 5x5 (integer); e: 3 x [conv 1x1] with relus (integer)
       mu = mu0 * gain[q], index + log(gain[q]) / LOG_STEP (exact: entropy/latent.py)
       y_hat = round(y - mu) + mu
-    y_hat / gain[q] -> g_s (balle2017's) -> x_hat
+    y_hat * inv_gain[q] -> g_s (balle2017's) -> x_hat
 
 The serial raster context of the paper decodes one latent position at a time; the checkerboard's two passes
 decode in parallel at almost the same rate (He et al. report ~0.1-0.3 dB). The transforms have balle2017's

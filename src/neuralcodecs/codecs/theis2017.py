@@ -17,7 +17,7 @@ space (depth-to-space).
 Rate, as in the paper: one model is trained at the highest rate, with an incremental binary mask over
 the coefficient channels (training opens them a few at a time, which the paper found to help), then
 every other rate point comes from fine-tuning only per-coefficient-channel scales (y is multiplied by
-them before rounding and divided after) and that point's entropy model, with the transforms frozen:
+them before rounding and by learned inverse scales after) and that point's entropy model, with the transforms frozen:
 
     neuralcodecs train theis2017 --stage transforms ...    # all parameters, top rate point, mask opening
     neuralcodecs train theis2017 --stage scales --resume   # scales and GSMs of every rate point
