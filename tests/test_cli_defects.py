@@ -125,3 +125,22 @@ def test_rgba_input_can_be_flattened(tmp_path, photo, capsys):
     _one_line_error(capsys, "--alpha")
     assert main(["encode", str(tmp_path / "a.png"), str(tmp_path / "a.ncdc"), "--codec", "webp",
                  "--alpha", "flatten"]) == 0
+
+
+def test_sixteen_bit_and_float_gray_images_keep_their_brightness(tmp_path):
+    """A dark 16-bit PNG stays dark (it was scaled as if 0..255, 257x too bright) and a float image in [0, 1]
+    is not black."""
+    dark = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 4)  # 0..252 of 65535
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    assert Image.open(tmp_path / "dark16.png").mode == "I;16"
+    assert nc.load_image(tmp_path / "dark16.png").max() == 1  # 252 / 257, rounded
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(tmp_path / "f.tif")
+    assert nc.load_image(tmp_path / "f.tif").max() == 255
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5"])
+def test_a_bad_pixel_limit_in_the_environment_is_named(value, monkeypatch, photo):
+    monkeypatch.setenv("NEURALCODECS_MAX_PIXELS", value)
+    data = nc.encode(photo, "png")
+    with pytest.raises(ValueError, match="NEURALCODECS_MAX_PIXELS"):
+        nc.decode(data)

@@ -125,7 +125,7 @@ def read_header(data: bytes) -> Header:
         raise BitstreamError(f"header claims an image of {w}x{h} pixels, outside what this library decodes")
     if h * w > max_decode_pixels():
         raise BitstreamError(f"header claims an image of {w}x{h} = {h * w} pixels, over the decoder limit of "
-                             f"{max_decode_pixels()} (set NEURALCODECS_MAX_PIXELS to raise it)")
+                             f"{max_decode_pixels()} (raise it with NEURALCODECS_MAX_PIXELS or set_max_decode_pixels)")
     if c not in (1, 3, 4):
         raise BitstreamError(f"header claims {c} channels (expected 1, 3 or 4)")
     return Header(name, settings, fingerprint, h, w, c, k, size=r.pos)

@@ -30,7 +30,15 @@ def max_decode_pixels() -> int:
     if _max_decode_pixels is not None:
         return _max_decode_pixels
     value = os.environ.get("NEURALCODECS_MAX_PIXELS")
-    return min(int(value), MAX_PIXELS) if value else DEFAULT_MAX_DECODE_PIXELS
+    if not value:
+        return DEFAULT_MAX_DECODE_PIXELS
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"NEURALCODECS_MAX_PIXELS must be a whole number of pixels >= 1, not {value!r}")
+    return min(n, MAX_PIXELS)
 
 
 def set_max_decode_pixels(n: int | None) -> None:
@@ -114,8 +122,16 @@ def lossless_format(path: str | os.PathLike) -> str:
 
 
 def _to_8bit_gray(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float gray image as 8 bits: 16-bit modes scale from 0..65535 whatever the pixels
+    (a dark 16-bit image stays dark); 32-bit integer and float files do not say their range, so a float image
+    within [0, 1] is taken as 0..1, and otherwise values above 255 mean 0..65535, else 0..255."""
     a = np.asarray(im).astype(np.float64)
-    peak = 65535.0 if a.max() > 255 else 255.0
+    if im.mode.startswith("I;16"):
+        peak = 65535.0
+    elif im.mode == "F" and a.max() <= 1.0:
+        peak = 1.0
+    else:
+        peak = 65535.0 if a.max() > 255 else 255.0
     return Image.fromarray(np.clip(np.round(a * 255.0 / peak), 0, 255).astype(np.uint8))
 
 
