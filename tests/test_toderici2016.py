@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import neuralcodecs as nc
 from neuralcodecs import container
 from neuralcodecs.image import from_tensor
 from neuralcodecs.codecs.toderici2016 import BITS, ITERATIONS, TILE, Toderici2016, _tiles, _untile
@@ -67,3 +68,15 @@ def test_train_cli_runs(tmp_path):
     Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(tmp_path / "p" / "a.png")
     assert main(["train", "toderici2016", "--data", str(tmp_path / "p"), "--out", str(tmp_path / "run"),
                  "--steps", "2", "--crop", "32", "--batch", "2", "--threads", "1"]) == 0
+
+
+def test_tiles_coded_in_bounded_batches_give_the_same_file(photo, monkeypatch):
+    """Memory is bounded by coding TILE_BATCH tiles at a time; the batches change neither bytes nor pixels."""
+    from neuralcodecs.codecs import toderici2016
+
+    codec = nc.create_codec("toderici2016", quality=3)
+    whole = codec.encode(photo)
+    monkeypatch.setattr(toderici2016, "TILE_BATCH", 5)
+    batched = codec.encode(photo)
+    assert batched == whole
+    assert np.array_equal(nc.decode(batched), nc.decode(whole))

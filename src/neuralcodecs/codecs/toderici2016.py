@@ -40,6 +40,7 @@ from ..registry import register
 TILE = 32
 BITS = 128  # per tile and iteration: 0.125 bpp
 ITERATIONS = 16
+TILE_BATCH = 256  # tiles coded at once (see encode_chunks)
 W = 256  # LSTM width: half the paper's 512, for 2-core training and small weights (5.3 M parameters)
 
 
@@ -152,10 +153,14 @@ class Toderici2016(LearnedCodec):
                 "bits": x.new_full((n,), 0.0), "lmbda": x.new_ones(n)}
 
     # -- real coding: chunk t = the tiles' bits of iteration t, packed 8 to a byte ----------------
+    # Tiles are coded independently, TILE_BATCH at a time: memory stays bounded whatever the image's size (the
+    # recurrent state is ~400 bytes per pixel, and a file's size does not bound the image it claims).
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        codes, _ = self._iterate(_tiles(to_tensor(x)), self.config.quality)
-        return [np.packbits(b.flatten().numpy() > 0).tobytes() for b in codes]
+        tiles = _tiles(to_tensor(x))
+        per_batch = [self._iterate(tiles[i:i + TILE_BATCH], self.config.quality)[0]
+                     for i in range(0, len(tiles), TILE_BATCH)]
+        return [np.packbits(torch.cat(codes).flatten().numpy() > 0).tobytes() for codes in zip(*per_batch)]
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
@@ -168,5 +173,8 @@ class Toderici2016(LearnedCodec):
                 raise BitstreamError(f"corrupted file: an iteration holds {len(chunk)} bytes, expected {n * BITS // 8}")
             bits = np.unpackbits(np.frombuffer(chunk, np.uint8)).astype(np.float32) * 2 - 1
             codes.append(torch.from_numpy(bits).view(code_shape))
-        _, recons = self._iterate(torch.zeros(n, 3, TILE, TILE), len(chunks), codes)
-        return from_tensor(_untile(recons[-1], h, w))
+        out = []
+        for i in range(0, n, TILE_BATCH):
+            batch = [c[i:i + TILE_BATCH] for c in codes]
+            out.append(self._iterate(torch.zeros(len(batch[0]), 3, TILE, TILE), len(chunks), batch)[1][-1])
+        return from_tensor(_untile(torch.cat(out), h, w))
