@@ -189,9 +189,8 @@ class VariableRateCodec(LearnedCodec):
 
     latent_stride = 16  # pixels per latent along each axis
     latent_codec: LatentCodec
-    # LatentRefinement's learning rate (y in quantizer steps). Measured on single Kodak images (bytes at equal
-    # PSNR, against the same codec's curve): minnen2018, 30-100 steps at 3e-3, -3 to -6 % (1e-2 overshot:
-    # no saving); balle2018 and theis2017, 60 steps at 3e-3, -5 to -6 %.
+    # LatentRefinement's learning rate (y in quantizer steps), chosen by the bytes it saved at equal PSNR on single
+    # Kodak images; a higher one overshot (README: "Why the constants are what they are").
     refine_lr = 3e-3
 
     def __init__(self, config: Any, name: str | None = None, lmbdas: tuple[float, ...] | None = None):

@@ -38,13 +38,12 @@ from ..nn import GDN, conv, deconv
 from ..codec import check_index_quality
 from ..registry import register
 
-# The paper's rate points (those of the published curves, 0.0018..0.0932) and three below them: one model
-# shares its transforms across all rate points, and at 0.0018 it sat at 0.31 bpp on Kodak after 30k steps
-# (the paper's models: 0.12 bpp), so reaching about 0.1 bpp needs lower lambdas.
+# The paper's rate points (those of the published curves) and three below them: one model shares its transforms
+# across all rate points, and at the paper's lowest lambda it sat well above the rate of the paper's models, so
+# reaching about 0.1 bpp needs lower lambdas (README: "Why the constants are what they are").
 LMBDAS = (0.00025, 0.0005, 0.001, 0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932)
-# Initial gain of the middle rate point: an untrained g_a gives latents of std ~0.25, which a unit step
-# would round to zero, leaving the decoder nothing to learn from (measured: with gain 1, PSNR sat at
-# 19.5 dB for the first 1000 steps).
+# Initial gain of the middle rate point: an untrained g_a gives latents much smaller than a unit step, which
+# would round them to zero, leaving the decoder nothing to learn from (README: "Why the constants are what they are").
 GAIN0 = 8.0
 
 
@@ -76,8 +75,8 @@ class Balle2017(VariableRateCodec):
 
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
     lmbdas = LMBDAS
-    # LatentRefinement gains little here (kodim04, rate point 5, 60 steps: -0.6 % of the bytes at 1e-3, +2.6 % at
-    # 3e-3), far less than for the hyperprior codecs (see VariableRateCodec.refine_lr)
+    # LatentRefinement gains little here, far less than for the hyperprior codecs (see VariableRateCodec.refine_lr),
+    # and at their learning rate it costs bytes, hence a lower one (README: "Why the constants are what they are")
     refine_lr = 1e-3
 
     def __init__(self, config, name=None, lmbdas=None):

@@ -55,8 +55,9 @@ class ComCNN(nn.Sequential):
     @torch.no_grad()
     def _start_as_downsampler(self, channels: int) -> None:
         """The first `channels` paths start as a 2x2 box downsampler (the rest read nothing yet), so
-        training starts from a bicubic-upsampled half-size image, ~26 dB on training crops. From the default
-        init the compact image is noise: after 640 steps at lr 1e-4 training crops were still at 20.5 dB."""
+        training starts from a bicubic-upsampled half-size image. From the default init the compact image is
+        noise, and hundreds of steps leave training crops far below that start (README: "Why the constants are
+        what they are")."""
         first, down, norm, last = self[0], self[2], self[3], self[5]
         for layer in (first, down, last):
             layer.weight[:channels].zero_()
@@ -86,7 +87,8 @@ class RecCNN(nn.Module):
             layers += [conv(width, width, 3), nn.BatchNorm2d(width), nn.ReLU()]
         layers.append(conv(width, channels, 3))
         # the residual starts at zero, so an untrained RecCNN returns its input and training starts from the
-        # JPEG's quality (with the default init, 30 steps left training crops at 21.7 dB, below the JPEGs fed in)
+        # JPEG's quality (from the default init it starts below the JPEGs fed in; README: "Why the constants are
+        # what they are")
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
         self.body = nn.Sequential(*layers)

@@ -45,9 +45,9 @@ from ..codec import check_index_quality
 from ..registry import register
 
 # The transforms train at the last (highest-rate) lambda; the others only pick where the scales stage puts the
-# lower rate points, spaced ~2.5x apart down to ~0.1 bpp (balle2017 on Kodak: 0.105 bpp at 0.0005, 0.172 at 0.001).
-# The top is 0.028 (~1.5 bpp), not balle2017's 0.0932: transforms trained there gave 2.6 bpp at 38.7 dB, no better
-# than jpeg, and the scales stage had to stretch them 17x down in rate to reach the range that matters here.
+# lower rate points, spaced ~2.5x apart down to ~0.1 bpp (judged by balle2017's rates). The top is below
+# balle2017's: transforms trained at its top lambda were no better than jpeg, and the scales stage had to stretch
+# them far down in rate to reach the range that matters here (README: "Why the constants are what they are").
 LMBDAS = (0.0003, 0.0007, 0.0018, 0.0045, 0.011, 0.028)
 # Per-channel mean and standard deviation of the training photos (2120 photos, 152 Mpx, 0..255)
 CENTRE = (121.24, 121.15, 111.50)

@@ -23,10 +23,11 @@ per-channel log-gains (N, C):
     estimate_bits(y, q, log_gain)             -> the bits the strings should take (the information bound)
 
 A factorized codec has a density per rate point and ignores the gains. A hyperprior is shared by all rate
-points, and it would have to learn from z alone which point it codes (it did not: after 25k steps its scales
-coded y at 0.54 bpp where one constant scale per channel gave 0.45). It does not have to: a gain g multiplies
-the scale of y by g, which shifts the scale index by log(g) / LOG_STEP. So h_a reads the gain-free |y| / g,
-h_s predicts the gain-free index, and the rate point's shift is added (`_shift`), exactly, in grid units.
+points, and it would have to learn from z alone which point it codes (it did not: its scales coded y in more
+bits than one constant scale per channel; README: "Why the constants are what they are"). It does not have to:
+a gain g multiplies the scale of y by g, which shifts the scale index by log(g) / LOG_STEP. So h_a reads the
+gain-free |y| / g, h_s predicts the gain-free index, and the rate point's shift is added (`_shift`), exactly,
+in grid units.
 
 In training the synthesis sees round(y) (around the model's quantization offset) with the gradient passed
 straight through, and the rate sees y + uniform noise (Minnen & Singh 2020's mixed quantization).

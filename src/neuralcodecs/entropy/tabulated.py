@@ -73,8 +73,8 @@ class TabulatedDensity(EntropyModel):
         self.channels = channels
         self.tail_mass = float(tail_mass)
         # Coding tables (see update_tables); empty (sizes 0) until built.
-        # every channel's counts one after another (table_sizes[c] of them each): a (channels x widest) array
-        # would be mostly padding (balle2017's 10 rate points: 60k counts in 628k entries, 2.5 MB)
+        # every channel's counts one after another (table_sizes[c] of them each): the widths differ widely, so a
+        # (channels x widest) array would be mostly padding (README: "Why the constants are what they are")
         self.register_buffer("table_counts", torch.zeros(0, dtype=torch.int32))
         self.register_buffer("table_offsets", torch.zeros(channels, dtype=torch.int32))
         self.register_buffer("table_sizes", torch.zeros(channels, dtype=torch.int32))

@@ -76,9 +76,9 @@ def random_views(images: list[torch.Tensor], n: int, gen: torch.Generator, size:
     """n normalized views for distillation: each a random crop of 25-100 % of a photo's area (aspect 3/4 to
     4/3) resized to size x size, flipped half the time, then mixed with the next view of the batch (mixup,
     weight uniform in [0, 1]). With a thousand photos, distilling on their centre crops alone fits those
-    crops: 1500 more steps from the shipped file lowered the KL on them (0.19 -> 0.17) and top-1 on the
-    sample (65.4 -> 63.7 %); views like these give the teacher a new input at every step, but the same 1500
-    steps on them ended at 63.3 % (the sample's standard error: 1.5 points): not the default.
+    crops: more steps lower the KL on them and top-1 on the sample; views like these give the teacher a new
+    input at every step, but ended no better (within the sample's standard error): not the default
+    (README: "Why the constants are what they are").
     images: uint8 3xHxW tensors (shorter side 256)."""
     views = []
     for i in torch.randint(len(images), (n,), generator=gen).tolist():
@@ -101,8 +101,7 @@ def random_views(images: list[torch.Tensor], n: int, gen: torch.Generator, size:
 def reestimate_batch_norm(model: nn.Module, x: torch.Tensor, batch: int = 32) -> None:
     """Batch-norm statistics measured again on x (averaged over all of it): quantized weights shift every
     activation's mean and variance, and statistics that match them win back accuracy for free (the batch-norm
-    tensors are stored as they are). Measured on EfficientNet-Lite0, small blocks: 62.0 -> 67.0 % top-1 on
-    300 sample images."""
+    tensors are stored as they are; README: "Why the constants are what they are")."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.reset_running_stats()
@@ -146,14 +145,13 @@ def quantize_classifier(name: str, calibration_dirs: str | Path | list, cfg, ima
     many steps right after its EM, before the next layer is quantized (the paper's per-layer step).
     `tune`: what the global fine-tuning moves beside the codewords: "norms", the batch-norm scales and shifts;
     "stored", every parameter the file stores as it is (batch norms, biases, the layers left in fp16: the
-    stem and the small depthwise convolutions), which costs no byte more (1500 steps on from the shipped
-    file: 63.8 % with them, 63.7 % without). `augment`: the distillation sees
-    random_views() of the photos instead of their centre crops. `reassign_every`: the global fine-tuning
-    moves the assignments too (latent weights at `latent_lr`; pq.fine_tune).
-    (Measured on 300 sample images, small blocks: 64.3 % after the re-estimation, 72.3 % after 600 steps; a
-    second re-estimation after the fine-tuning undid it, 65.0 %: the scales had adapted to those statistics.
-    On all 1000: 65.4 % at 10.4x after 2400 steps at a constant rate; random 224 crops with flips instead of
-    the centre crops gave 63.8 % for the same steps.)
+    stem and the small depthwise convolutions), which costs no byte more (and gained nothing measurable).
+    `augment`: the distillation sees random_views() of the photos instead of their centre crops.
+    `reassign_every`: the global fine-tuning moves the assignments too (latent weights at `latent_lr`;
+    pq.fine_tune).
+    The statistics stay fixed after the re-estimation: the fine-tuned scales adapt to them, and a second
+    re-estimation after the fine-tuning undoes its gain. (Measurements: README, "Why the constants are what
+    they are".)
     """
     from . import pq
 

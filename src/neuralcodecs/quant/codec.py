@@ -197,8 +197,8 @@ def quantize_codec(codec: nn.Module, cfg: pq.PQConfig, data, calibration: int = 
     if tune_gains:
         # what coding derives from the gains (a hyperprior's gain grids) is rebuilt; the densities' tables are
         # kept as they were: the densities did not move, and tabulating them again from the half-precision
-        # parameters a weights file holds does not give the very tables the teacher was shipped with (measured
-        # on balle2017: it does not)
+        # parameters a weights file holds does not give the very tables the teacher was shipped with (README:
+        # "Why the constants are what they are")
         tables = {k: v.clone() for k, v in codec.state_dict().items() if k.split(".")[-1].startswith("table_")}
         codec.update_tables()
         for k, v in tables.items():

@@ -26,12 +26,12 @@ Per block j, reading input group g(j) (the input channels it multiplies), the ou
 (w_j - c)^T H_g (w_j - c) with H_g = X_g^T X_g, the Gram matrix of those inputs over the calibration images.
 That sum over blocks leaves out the cross terms between the blocks of one output channel, e_j^T H_jj' e_j',
 and on images they are not small: neighbouring rows of a kernel, and neighbouring channels, see correlated
-inputs, so errors the EM makes independently add up. Measured on balle2017's layers (4 crops): the EM's
-codebook leaves 9.0 % (9x9 conv, rows of 9) and 8.1 % (5x5 conv, whole kernels) of the output's energy as
-error, where the per-block sum promises 0.8 %. So after the EM, `refine` re-assigns each block with the
+inputs, so errors the EM makes independently add up: on balle2017's layers the EM's codebook leaves many
+times the error the per-block sum promises. So after the EM, `refine` re-assigns each block with the
 errors of the other blocks of its output channel compensated (the full Gram matrix H of the channel's
-input): 3.4 % and 1.6 % after 4 passes. (On EfficientNet-Lite0 it lowered the error on the calibration
-images and top-1 on others: 54.3 -> 51.4 % after the EM; the classifier command leaves it off.)
+input), which cuts that error by more than half. (On EfficientNet-Lite0 it lowered the error on the
+calibration images and top-1 on others; the classifier command leaves it off.) Measurements: README, "Why
+the constants are what they are".
 """
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ class PQConfig:
     # (the first match; for k x k kernels a divisor or multiple of k*k), for the small-block setting (`large`
     # doubles it). A
     # smaller d spends more bits where errors cost most: layers whose error no nonlinearity absorbs
-    # (EfficientNet's linear-bottleneck projections feed the residual stream directly; measured on
-    # EfficientNet-Lite0: three of them alone at d = 4 cost 10 points of top-1, the classifier layer or the
-    # head conv alone cost none), a larger one saves where they cost little
+    # (EfficientNet's linear-bottleneck projections feed the residual stream directly: quantizing them
+    # costs far more top-1 than quantizing the classifier layer or the head conv; README: "Product quantization of
+    # network weights"), a larger one saves where they cost little
     sizes: tuple[tuple[str, int], ...] = ()
     seed: int = 0
     # passes of the assignment refinement that sees the whole input of an output channel (refine()); layers
@@ -250,8 +250,9 @@ class PQWeight(nn.Module):
     codebook[assignments], the latent blocks receive its gradient unchanged (straight-through), and
     `reassign()` moves every block to the codeword nearest its latent. The latent starts on its codeword, so
     a block changes codeword only where the loss's gradient has pushed it past the midpoint to another one.
-    (With the assignments fixed, fine-tuning moves k * d numbers per layer; balle2017-pq's loss on held-out
-    crops stayed at 2.86 over 1000 more steps of it, and fell to 2.46 with the latents, the teacher's 2.10.)"""
+    (With the assignments fixed, fine-tuning moves only k * d numbers per layer, and balle2017-pq's loss on
+    held-out crops stopped falling; with the latents it fell again, towards the teacher's: README, "Moving the
+    assignments".)"""
 
     def __init__(self, codebook: Tensor, assign: Tensor, shape: torch.Size, transposed: bool = False):
         super().__init__()

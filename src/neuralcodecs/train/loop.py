@@ -52,14 +52,14 @@ class TrainConfig:
     aux_lr: float = 1e-2
     # lr of the entropy models' densities (None: lr). Adam moves a log-scale parameter by about lr per step,
     # so at 1e-4 a density needs thousands of steps to follow latents whose scale the transforms change
-    # within hundreds (theis2017 at step 950: coefficients of std 30-70 against a widest GSM scale of 12,
-    # so the rate was estimated at 2.4 bpp for 0.125 coefficients per pixel)
+    # within hundreds (theis2017's densities fell so far behind its coefficients that the rate was grossly
+    # overestimated; README: "Why the constants are what they are")
     entropy_lr: float | None = None
     lr_drop_step: int | None = None  # lr / 10 from this step on (the usual last phase)
     seed: int = 0
     device: str = "cpu"
-    # bfloat16 autocast: off by default because on this CPU it made a step 8x SLOWER (1.76 vs 0.22 s,
-    # benchmarks/train_step.py); worth trying on a GPU
+    # bfloat16 autocast: off by default because on this CPU it made a step much slower than float32
+    # (benchmarks/train_step.py; README: "Learned codecs: training and weights"); worth trying on a GPU
     bf16: bool = False
     channels_last: bool = True
     compile: bool = False
