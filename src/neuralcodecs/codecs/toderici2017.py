@@ -22,9 +22,15 @@ Entropy coding of the bits (in the spirit of the paper's BinaryRNN: probabilitie
 decoded), per iteration, in two passes over a checkerboard so that both are one network evaluation:
     pass 1: bits at positions (i + j) even, given the previous iteration's code b_{t-1}
     pass 2: the other positions, given b_{t-1} and the pass-1 bits of b_t around them
-The context network is [conv 3x3, 64] relu [conv 3x3, 64] relu [conv 1x1, 32] -> p(bit = 1); its
-probabilities are rounded to 12-bit integers before range coding, so encoder and decoder use the same
-numbers. Each iteration is one chunk of the file, so any prefix of it decodes (`nc.truncate`).
+The context network is [conv 3x3, 64] relu [conv 3x3, 64] relu [conv 1x1, 32] -> logit of p(bit = 1), an
+integer network (Ballé, Johnston, Minnen, ICLR 2019; nn/integer.py): the decoder must compute exactly the
+probabilities the encoder used, on any machine, or the range decoder desynchronizes. Its integer logit picks
+a 12-bit probability from a fixed table. Each iteration is one chunk of the file, so any prefix of it decodes
+(`nc.truncate`).
+
+Large images are coded in independent tiles of TILE_SIDE pixels (one tile up to that size), so memory stays
+bounded whatever the image: tile by tile, each runs all its iterations, and iteration t of every tile goes,
+in turn, into chunk t.
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ from ..entropy.latent import checkerboard
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
 from ..nn import Binarizer, ConvGRUCell, ConvLSTMCell
+from ..nn.integer import ACT_BITS, IntegerConv, IntegerNetwork
 from ..codec import check_index_quality, progress
 from ..registry import register
 
@@ -48,22 +55,45 @@ BITS = 32          # per 16x16 block and iteration: 0.125 bpp
 ITERATIONS = 16
 W = 256
 PROB_BITS = 12     # the coder's probabilities are multiples of 2^-12
+TILE_SIDE = 1024   # pixels per side of the tiles large images are coded in (a multiple of 16)
+# p(bit = 1) in units of 2^-PROB_BITS for each integer logit l (units of 2^-ACT_BITS) in [-LOGIT_CLIP, LOGIT_CLIP]:
+# round(2^PROB_BITS * sigmoid(l / 2^ACT_BITS)), kept within [1, 2^PROB_BITS - 1] (no bit is impossible). Beyond
+# +-16 the probability is at its bound anyway. tests/test_toderici2017.py pins the table's bytes: a platform
+# whose exp rounded one entry differently would fail there, not in a decoder.
+LOGIT_CLIP = 16 * 2 ** ACT_BITS
+_P_ONE = np.clip(np.round(2 ** PROB_BITS / (1 + np.exp(-np.arange(-LOGIT_CLIP, LOGIT_CLIP + 1) / 2 ** ACT_BITS))),
+                 1, 2 ** PROB_BITS - 1)
 
 
 class ContextModel(nn.Module):
-    """p(bit = 1) for each bit of b_t from the previous code and, in pass 2, the pass-1 bits of b_t."""
+    """The logit of p(bit = 1) for each bit of b_t from the previous code and, in pass 2, the pass-1 bits of b_t:
+    an integer network, trained through its straight-through rounding, evaluated exactly for coding."""
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(2 * BITS + 1, 64, 3, padding=1), nn.ReLU(),
-                                 nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, BITS, 1))
+        self.net = IntegerNetwork(IntegerConv(2 * BITS + 1, 64, 3), nn.ReLU(), IntegerConv(64, 64, 3), nn.ReLU(),
+                                  IntegerConv(64, BITS, 1))
+
+    def _input(self, previous: Tensor, seen: Tensor, second_pass: bool) -> Tensor:
+        return torch.cat([previous, seen, torch.full_like(previous[:, :1], float(second_pass))], dim=1)
 
     def logits(self, previous: Tensor, seen: Tensor, second_pass: bool) -> Tensor:
-        flag = torch.full_like(previous[:, :1], float(second_pass))
-        # One memory layout whoever calls: the encoder's codes come channels-last (from to_tensor's view), the
-        # decoder's are built contiguous, and a convolution over another layout can differ in the last bit; a
-        # probability that then rounds to another 12-bit integer desynchronizes the range decoder.
-        return self.net(torch.cat([previous, seen, flag], dim=1).contiguous())
+        """Training: real logits through the network's straight-through rounding."""
+        return self.net(self._input(previous, seen, second_pass))
+
+    def exact_logits(self, previous: Tensor, seen: Tensor, second_pass: bool) -> Tensor:
+        """Coding: the logits as integers (units of 2^-ACT_BITS, int64), the same on every machine."""
+        return self.net.exact(self._input(previous, seen, second_pass)).long()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights from before the network was an integer network (nn.Conv2d layers: net.N.weight) load into
+        # its IntegerConv layers (net.N.conv.weight), onto whose grids they are rounded when used
+        for i in (0, 2, 4):
+            for p in ("weight", "bias"):
+                old = f"{prefix}net.{i}.{p}"
+                if old in state_dict:
+                    state_dict[f"{prefix}net.{i}.conv.{p}"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def bits(self, b: Tensor, previous: Tensor) -> Tensor:
         """Training: the cross-entropy (bits) of code b (values +-1) under both passes, per sample."""
@@ -75,10 +105,10 @@ class ContextModel(nn.Module):
         nats = first * a + second * (1 - a)
         return nats.sum(dim=(1, 2, 3)) / np.log(2)
 
-    def pmf(self, logits: Tensor) -> np.ndarray:
-        """Rows [p(0), p(1)] from logits, through integers so that encoder and decoder agree exactly."""
-        one = torch.sigmoid(logits.double()).mul(2 ** PROB_BITS).round().clamp(1, 2 ** PROB_BITS - 1)
-        one = one.flatten().numpy()
+    @staticmethod
+    def pmf(logits: Tensor) -> np.ndarray:
+        """Rows [p(0), p(1)] from integer logits (exact_logits), by table."""
+        one = _P_ONE[logits.flatten().clamp(-LOGIT_CLIP, LOGIT_CLIP).numpy() + LOGIT_CLIP]
         return np.stack([2 ** PROB_BITS - one, one], axis=1) / 2 ** PROB_BITS
 
 
@@ -206,35 +236,44 @@ class Toderici2017(LearnedCodec):
                 previous = b
         return total
 
-    # -- real coding: chunk t = iteration t's bits, range coded in two passes ------------------------
+    # -- real coding: chunk t = iteration t's bits of every tile, range coded in two passes ----------------
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
-        chunks, previous = [], torch.zeros_like(codes[0])
-        for b in codes:
-            a = checkerboard(*b.shape[2:]).expand_as(b).bool()
-            enc = Encoder()
-            symbols = (b > 0).long()
-            enc.categorical(symbols[a].numpy(), self.context.pmf(self.context.logits(previous, torch.zeros_like(b), False)[a]))
-            enc.categorical(symbols[~a].numpy(), self.context.pmf(self.context.logits(previous, b * a, True)[~a]))
-            chunks.append(enc.to_bytes())
-            previous = b
-        return chunks
+        encoders = [Encoder() for _ in range(self.config.quality)]
+        for rows, cols in _tiles(*x.shape[:2]):
+            codes, _ = self._encode_iterations(to_tensor(np.ascontiguousarray(x[rows, cols])), self.config.quality)
+            previous = torch.zeros_like(codes[0])
+            for enc, b in zip(encoders, codes):
+                a = checkerboard(*b.shape[2:]).expand_as(b).bool()
+                symbols = (b > 0).long()
+                enc.categorical(symbols[a].numpy(), self.context.pmf(self.context.exact_logits(previous, torch.zeros_like(b), False)[a]))
+                enc.categorical(symbols[~a].numpy(), self.context.pmf(self.context.exact_logits(previous, b * a, True)[~a]))
+                previous = b
+        return [enc.to_bytes() for enc in encoders]
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         h, w, _ = shape
-        code_shape = (1, BITS, h // 16, w // 16)
-        a = checkerboard(h // 16, w // 16).expand(code_shape).bool()
-        previous, d_state = torch.zeros(code_shape), [None] * 4
-        x_t = torch.zeros(1, 3, h, w)
-        for chunk in progress(chunks, desc="toderici2017 iterations"):
-            dec = Decoder(chunk)
-            b = torch.zeros(code_shape)
-            first = dec.categorical(int(a.sum()), self.context.pmf(self.context.logits(previous, b, False)[a]))
-            b[a] = torch.from_numpy(first.astype(np.float32)) * 2 - 1
-            second = dec.categorical(int((~a).sum()), self.context.pmf(self.context.logits(previous, b * a, True)[~a]))
-            b[~a] = torch.from_numpy(second.astype(np.float32)) * 2 - 1
-            x_t = self._step(x_t, b, self._gain(x_t), d_state)
-            previous = b
-        return from_tensor(x_t + 0.5)
+        decoders = [Decoder(chunk) for chunk in chunks]
+        out = np.empty((h, w, 3), np.uint8)
+        for rows, cols in _tiles(h, w):
+            th, tw = rows.stop - rows.start, cols.stop - cols.start
+            code_shape = (1, BITS, th // 16, tw // 16)
+            a = checkerboard(th // 16, tw // 16).expand(code_shape).bool()
+            previous, d_state, x_t = torch.zeros(code_shape), [None] * 4, torch.zeros(1, 3, th, tw)
+            for dec in progress(decoders, desc="toderici2017 iterations"):
+                b = torch.zeros(code_shape)
+                first = dec.categorical(int(a.sum()), self.context.pmf(self.context.exact_logits(previous, b, False)[a]))
+                b[a] = torch.from_numpy(first.astype(np.float32)) * 2 - 1
+                second = dec.categorical(int((~a).sum()), self.context.pmf(self.context.exact_logits(previous, b * a, True)[~a]))
+                b[~a] = torch.from_numpy(second.astype(np.float32)) * 2 - 1
+                x_t = self._step(x_t, b, self._gain(x_t), d_state)
+                previous = b
+            out[rows, cols] = from_tensor(x_t + 0.5)
+        return out
+
+
+def _tiles(h: int, w: int) -> list[tuple[slice, slice]]:
+    """The tiles of a padded h x w image, row by row: TILE_SIDE square, smaller at the right and bottom edges."""
+    return [(slice(r, min(r + TILE_SIDE, h)), slice(c, min(c + TILE_SIDE, w)))
+            for r in range(0, h, TILE_SIDE) for c in range(0, w, TILE_SIDE)]
