@@ -180,3 +180,15 @@ def test_fmm_is_six_bits_and_entropy_variant_is_lossless_on_top(photo):
     small = nc.create_codec("fmm-entropy").encode(photo)
     assert len(small) < len(plain)
     assert np.array_equal(nc.decode(small), nc.decode(plain))
+
+
+@pytest.mark.parametrize("name", [n for n in nc.list_codecs(ready=True) if nc.create_codec(n).native_ext])
+def test_native_file_is_the_chunk_encode_writes(name, photo):
+    """Every codec with a standard file inside (native_ext) writes it with encode_native, gray images too."""
+    from neuralcodecs import container
+
+    codec = nc.create_codec(name)
+    for x in (photo[:37, :53], photo[:37, :53, 0]):
+        data = codec.encode(x)
+        chunk = container.read_chunks(data, container.read_header(data), allow_partial=False)[0]
+        assert codec.encode_native(x) == chunk

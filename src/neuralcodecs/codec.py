@@ -111,8 +111,11 @@ class Codec:
         return b""
 
     def encode_native(self, image: np.ndarray) -> bytes:
-        """The image as a standard file (JPEG, WebP, ...) that any viewer opens, for codecs that have one."""
-        raise NotImplementedError(f"{self.name} has no native file format")
+        """The image as a standard file (JPEG, WebP, ...) that any viewer opens, for codecs whose one chunk is
+        such a file (`native_ext`): that chunk, exactly as `encode` would put it in a neuralcodecs file."""
+        if self.native_ext is None or self.n_chunks != 1:
+            raise NotImplementedError(f"{self.name} has no native file format")
+        return self.encode_chunks(self._prepare(as_image(image)))[0]
 
     def warm_up(self, image: np.ndarray) -> None:
         """An untimed round trip on a small crop of `image`, so that one-time setup (imports, libraries,
@@ -135,16 +138,18 @@ class Codec:
         raise ValueError(f"{self.name} does not code {kind} images; it takes {self.channels} channels"
                          + (" (use png, or --alpha flatten / drop)" if c == 4 else ""))
 
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """A valid image as encode_chunks takes it: gray repeated where the codec codes RGB, padded."""
+        cc = self._coded_channels(x.shape[2])
+        if cc != x.shape[2]:
+            x = np.repeat(x, cc, axis=2)
+        return pad(x, self.pad_to, self.min_side)
+
     def encode(self, image: np.ndarray) -> bytes:
         """uint8 HxWx3 (or HxW gray, HxWx4 where supported) -> the whole file as bytes."""
         x = as_image(image)
-        h, w, c = x.shape
-        cc = self._coded_channels(c)
-        if cc != c:
-            x = np.repeat(x, cc, axis=2)
-        x = pad(x, self.pad_to, self.min_side)
-        chunks = self.encode_chunks(x)
-        return container.pack(self.name, self.settings, self.fingerprint, (h, w, c), chunks)
+        chunks = self.encode_chunks(self._prepare(x))
+        return container.pack(self.name, self.settings, self.fingerprint, x.shape, chunks)
 
     @property
     def n_chunks(self) -> int | None:

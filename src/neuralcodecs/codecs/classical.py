@@ -57,14 +57,6 @@ class _SingleChunk(Codec):
         h, w, c = shape
         return _as_hwc(self._decode(chunks[0], np.empty((h, w) if c == 1 else (h, w, c), np.uint8)))
 
-    def encode_native(self, image: np.ndarray) -> bytes:
-        from ..image import as_image
-
-        x = as_image(image)
-        if self._coded_channels(x.shape[2]) != x.shape[2]:
-            x = np.repeat(x, 3, axis=2)
-        return self._encode(x)
-
 
 @register("jpeg444", subsampling="444")
 @register("jpeg", subsampling="420")

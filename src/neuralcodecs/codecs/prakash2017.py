@@ -245,12 +245,7 @@ class Prakash2017(HostedCodec, Codec):
             raise ValueError(f"roi image is {m.shape[1]}x{m.shape[0]}, the image {x.shape[1]}x{x.shape[0]}")
         return (m / 255.0).astype(np.float32)
 
-    def encode_native(self, image: np.ndarray) -> bytes:
-        from ..image import as_image
-
-        x = as_image(image)
-        if x.shape[2] != 3:
-            raise ValueError("prakash2017 codes RGB images")
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
         target = self.config.target_bytes or len(self.host().encode_chunks(x)[0])
         m = self.importance(x)
         if self.config.mode == "blend":
@@ -259,10 +254,7 @@ class Prakash2017(HostedCodec, Codec):
         else:
             floor = float(self.config.floor)
         dct = DCTImage(x, m)
-        return rate_controlled(lambda q, trim: dct.jpeg(q, floor, trim), target)
-
-    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        return [self.encode_native(x)]
+        return [rate_controlled(lambda q, trim: dct.jpeg(q, floor, trim), target)]
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         return self.host_decode(chunks, shape[0], shape[1])
