@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import neuralcodecs as nc
+from neuralcodecs import container
 from neuralcodecs.codecs.coconet import PRESETS, pixel_centres, quantize, upsample
 from neuralcodecs.metrics import psnr
 
@@ -145,3 +146,20 @@ def test_a_fit_that_blows_up_rolls_back(image, coded, monkeypatch):
     monkeypatch.setattr(torch.optim.Adam, "step", corrupting_step)
     out = nc.decode(nc.create_codec("coconet", **{**FAST, "iterations": 600}).encode(image))
     assert psnr(image, out) > psnr(image, nc.decode(coded)) - 1
+
+
+def test_rendering_in_batches_gives_the_pixels_of_one_pass(monkeypatch):
+    """The decoder renders RENDER_BATCH pixels at a time straight into the 8-bit image: the same pixels as the
+    network over every pixel centre at once."""
+    from neuralcodecs.codecs import coconet
+    from neuralcodecs.image import from_tensor
+
+    x = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+    codec = nc.create_codec("coconet", quality=1, iterations=30, compile=False)
+    data = codec.encode(x)
+    monkeypatch.setattr(coconet, "RENDER_BATCH", 7)
+    decoded = nc.decode(data)
+    net = codec._load(container.read_chunks(data, container.read_header(data), allow_partial=False)[0])
+    with torch.no_grad():
+        whole = from_tensor(net(coconet.pixel_centres(20, 30)).view(20, 30, 3).permute(2, 0, 1)[None])
+    assert np.array_equal(decoded, whole)

@@ -9,7 +9,8 @@ Image Compression" (ECCV 2022).
             -> per tensor, a uniform quantizer of 2^bits levels (step = max |w| / (2^(bits-1) - 1)); the
             last QAT_FRACTION of the steps fit through it (rounding, gradient straight through)
             -> the integers, range coded with a 16-bin histogram per tensor sent in the file (integer
-               counts, so the decoder rebuilds exactly the encoder's model on any machine)
+               counts, so the decoder rebuilds exactly the encoder's model on any machine); tensors under
+               MIN_HISTOGRAM weights (the biases) are coded uniformly, without one
     decode: the network from the file's settings, its steps and integers, evaluated at every pixel centre
 
 Activation: sine (SIREN, Sitzmann et al. 2020, first layer sin(30 (W x + b)), as COIN uses; the default)
@@ -42,7 +43,7 @@ from ..codec import ENCODER_ONLY, Codec, Command, check_index_quality, decode, o
 from ..codec import progress as progress_bar
 from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
-from ..image import from_tensor, save_image, to_tensor
+from ..image import save_image, to_tensor
 from ..learned import one_thread
 from ..registry import register
 from ..train.step import train_step
@@ -105,6 +106,9 @@ def quantize(p: Tensor, step: Tensor, levels: int) -> Tensor:
     return torch.round(p.detach() / step).clamp(-levels, levels)
 
 
+RENDER_BATCH = 1 << 16  # pixels a decoder evaluates at once (a constant: every decoder computes the same pixels)
+
+
 def pixel_centres(h: int, w: int) -> Tensor:
     """(h*w) x 2 coordinates (x, y) of the pixel centres of an h x w image, in [-1, 1]."""
     ys = (torch.arange(h) + 0.5) / h * 2 - 1
@@ -122,12 +126,12 @@ class CocoNet(Codec):
     class Config:
         quality: int = 4
         activation: str = "sine"
-        bits: int = 10  # levels of each tensor's quantizer: 2^bits (measured best of 8-12 on kodim15)
+        bits: int = 10  # levels of each tensor's quantizer: 2^bits (the best of 8-12: README)
         # how the network is fitted, which only the encoder reads (files leave them out: codec.ENCODER_ONLY)
         iterations: int = field(default=100_000, metadata=ENCODER_ONLY)  # cap; the budget usually decides
         budget: float = field(default=300.0, metadata=ENCODER_ONLY)  # seconds of fitting at most
         lr: float | None = field(default=None, metadata=ENCODER_ONLY)  # Adam's; None: the size's (PRESETS)
-        # pixels per step, drawn at random; kodim15 120 s: 4096 > 1024, 16384, 65536
+        # pixels per step, drawn at random (fewer: noisier steps; more: fewer steps in the budget; README)
         batch: int = field(default=1 << 12, metadata=ENCODER_ONLY)
         # torch.compile fuses the sines: 1.5x faster steps for ~10 s of compiling
         compile: bool = field(default=True, metadata=ENCODER_ONLY)
@@ -184,9 +188,9 @@ class CocoNet(Codec):
         compile_ = cfg.compile and cfg.budget >= COMPILE_MIN_BUDGET
         objective = PixelFit(torch.compile(net) if compile_ else net, self.levels)
         total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()
-        # Sine networks trained with Adam at a high rate sometimes blow up (kodim15, width 48, 300 s at lr 1e-3:
-        # 9.8 dB; kodim01 fell from 19.7 to 16 dB, which a 4x threshold missed). A smoothed loss far above its
-        # best so far rolls the fit back to the last healthy snapshot, and the learning rate is halved from there on.
+        # Sine networks trained with Adam at a high rate sometimes blow up (README), and a loose threshold missed
+        # some of it. A smoothed loss far above its best so far rolls the fit back to the last healthy snapshot,
+        # and the learning rate is halved from there on.
         smooth, best, lr_scale, snapshot = math.inf, math.inf, 1.0, None
         bar = progress_bar(total=total, desc="coconet fit") if progress else tqdm(disable=True)
         step = 0
@@ -289,9 +293,17 @@ class CocoNet(Codec):
     def render(self, chunk: bytes, h: int, w: int) -> np.ndarray:
         """The image the weights in `chunk` describe, on an h x w grid of pixel centres."""
         net = self._load(chunk)
+        ys = (torch.arange(h) + 0.5) / h * 2 - 1  # pixel_centres' coordinates, gathered per batch below
+        xs = (torch.arange(w) + 0.5) / w * 2 - 1
+        out = np.empty((h * w, 3), np.uint8)
+        # RENDER_BATCH pixel centres at a time, straight into the 8-bit output: memory stays a small multiple of
+        # the output's, however large the grid a header (or `upsample`) asks for
         with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
-            rgb = torch.cat([net(xy) for xy in pixel_centres(h, w).split(1 << 16)])
-        return from_tensor(rgb.view(h, w, 3).permute(2, 0, 1)[None])
+            for start in range(0, h * w, RENDER_BATCH):
+                i = torch.arange(start, min(start + RENDER_BATCH, h * w))
+                rgb = net(torch.stack([xs[i % w], ys[i // w]], dim=-1))
+                out[start:start + len(i)] = rgb.clamp(0, 1).mul(255.0).round().to(torch.uint8).numpy()
+        return out.reshape(h, w, 3)
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         return self.render(chunks[0], shape[0], shape[1])
