@@ -6,18 +6,21 @@
     neuralcodecs info FILE
     neuralcodecs truncate IN OUT --steps K [--force]
     neuralcodecs extract IN OUT [--force]
-    neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--set KEY=VALUE ...] [--workers N] [--anchor jpeg]
-                      [--reference F ...] [--crops IMAGE ...] [--engine local|ray [--address A]]
+    neuralcodecs eval --codec C [--codec C ...] --data DIR --out DIR [--quality Q ...] [--set KEY=VALUE ...]
+                      [--workers N] [--anchor jpeg] [--reference F ...] [--resume] [--crops IMAGE ...]
+                      [--engine local|ray [--address A]]
     neuralcodecs report RESULTS_DIR [...] --out DIR [--reference F ...] [--anchor jpeg]
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--set KEY=VALUE ...]
                        [--resume] [every TrainConfig field as an option, e.g. --device cuda]
     neuralcodecs export RUN [--kodak DIR]
-    neuralcodecs demo [--image PNG] [--codec C] [--out DIR]
+    neuralcodecs pq quantize|eval|codec ...     (product quantization of network weights: a classifier's, a codec's)
+    neuralcodecs demo [--image PNG] [--codec C] [--bpp B] [--out DIR] [--results DIR] [--force]
 
 and the commands codecs declare (Codec.commands), e.g.
     neuralcodecs enhance IN.jpg OUT.png [--force]             (jiang2017-enhance)
     neuralcodecs upsample IN OUT.png [--scale 2] [--force]    (coconet)
+    neuralcodecs roi IN OUT.png [--top-k K] [--centre C]      (prakash2017)
 
 Outputs are written atomically and never overwrite an existing file without --force. Bad input prints
 one line on stderr and exits with status 1 (2 for usage errors), never a traceback.
@@ -532,8 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codewords of the layers whose names contain PATTERN, the first match (repeatable; "
                         "the others have --codewords)")
     q.add_argument("--images", type=int, default=256, help="calibration images for the EM's activations")
-    # off for the classifier: after the EM and the batch-norm re-estimation, top-1 on the 1000-image sample
-    # was 54.3 % without it and 51.4 % with it (it lowers the error on the calibration images only)
+    # off for the classifier: it lowers the error on the calibration images only, and top-1 on others with it
+    # (README: "Why the constants are what they are")
     q.add_argument("--refine-passes", type=int, default=0,
                    help=f"passes of the assignment refinement that sees each output channel's whole input "
                         f"(codecs use {PQConfig.refine_passes})")

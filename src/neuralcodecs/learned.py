@@ -371,8 +371,8 @@ def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
 
 
 def entropy_coded_codecs() -> list[str]:
-    """The ready learned codecs whose files are range coded with learned densities (the ones estimate_bits
-    can be checked against)."""
+    """The ready learned codecs that say how many bits their files should take (estimate_bits: the information
+    content under their entropy models, or the raw bits of those without one), to be checked against real files."""
     learned = [n for n in list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
     return [n for n in learned if hasattr(get_entry(n).cls, "estimate_bits")]
 

@@ -226,7 +226,8 @@ class JPEGXL(_SingleChunk):
 
 @register("png")
 class PNG(_SingleChunk):
-    """Lossless; quality is zlib's compression level (every level gives the same image)."""
+    """PNG (ISO/IEC 15948), lossless: x -> per-row prediction filters -> DEFLATE (zlib) -> the PNG file as the
+    one chunk; quality is zlib's compression level (every level gives the same image)."""
     quality_meaning = "zlib level 0-9 (lossless at every level: only the size changes)"
 
     @dataclass(frozen=True)
