@@ -28,7 +28,7 @@ from ..nn.bound import lower_bound
 from .coder import Decoder, Encoder, pmf_from_counts
 from .gsm import SCALE_BOUND, normal_cdf
 from .model import EntropyModel, bits_of
-from .tabulated import PRECISION, _decode_escapes, _encode_escapes, _escape_bits
+from .tabulated import PRECISION, decode_table, encode_table, symbols, table_bits
 
 # the table starts at the scale below which a Gaussian's bins stop changing (gsm.SCALE_BOUND)
 SCALE_MIN, SCALE_MAX, LEVELS = SCALE_BOUND, 256.0, 64
@@ -99,21 +99,13 @@ class GaussianConditional(EntropyModel):
     @staticmethod
     def _symbols(y: Tensor, means: Tensor | None) -> np.ndarray:
         y = y.detach().to("cpu", torch.float32)
-        mu = means.detach().to("cpu", torch.float32) if means is not None else torch.zeros_like(y)
-        s = torch.round(y - mu).reshape(-1)
-        if s.numel() and (not bool(torch.isfinite(s).all()) or float(s.abs().max()) >= 2.0 ** 60):
-            raise ValueError("cannot code latents that are not finite or have magnitude >= 2**60")
-        return s.numpy().astype(np.int64)
+        return symbols(y - means.detach().to("cpu", torch.float32) if means is not None else y)
 
     def compress(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> bytes:
         s, enc = self._symbols(y, means), Encoder()
         for i, pos in self._groups(index):
             pmf, half = self._table(i)
-            v = s[pos]
-            escape = np.abs(v) > half
-            enc.categorical(np.where(escape, 2 * half + 1, v + half), pmf)
-            if escape.any():
-                _encode_escapes(enc, v[escape], -half, half)
+            encode_table(enc, s[pos], -half, pmf)
         return enc.to_bytes()
 
     def decompress(self, data: bytes, index: Tensor, means: Tensor | None = None) -> Tensor:
@@ -121,11 +113,7 @@ class GaussianConditional(EntropyModel):
         s, dec = np.zeros(index.numel(), np.int64), Decoder(data)
         for i, pos in self._groups(index):
             pmf, half = self._table(i)
-            v = dec.categorical(len(pos), pmf).astype(np.int64) - half
-            escape = v == half + 1
-            if escape.any():
-                v[escape] = _decode_escapes(dec, int(escape.sum()), -half, half)
-            s[pos] = v
+            s[pos] = decode_table(dec, len(pos), -half, pmf)
         y_hat = torch.from_numpy(s).to(torch.float32).view(index.shape).to(index.device)
         return y_hat + means.float() if means is not None else y_hat
 
@@ -134,11 +122,7 @@ class GaussianConditional(EntropyModel):
         s, bits = self._symbols(y, means), 0.0
         for i, pos in self._groups(index):
             pmf, half = self._table(i)
-            v = s[pos]
-            escape = np.abs(v) > half
-            bits -= float(np.log2(pmf[np.where(escape, 2 * half + 1, v + half)]).sum())
-            if escape.any():
-                bits += float(_escape_bits(v[escape], -half, half).sum())
+            bits += table_bits(s[pos], -half, pmf)
         return bits
 
 

@@ -194,10 +194,8 @@ class TabulatedDensity(EntropyModel):
         """round(y - m) per channel as int64, shape (C, N*H*W); same float32 arithmetic as forward()."""
         self._check(y)
         y = y.detach().to("cpu", torch.float32)
-        s = torch.round(y - torch.from_numpy(medians).view(1, -1, 1, 1))
-        if s.numel() and (not bool(torch.isfinite(s).all()) or float(s.abs().max()) >= 2.0 ** (_MAX_ESCAPE_BITS - 1)):
-            raise ValueError("cannot code latents that are not finite or have magnitude >= 2**61")
-        return s.transpose(0, 1).reshape(self.channels, -1).numpy().astype(np.int64)
+        s = symbols(y - torch.from_numpy(medians).view(1, -1, 1, 1))
+        return s.reshape(y.shape[0], self.channels, -1).transpose(1, 0, 2).reshape(self.channels, -1)
 
     def compress(self, y: Tensor) -> bytes:
         """Entropy-code round(y - m) of y (NCHW, any N); `decompress` needs the same shape."""
@@ -205,11 +203,7 @@ class TabulatedDensity(EntropyModel):
         s = self._symbols(y, medians)
         enc = Encoder()
         for c in range(self.channels):
-            index = s[c] - offsets[c]
-            escape = (index < 0) | (index >= sizes[c] - 1)
-            enc.categorical(np.where(escape, sizes[c] - 1, index), pmf_from_counts(counts[c]))
-            if escape.any():
-                _encode_escapes(enc, s[c][escape], offsets[c], offsets[c] + sizes[c] - 2)
+            encode_table(enc, s[c], offsets[c], pmf_from_counts(counts[c]))
         return enc.to_bytes()
 
     def decompress(self, data: bytes, shape: Sequence[int]) -> Tensor:
@@ -221,11 +215,7 @@ class TabulatedDensity(EntropyModel):
         dec = Decoder(data)
         s = np.empty((c, n * h * w), dtype=np.int64)
         for i in range(c):
-            index = dec.categorical(n * h * w, pmf_from_counts(counts[i])).astype(np.int64)
-            s[i] = index + offsets[i]
-            escape = index == sizes[i] - 1
-            if escape.any():
-                s[i, escape] = _decode_escapes(dec, int(escape.sum()), offsets[i], offsets[i] + sizes[i] - 2)
+            s[i] = decode_table(dec, n * h * w, offsets[i], pmf_from_counts(counts[i]))
         # Every symbol came from a float32 value, so the conversion back is exact.
         y_hat = torch.from_numpy(s).to(torch.float32).reshape(c, n, h, w).transpose(0, 1)
         y_hat = y_hat + torch.from_numpy(medians).view(1, -1, 1, 1)
@@ -235,15 +225,44 @@ class TabulatedDensity(EntropyModel):
         """Bits the tables assign to round(y - m), escapes included: what `compress` should produce."""
         counts, offsets, sizes, medians = self._tables()
         s = self._symbols(y, medians)
-        bits = 0.0
-        for c in range(self.channels):
-            index = s[c] - offsets[c]
-            escape = (index < 0) | (index >= sizes[c] - 1)
-            p = pmf_from_counts(counts[c])
-            bits -= float(np.log2(p[np.where(escape, sizes[c] - 1, index)]).sum())
-            if escape.any():
-                bits += float(_escape_bits(s[c][escape], offsets[c], offsets[c] + sizes[c] - 2).sum())
-        return bits
+        return sum(table_bits(s[c], offsets[c], pmf_from_counts(counts[c])) for c in range(self.channels))
+
+
+# -- coding integers with a table and an escape (here and in the Gaussian conditional) ---------------
+# A table's pmf covers [lo, lo + len(pmf) - 2] and its last entry is the escape symbol; values outside the
+# range take it and are then coded exactly (below).
+
+def symbols(v: Tensor) -> np.ndarray:
+    """round(v) as int64 (flat), refusing what the escape code cannot hold: non-finite values, |v| >= 2**61."""
+    s = torch.round(v.detach().to("cpu", torch.float32)).reshape(-1)
+    if s.numel() and (not bool(torch.isfinite(s).all()) or float(s.abs().max()) >= 2.0 ** (_MAX_ESCAPE_BITS - 1)):
+        raise ValueError("cannot code latents that are not finite or have magnitude >= 2**61")
+    return s.numpy().astype(np.int64)
+
+
+def encode_table(enc: Encoder, s: np.ndarray, lo: int, pmf: np.ndarray) -> None:
+    hi = lo + len(pmf) - 2
+    escape = (s < lo) | (s > hi)
+    enc.categorical(np.where(escape, len(pmf) - 1, s - lo), pmf)
+    if escape.any():
+        _encode_escapes(enc, s[escape], lo, hi)
+
+
+def decode_table(dec: Decoder, n: int, lo: int, pmf: np.ndarray) -> np.ndarray:
+    hi = lo + len(pmf) - 2
+    s = dec.categorical(n, pmf).astype(np.int64) + lo
+    escape = s == hi + 1
+    if escape.any():
+        s[escape] = _decode_escapes(dec, int(escape.sum()), lo, hi)
+    return s
+
+
+def table_bits(s: np.ndarray, lo: int, pmf: np.ndarray) -> float:
+    """The bits encode_table spends on s (the information content under the table, escapes included)."""
+    hi = lo + len(pmf) - 2
+    escape = (s < lo) | (s > hi)
+    bits = -float(np.log2(pmf[np.where(escape, len(pmf) - 1, s - lo)]).sum())
+    return bits + (float(_escape_bits(s[escape], lo, hi).sum()) if escape.any() else 0.0)
 
 
 # -- escapes: values outside a table's range [lo, hi] ------------------------------------------------
