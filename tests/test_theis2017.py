@@ -23,13 +23,20 @@ def test_incremental_mask_opens_channels_over_training(model):
     model.train()
     model.set_stage("transforms")
     model.mask_steps.fill_(0)
-    y = model.analysis(torch.rand(1, 3, 32, 32))
-    assert (y[:, MASK_START:] == 0).all() and (y[:, :MASK_START] != 0).any()
+    m = model.training_mask(model.log_gain.shape[1], "cpu")
+    assert m[:MASK_START].all() and not m[MASK_START:].any() and int(model.mask_steps) == 1
     model.mask_steps.fill_(MASK_EVERY)
-    y = model.analysis(torch.rand(1, 3, 32, 32))
-    assert (y[:, MASK_START + MASK_STEP:] == 0).all() and (y[:, MASK_START:MASK_START + MASK_STEP] != 0).any()
+    m = model.training_mask(model.log_gain.shape[1], "cpu")
+    assert m[:MASK_START + MASK_STEP].all() and not m[MASK_START + MASK_STEP:].any()
+    # a training forward counts a step; analysis, and so coding, never masks nor counts, in any mode
+    before = int(model.mask_steps)
+    model(torch.rand(1, 3, 32, 32))
+    assert int(model.mask_steps) == before + 1
+    assert (model.analysis(torch.rand(1, 3, 32, 32))[:, MASK_START + MASK_STEP:] != 0).any()
+    assert int(model.mask_steps) == before + 1
+    model.set_stage("joint")
+    assert model.training_mask(model.log_gain.shape[1], "cpu") is None
     model.eval()
-    assert (model.analysis(torch.rand(1, 3, 32, 32))[:, MASK_START + MASK_STEP:] != 0).any()  # no mask when coding
 
 
 def test_stages_train_what_the_paper_trains(model):

@@ -209,9 +209,6 @@ class VariableRateCodec(LearnedCodec):
         self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, channels).clone())
         self.train_points = list(range(k))
 
-    # channels whose coefficients count toward the training rate; None: all (see theis2017's mask)
-    rate_mask: Tensor | None = None
-
     def update_tables(self) -> None:
         # every entropy model of a transform codec lives in its latent codec, which also tabulates what it
         # derives from the rate points' gains
@@ -226,19 +223,27 @@ class VariableRateCodec(LearnedCodec):
     def synthesis(self, y_hat: Tensor) -> Tensor:
         return self.g_s(y_hat)
 
+    def training_mask(self, channels: int, device: torch.device) -> Tensor | None:
+        """Called once per training forward: 1 for the latent channels this step codes, 0 for those it holds at
+        zero, which cost no rate (theis2017's incremental training opens them a few at a time); None: all."""
+        return None
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         b, points = x.shape[0], torch.tensor(self.train_points)
         q = points[(torch.randint(len(points), (1,)) + torch.arange(b)) % len(points)]
         with torch.autocast(device_type=x.device.type, enabled=False):
             y = self.analysis(x).float() * self._gains(q)[0]
-        return self.from_latents(y, q)
+        return self.from_latents(y, q, self.training_mask(y.shape[1], y.device) if self.training else None)
 
-    def from_latents(self, y: Tensor, q: Tensor) -> dict[str, Tensor]:
-        """forward() from the scaled latents y of rate points q on (what LatentRefinement optimizes)."""
+    def from_latents(self, y: Tensor, q: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """forward() from the scaled latents y of rate points q on (what LatentRefinement optimizes); `mask`:
+        training_mask's channels."""
         with torch.autocast(device_type=y.device.type, enabled=False):
+            if mask is not None:
+                y = y * mask.view(1, -1, 1, 1)
             y_hat, bits = self.latent_codec(y, q.to(y.device), self.log_gain[q])
-            if self.rate_mask is not None:  # coefficients held at zero in training cost nothing
-                bits["y"] = bits["y"] * self.rate_mask.view(1, -1, 1, 1)
+            if mask is not None:  # coefficients held at zero cost nothing
+                bits["y"] = bits["y"] * mask.view(1, -1, 1, 1)
             total = sum(v.sum(dim=tuple(range(1, v.dim()))) for v in bits.values())
         x_hat = self.synthesis(y_hat * self._gains(q)[1])
         lmbda = torch.tensor(self.lmbdas, device=y.device)[q]

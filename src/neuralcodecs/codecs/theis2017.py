@@ -118,14 +118,15 @@ class Theis2017(VariableRateCodec):
     def analysis(self, x: Tensor) -> Tensor:
         x = F.pad((x - self.centre) / self.spread, (PAD,) * 4, mode="reflect")
         c = PAD // self.latent_stride
-        y = self.g_a(x)[:, :, c:-c, c:-c]
-        self.rate_mask = None
-        if self.training and self.stage == "transforms":
-            open_channels = MASK_START + MASK_STEP * (int(self.mask_steps) // MASK_EVERY)
-            self.mask_steps += 1
-            self.rate_mask = (torch.arange(y.shape[1], device=y.device) < open_channels).to(y.dtype)
-            y = y * self.rate_mask.view(1, -1, 1, 1)
-        return y
+        return self.g_a(x)[:, :, c:-c, c:-c]
+
+    def training_mask(self, channels: int, device: torch.device) -> Tensor | None:
+        """Stage "transforms": the paper's incremental mask, MASK_STEP more channels every MASK_EVERY steps."""
+        if self.stage != "transforms":
+            return None
+        open_channels = MASK_START + MASK_STEP * (int(self.mask_steps) // MASK_EVERY)
+        self.mask_steps += 1
+        return (torch.arange(channels, device=device) < open_channels).float()
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
         x_hat = self.g_s(y_hat) * self.spread + self.centre
