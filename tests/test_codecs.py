@@ -192,3 +192,13 @@ def test_native_file_is_the_chunk_encode_writes(name, photo):
         data = codec.encode(x)
         chunk = container.read_chunks(data, container.read_header(data), allow_partial=False)[0]
         assert codec.encode_native(x) == chunk
+
+
+@pytest.mark.parametrize("name, setting, bad", [("webp", "method", 7), ("avif", "speed", "x"),
+                                                ("jpegxl", "effort", 0), ("heif", "chroma", "422")])
+def test_effort_settings_stay_out_of_files_and_are_checked(name, setting, bad, photo):
+    """How hard a classical encoder works is not stored in its files (only the encoder reads it) and is checked."""
+    data = nc.create_codec(name).encode(photo)
+    assert setting not in nc.info(data)["settings"]
+    with pytest.raises(ValueError, match=setting):
+        nc.create_codec(name, **{setting: bad})

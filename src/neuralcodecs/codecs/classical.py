@@ -16,12 +16,12 @@ chunk of a neuralcodecs file; `encode_native` gives the same bitstream as a stan
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from ..codec import Codec, check_quality
+from ..codec import ENCODER_ONLY, Codec, check_quality
 from ..registry import register
 
 
@@ -31,6 +31,11 @@ def _ic():
     import imagecodecs
 
     return imagecodecs
+
+
+def _check_effort(what: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 def _as_hwc(x: np.ndarray) -> np.ndarray:
@@ -120,10 +125,11 @@ class WebP(_SingleChunk):
     @dataclass(frozen=True)
     class Config:
         quality: int = 75
-        method: int = 6  # slowest, best libwebp search
+        method: int = field(default=6, metadata=ENCODER_ONLY)  # libwebp's search effort 0-6: 6, the slowest, best
 
         def __post_init__(self):
             check_quality("webp", self.quality, 0, 100)
+            _check_effort("webp method", self.method, 0, 6)
 
     qualities: ClassVar[tuple] = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     native_ext = ".webp"
@@ -144,10 +150,12 @@ class AVIF(_SingleChunk):
     @dataclass(frozen=True)
     class Config:
         quality: int = 60
-        speed: int = 6  # libaom at default speed takes 15-35 s for one Kodak image here
+        # libaom's speed 0-10: its default is far slower (README) for a Kodak sweep
+        speed: int = field(default=6, metadata=ENCODER_ONLY)
 
         def __post_init__(self):
             check_quality("avif", self.quality, 0, 100)
+            _check_effort("avif speed", self.speed, 0, 10)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
     native_ext = ".avif"
@@ -168,7 +176,7 @@ class HEIF(_SingleChunk):
     @dataclass(frozen=True)
     class Config:
         quality: int = 50
-        chroma: str = "444"
+        chroma: str = field(default="444", metadata=ENCODER_ONLY)  # the HEIF file says which it holds
 
         def __post_init__(self):
             check_quality("heif", self.quality, 0, 100)
@@ -207,10 +215,11 @@ class JPEGXL(_SingleChunk):
     @dataclass(frozen=True)
     class Config:
         quality: int = 75
-        effort: int = 7
+        effort: int = field(default=7, metadata=ENCODER_ONLY)  # libjxl's effort 1-10
 
         def __post_init__(self):
             check_quality("jpegxl", self.quality, 0, 99)
+            _check_effort("jpegxl effort", self.effort, 1, 10)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
     channels = (1, 3)
