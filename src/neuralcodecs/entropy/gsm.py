@@ -56,7 +56,7 @@ class GaussianScaleMixture(TabulatedDensity):
 
     def _scales_and_weights(self, like: Tensor, detach: bool = False) -> tuple[Tensor, Tensor]:
         """The bounded scales and the mixture weights, (C, K, 1) each (with any leading dimensions of the
-        parameters, see FactorizedLatentCodec), in like's dtype and on its device."""
+        parameters: latent._per_point stacks the rate points' densities), in like's dtype and on its device."""
         log_scales, logits = self.log_scales, self.logits
         if detach:
             log_scales, logits = log_scales.detach(), logits.detach()

@@ -156,7 +156,7 @@ class HyperpriorLatentCodec(LatentCodec):
     def _shift(log_gain: Tensor, exact: bool = False) -> Tensor:
         """The rate point's scale-index shift log(g) / LOG_STEP, (N, C, 1, 1), on the 2^-ACT_BITS grid: real
         (straight-through rounding) in training; in exact mode grid integers computed on the CPU in float64 from
-        the stored gains (one IEEE multiply and a floor: the same number on every machine)."""
+        the stored gains (one IEEE multiply, an add of 1/2 and a floor: the same number on every machine)."""
         if not exact:
             return quantize_activation(log_gain / LOG_STEP)[:, :, None, None]
         shift = torch.floor(log_gain.detach().cpu().double() * (2 ** ACT_BITS / LOG_STEP) + 0.5)
@@ -265,7 +265,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     @staticmethod
     def _times_exact(x: Tensor, grid: Tensor) -> Tensor:
         """Coding: the same product on grid integers (units of 2^-ACT_BITS, float64) with a gain grid row (1, C)
-        (_grid): x clipped as training clips it, one integer product, a rounding by a power of two, clipped."""
+        (_grid): one integer product, a rounding by a power of two, and the product clipped as training clips it
+        (x, an integer network's output, is within the clip already; clamping it too only guards the bound)."""
         lim = CLIP * 2 ** ACT_BITS
         x = x.clamp(-lim, lim) * grid.to(x.device)[:, :, None, None]
         return torch.floor((x + 2 ** (GAIN_BITS - 1)) / 2 ** GAIN_BITS).clamp(-lim, lim)
