@@ -202,8 +202,9 @@ def test_refine_must_be_a_step_count():
         nc.create_codec("balle2018", refine=-1)
 
 
-def test_one_thread_blocks_in_several_python_threads_share_the_setting():
-    """Thread A opens a block, B opens one, A closes: B still codes on one thread; the count comes back after B."""
+def test_one_thread_holds_in_every_thread_while_another_is_inside():
+    """Thread A opens a block; thread B, whose own thread count was 2 already, opens one while A is inside and
+    codes on one thread; A closes first, and B is still on one thread; the count comes back when both closed."""
     import threading
 
     from neuralcodecs.learned import one_thread
@@ -219,8 +220,10 @@ def test_one_thread_blocks_in_several_python_threads_share_the_setting():
         a_out.set()
 
     def b():
+        torch.set_num_threads(2)  # this thread's own setting, before A's block opens
         a_in.wait()
         with one_thread():
+            seen.append(torch.get_num_threads())
             b_in.set()
             a_out.wait()
             seen.append(torch.get_num_threads())
@@ -231,6 +234,18 @@ def test_one_thread_blocks_in_several_python_threads_share_the_setting():
             t.start()
         for t in threads:
             t.join(10)
-        assert seen == [1] and torch.get_num_threads() == 2
+        assert seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_stop_is_agreed_on_the_runs_device(tiny_data, tmp_path, monkeypatch):
+    """The processes agree on stopping through a collective on the training device (nccl has no CPU tensors)."""
+    from neuralcodecs.train.distributed import Ranks
+
+    devices = []
+    real = Ranks.everywhere
+    monkeypatch.setattr(Ranks, "everywhere", lambda self, holds, device="not given": devices.append(str(device)) or
+                        real(self, holds, "cpu"))
+    _train(tiny_data, tmp_path / "run", 2)
+    assert devices and all(d == "cpu" for d in devices) and len(devices) >= 4  # stop checks and finite-loss checks

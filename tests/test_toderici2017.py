@@ -52,7 +52,9 @@ def test_coded_size_matches_the_context_models_information():
     x = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
     real = 8 * sum(len(c) for c in m.encode_chunks(x))
     estimate = m.estimate_bits(x)
-    assert estimate * 0.97 - 64 * 4 <= real <= estimate * 1.03 + 64 * 4  # 12-bit probabilities, 32-bit words
+    # the estimate is the information under the very probabilities coded with: the coder adds at most a few
+    # 32-bit words per chunk
+    assert estimate <= real <= estimate * 1.002 + 64 * 4
 
 
 def test_anchors_are_a_checkerboard():
@@ -80,7 +82,7 @@ def test_probability_table_is_pinned():
 
     from neuralcodecs.codecs import toderici2017
 
-    table = toderici2017._P_ONE.astype(np.int16).tobytes()
+    table = toderici2017.probability_table().astype("<i2").tobytes()
     assert hashlib.sha256(table).hexdigest()[:16] == "6b60121a455f2fe1"
 
 

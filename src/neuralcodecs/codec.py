@@ -111,8 +111,10 @@ class Codec:
         return b""
 
     def encode_native(self, image: np.ndarray) -> bytes:
-        """The image as a standard file (JPEG, WebP, ...) that any viewer opens, for codecs whose one chunk is
-        such a file (`native_ext`): that chunk, exactly as `encode` would put it in a neuralcodecs file."""
+        """The standard file (JPEG, WebP, ...) any viewer opens that a codec's one chunk is (`native_ext`): that
+        chunk, exactly as `encode` would put it in a neuralcodecs file. It holds what the codec codes: the image
+        padded by the codec's rules (a jpeg2000 side to at least 2 pixels), or for jiang2017 the half-size
+        compact image its host codec codes."""
         if self.native_ext is None or self.n_chunks != 1:
             raise NotImplementedError(f"{self.name} has no native file format")
         return self.encode_chunks(self._prepare(as_image(image)))[0]

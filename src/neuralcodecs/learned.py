@@ -121,6 +121,10 @@ class LearnedCodec(Codec, nn.Module):
         with one_thread():
             return super().decode_file(header, chunks)
 
+    def encode_native(self, image: np.ndarray) -> bytes:
+        with one_thread():
+            return super().encode_native(image)
+
     # -- training ---------------------------------------------------------------------------------
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """forward(x) and the rate-distortion loss, mean over the batch of lmbda * 255^2 * MSE + bpp."""
@@ -389,14 +393,14 @@ _one_thread_blocks = [0, 1]  # [blocks open now (any Python thread), torch's thr
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Torch on one thread inside the block (coding must not depend on the thread count), as before after.
-    Torch's thread count is one setting for the whole process, so blocks open in several Python threads at
-    once share it: the first sets it to 1 and the last to close restores it (restoring when each closed
-    would let one thread's coding finish on the other threads' count)."""
+    Whether torch's thread count is one setting per process or per OS thread depends on its build and on the
+    thread, so every block sets it in its own thread, and only the last block to close (in any thread) restores
+    the count from before the first: a restore while another thread codes could change that thread's count."""
     with _one_thread_lock:
         if _one_thread_blocks[0] == 0:
             _one_thread_blocks[1] = torch.get_num_threads()
-            torch.set_num_threads(1)
         _one_thread_blocks[0] += 1
+        torch.set_num_threads(1)
     try:
         yield
     finally:

@@ -34,15 +34,17 @@ in turn, into chunk t.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..entropy.coder import Decoder, Encoder
+from ..entropy.coder import Decoder, Encoder, information_bits
 from ..entropy.latent import checkerboard
 from ..image import from_tensor, to_tensor
 from ..learned import LearnedCodec
@@ -56,13 +58,20 @@ ITERATIONS = 16
 W = 256
 PROB_BITS = 12     # the coder's probabilities are multiples of 2^-12
 TILE_SIDE = 1024   # pixels per side of the tiles large images are coded in (a multiple of 16)
-# p(bit = 1) in units of 2^-PROB_BITS for each integer logit l (units of 2^-ACT_BITS) in [-LOGIT_CLIP, LOGIT_CLIP]:
-# round(2^PROB_BITS * sigmoid(l / 2^ACT_BITS)), kept within [1, 2^PROB_BITS - 1] (no bit is impossible). Beyond
-# +-16 the probability is at its bound anyway. tests/test_toderici2017.py pins the table's bytes: a platform
-# whose exp rounded one entry differently would fail there, not in a decoder.
-LOGIT_CLIP = 16 * 2 ** ACT_BITS
-_P_ONE = np.clip(np.round(2 ** PROB_BITS / (1 + np.exp(-np.arange(-LOGIT_CLIP, LOGIT_CLIP + 1) / 2 ** ACT_BITS))),
-                 1, 2 ** PROB_BITS - 1)
+LOGIT_CLIP = 16 * 2 ** ACT_BITS  # integer logits beyond +-16 have the bounding probability anyway
+
+
+@functools.cache
+def probability_table() -> np.ndarray:
+    """p(bit = 1) in units of 2^-PROB_BITS for each integer logit l (units of 2^-ACT_BITS) in [-LOGIT_CLIP,
+    LOGIT_CLIP]: round(2^PROB_BITS * sigmoid(l / 2^ACT_BITS)), kept within [1, 2^PROB_BITS - 1] (no bit is
+    impossible). Every entry lies more than 1e-4 from a rounding boundary, so any exp accurate to far less than
+    that (float64's is to ~1e-16) gives every decoder the very same table; the check below refuses a machine
+    whose exp would not, and tests/test_toderici2017.py pins the table's bytes."""
+    one = 2 ** PROB_BITS / (1 + np.exp(-np.arange(-LOGIT_CLIP, LOGIT_CLIP + 1) / 2 ** ACT_BITS))
+    if np.abs(one - np.floor(one) - 0.5).min() < 1e-6:
+        raise RuntimeError("toderici2017's probability table is ambiguous on this machine (its exp is inexact)")
+    return np.clip(np.round(one), 1, 2 ** PROB_BITS - 1).astype(np.int64)
 
 
 class ContextModel(nn.Module):
@@ -108,7 +117,7 @@ class ContextModel(nn.Module):
     @staticmethod
     def pmf(logits: Tensor) -> np.ndarray:
         """Rows [p(0), p(1)] from integer logits (exact_logits), by table."""
-        one = _P_ONE[logits.flatten().clamp(-LOGIT_CLIP, LOGIT_CLIP).numpy() + LOGIT_CLIP]
+        one = probability_table()[logits.flatten().clamp(-LOGIT_CLIP, LOGIT_CLIP).numpy() + LOGIT_CLIP]
         return np.stack([2 ** PROB_BITS - one, one], axis=1) / 2 ** PROB_BITS
 
 
@@ -226,29 +235,30 @@ class Toderici2017(LearnedCodec):
         return {"x_hat": torch.cat(recons), "target": x.repeat(iterations, 1, 1, 1),
                 "bits": (bits / iterations).repeat(iterations), "lmbda": x.new_ones(n)}
 
+    @torch.no_grad()
     def estimate_bits(self, x: np.ndarray) -> float:
-        """The context model's information content of the codes, as the range coder should produce."""
-        with torch.no_grad():
-            codes, _ = self._encode_iterations(to_tensor(x), self.config.quality)
-            previous, total = torch.zeros_like(codes[0]), 0.0
-            for b in codes:
-                total += float(self.context.bits(b, previous).sum())
-                previous = b
-        return total
+        """The information content of the codes under the probabilities the range coder uses (tile by tile)."""
+        return sum(information_bits(symbols, pmf) for symbols, pmf in self._coded(x))
 
     # -- real coding: chunk t = iteration t's bits of every tile, range coded in two passes ----------------
-    @torch.no_grad()
-    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        encoders = [Encoder() for _ in range(self.config.quality)]
+    def _coded(self, x: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(bits, their pmf rows) in coding order, each pass of each iteration of each tile; yields the pairs of
+        iteration t every `quality`-th time, t = 0, 1, ... within a tile."""
         for rows, cols in _tiles(*x.shape[:2]):
             codes, _ = self._encode_iterations(to_tensor(np.ascontiguousarray(x[rows, cols])), self.config.quality)
             previous = torch.zeros_like(codes[0])
-            for enc, b in zip(encoders, codes):
+            for b in codes:
                 a = checkerboard(*b.shape[2:]).expand_as(b).bool()
                 symbols = (b > 0).long()
-                enc.categorical(symbols[a].numpy(), self.context.pmf(self.context.exact_logits(previous, torch.zeros_like(b), False)[a]))
-                enc.categorical(symbols[~a].numpy(), self.context.pmf(self.context.exact_logits(previous, b * a, True)[~a]))
+                yield symbols[a].numpy(), self.context.pmf(self.context.exact_logits(previous, torch.zeros_like(b), False)[a])
+                yield symbols[~a].numpy(), self.context.pmf(self.context.exact_logits(previous, b * a, True)[~a])
                 previous = b
+
+    @torch.no_grad()
+    def encode_chunks(self, x: np.ndarray) -> list[bytes]:
+        encoders = [Encoder() for _ in range(self.config.quality)]
+        for i, (symbols, pmf) in enumerate(self._coded(x)):
+            encoders[i // 2 % self.config.quality].categorical(symbols, pmf)  # two passes per iteration
         return [enc.to_bytes() for enc in encoders]
 
     @torch.no_grad()

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 
 from .. import weights
-from ..registry import get_entry
+from ..registry import create_codec, get_entry
 from .data import RandomCrops
 from .distributed import Ranks
 from .step import train_step
@@ -92,7 +92,8 @@ def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.G
     state = {"model": model.state_dict(), "opt": opt.state_dict(),
              "aux_opt": aux_opt.state_dict() if aux_opt else None, "step": step, "init_steps": init_steps,
              "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "config": dataclasses.asdict(cfg),
+             "cuda_rng": torch.cuda.get_rng_state(cfg.device) if cfg.device.startswith("cuda") else None,
+             "config": dataclasses.asdict(cfg),
              "lmbdas": list(model.lmbdas)}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -134,9 +135,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if cfg.init.startswith("codec:"):
             # another codec's shipped weights, where names and shapes match (e.g. balle2018 from balle2017's
             # transforms and gains); the rest keeps its initialization
+            # (as that codec loads them, so a module's load hooks map an older layout's names)
             own = model.state_dict()
-            taken = {k: v.float() if v.is_floating_point() else v
-                     for k, v in weights.shipped_state(cfg.init[6:]).items() if k in own and own[k].shape == v.shape}
+            taken = {k: v for k, v in create_codec(cfg.init[6:]).state_dict().items()
+                     if k in own and own[k].shape == v.shape}
             model.load_state_dict({**own, **taken})
             print(f"{len(taken)} of {len(own)} tensors from {cfg.init[6:]}'s weights")
         else:
@@ -159,8 +161,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         init_steps = state.get("init_steps", 0)
         # map_location moved every tensor to the device, the CPU generator's state too; it must come back
         torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") and torch.cuda.is_available():  # training noise drawn on a GPU
-            torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
+        if state.get("cuda_rng") is not None and cfg.device.startswith("cuda"):  # training noise drawn on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), cfg.device)
         print(f"resumed {ckpt} at step {step}")
     if ranks.world > 1:
         # the same weights everywhere, and each process its own crops and noise from here on (seeded by rank and
@@ -190,7 +192,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     try:
         while step < cfg.steps:
             # every process stops at the same step, or one would wait forever in the next step's all-reduce
-            if not ranks.everywhere(not stop.requested):
+            if not ranks.everywhere(not stop.requested, cfg.device):
                 print(f"\nstopped at step {step}; checkpoint saved, continue with --resume")
                 break
             # set every step (not only at the drop) so a resumed run follows the schedule it is given now
