@@ -83,6 +83,7 @@ def test_static_figure_has_a_panel_per_family(evaluated, tmp_path):
     from neuralcodecs.eval.figures import families
 
     assert families(["jpeg", "balle2017", "webp", "published"]) == (["balle2017"], ["jpeg", "webp", "published"])
+    assert families(["minnen2018 refine=40", "webp quality=5"]) == (["minnen2018 refine=40"], ["webp quality=5"])
     png = tmp_path / "rd.png"
     assert main(["plot", *map(str, sorted((evaluated / "ev").glob("*.json"))), "--out", str(png)]) == 0
     one_row = load_image(png)

@@ -38,11 +38,12 @@ def _series(curve: Curve, panel: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 def families(names: Sequence[str]) -> tuple[list[str], list[str]]:
     """(learned, classical) among our curves' names: learned where the registered codec says so (Codec.learned);
+    a curve named "CODEC key=value ..." (a codec at other settings, e.g. "minnen2018 refine=40") is CODEC's;
     anything else (classical codecs, names not registered here) is drawn with the classical ones."""
     from ..registry import get_entry, list_codecs
 
     known = set(list_codecs())
-    learned = [n for n in names if n in known and get_entry(n).cls.learned]
+    learned = [n for n in names if n.split(" ")[0] in known and get_entry(n.split(" ")[0]).cls.learned]
     return learned, [n for n in names if n not in learned]
 
 
