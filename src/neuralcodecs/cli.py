@@ -568,7 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps of fine-tuning each layer's codewords alone right after its EM (0: none)")
     _add_reassign_options(c)
     c.add_argument("--from", dest="start", default=None, metavar="FILE",
-                   help="fine-tune further a weights file this command wrote (such as the shipped one; no EM)")
+                   help="fine-tune further a weights file this command wrote (no EM); the file keeps no density "
+                        "parameters, so they come from the teacher shipped now: use a file made from that teacher "
+                        "(the shipped balle2017-pq was made from an earlier balle2017, see its manifest entry)")
     c.add_argument("--tune-gains", action="store_true",
                    help="the rate points' gains fine-tune too (the coding tables stay exactly the teacher's)")
     c.add_argument("--calibration", type=int, default=64, help="crops whose activations the EM sees")

@@ -7,7 +7,7 @@ Down: Revisiting the Quantization of Neural Networks", ICLR 2020, applied to Bal
       g_a: 9x9 conv in blocks of 3 taps, 5x5 convs in rows of 5 taps
       g_s: 5x5 deconvs in rows of 5 taps, 9x9 deconv single taps (d = 1)
       GDN / IGDN gammas in blocks of 2 inputs; biases, betas and gains in fp16; the coding tables exactly
-      balle2017's (counts in 16 bits); no density parameters
+      its teacher's, balle2017 as shipped when it was made (counts in 16 bits); no density parameters
     -> unpack: weight = codebook[index] per block -> balle2017's network, coding and file format
 
 The bitstream is balle2017's in every respect but the weights' fingerprint: the same tables code the same
