@@ -204,12 +204,18 @@ def progress(iterable: Any = None, total: int | None = None, desc: str | None = 
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None if _progress else True)
 
 
-def check_quality(name: str, quality: Any, lo: float, hi: float, integer: bool = True, meaning: str = "") -> None:
-    """Every codec's check of its quality: a number (an integer if `integer`; never a bool) in [lo, hi]."""
+def check_number(setting: str, value: Any, lo: float, hi: float, integer: bool = True, meaning: str = "") -> None:
+    """A numeric setting's check ("webp method", "jpeg quality"): a number (an integer if `integer`; never a bool)
+    in [lo, hi]."""
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(quality, bool) or not isinstance(quality, kind) or not lo <= quality <= hi:
+    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
         what = meaning or ("an integer" if integer else "a number")
-        raise ValueError(f"{name} quality must be {what} in [{lo}, {hi}], got {quality!r}")
+        raise ValueError(f"{setting} must be {what} in [{lo}, {hi}], got {value!r}")
+
+
+def check_quality(name: str, quality: Any, lo: float, hi: float, integer: bool = True, meaning: str = "") -> None:
+    """Every codec's check of its quality (check_number)."""
+    check_number(f"{name} quality", quality, lo, hi, integer, meaning)
 
 
 def check_index_quality(name: str, quality: Any, n: int, meaning: str = "rate point") -> None:

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..codec import ENCODER_ONLY, Codec, check_quality
+from ..codec import ENCODER_ONLY, Codec, check_number, check_quality
 from ..registry import register
 
 
@@ -31,11 +31,6 @@ def _ic():
     import imagecodecs
 
     return imagecodecs
-
-
-def _check_effort(what: str, value, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{what} must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 def _as_hwc(x: np.ndarray) -> np.ndarray:
@@ -129,7 +124,7 @@ class WebP(_SingleChunk):
 
         def __post_init__(self):
             check_quality("webp", self.quality, 0, 100)
-            _check_effort("webp method", self.method, 0, 6)
+            check_number("webp method", self.method, 0, 6)
 
     qualities: ClassVar[tuple] = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
     native_ext = ".webp"
@@ -155,7 +150,7 @@ class AVIF(_SingleChunk):
 
         def __post_init__(self):
             check_quality("avif", self.quality, 0, 100)
-            _check_effort("avif speed", self.speed, 0, 10)
+            check_number("avif speed", self.speed, 0, 10)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
     native_ext = ".avif"
@@ -219,7 +214,7 @@ class JPEGXL(_SingleChunk):
 
         def __post_init__(self):
             check_quality("jpegxl", self.quality, 0, 99)
-            _check_effort("jpegxl effort", self.effort, 1, 10)
+            check_number("jpegxl effort", self.effort, 1, 10)
 
     qualities: ClassVar[tuple] = (5, 15, 25, 35, 45, 55, 65, 75, 85, 92)
     channels = (1, 3)
