@@ -8,7 +8,7 @@ or negative numbers, keys dropped or added, the codec name swapped for another),
 byte runs overwritten, truncation, extension, 16/32-bit fields equal to the image size replaced by large
 values, as a standard file's own size fields are) and chunk lists (dropped, duplicated). Each input is
 decoded in a worker process under an address-space limit (3 GB above what the worker holds after loading
-every codec) and a 10 s timeout; a worker that dies is an abort, one that times out a hang.
+every codec) and a timeout (--timeout, 10 s by default); a worker that dies is an abort, one that times out a hang.
 
 Outcomes per codec: ok (decoded to an image of the claimed shape), BitstreamError, and everything else
 (other exceptions, memory, hang, abort), which must be 0. The worker runs with a decoder pixel limit of
@@ -155,11 +155,12 @@ def _vm_bytes() -> int:
 
 
 class Worker:
-    def __init__(self):
+    def __init__(self, timeout: float = TIMEOUT):
+        self.timeout = timeout
         self.p = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, cwd=ROOT)
-        ready = self.p.stdout.read(1)
-        if ready != b"R":
+        started, _, _ = select.select([self.p.stdout], [], [], 120)  # importing torch: seconds, not minutes
+        if not started or self.p.stdout.read(1) != b"R":
             raise RuntimeError("fuzz worker failed to start")
 
     def run(self, data: bytes) -> str:
@@ -168,7 +169,7 @@ class Worker:
             self.p.stdin.flush()
         except BrokenPipeError:
             return self._died()
-        ready, _, _ = select.select([self.p.stdout], [], [], TIMEOUT)
+        ready, _, _ = select.select([self.p.stdout], [], [], self.timeout)
         if not ready:
             self.p.kill()
             self.p.wait()
@@ -198,6 +199,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--codec", nargs="+", help="seed files of these codecs only (default: every golden file)")
     ap.add_argument("--out", default="out/fuzz")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT,
+                    help=f"seconds one decode may take before it counts as a hang (default: {TIMEOUT:.0f}; "
+                         "more on a busy machine)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -218,7 +222,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     tally: dict[str, Counter] = defaultdict(Counter)
     examples: dict[str, list] = defaultdict(list)
-    w, start = Worker(), time.time()
+    w, start = Worker(args.timeout), time.time()
     order = sorted(seeds)
     for i in range(args.inputs):
         codec = order[i % len(order)]
@@ -239,7 +243,7 @@ def main() -> None:
             if len(examples[codec]) < 5:
                 examples[codec].append({"result": result, "file": data.hex() if len(data) < 4096 else None})
         if not w.alive:
-            w = Worker()
+            w = Worker(args.timeout)
         if (i + 1) % 1000 == 0:
             bad = sum(v["other"] for v in tally.values())
             print(f"{i + 1} inputs, {bad} not ok/BitstreamError, {time.time() - start:.0f} s", flush=True)
@@ -256,11 +260,11 @@ def main() -> None:
     total = {k: sum(r[k] for r in rows) for k in ("inputs", "ok", "BitstreamError", "other")}
     print(f"{'all':20s} {total['inputs']:7d} {total['ok']:6d} {total['BitstreamError']:7d} {total['other']:6d}")
     print(f"{time.time() - start:.0f} s; address-space limit {ALLOC_LIMIT >> 30} GB over the worker's own, "
-          f"timeout {TIMEOUT:.0f} s, decoder pixel limit {MAX_PIXELS}")
+          f"timeout {args.timeout:.0f} s, decoder pixel limit {MAX_PIXELS}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fuzz.json").write_text(json.dumps({"total": total, "codecs": rows, "seconds": time.time() - start,
-                                                "alloc_limit": ALLOC_LIMIT, "timeout": TIMEOUT,
+                                                "alloc_limit": ALLOC_LIMIT, "timeout": args.timeout,
                                                 "max_pixels": MAX_PIXELS, "seed": args.seed}, indent=1))
 
 

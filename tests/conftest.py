@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import neuralcodecs as nc
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "golden"))  # make_golden: the golden image and the quick settings
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,14 @@ import pytest
 import neuralcodecs as nc
 from neuralcodecs.metrics import mse
 from neuralcodecs.registry import get_entry
+from make_golden import FAST  # tests/golden (conftest.py puts it on the path)
 
 # Learned codecs are registered before their first weights ship; the contract is checked on the ones that
 # can code, and the codecs waiting for weights are named here so that none can drop out unnoticed.
 WAITING_FOR_WEIGHTS = {"jiang2017-jpeg2000", "jiang2017-heif"}
-# Codecs whose encoder is an optimization (coconet fits a network per image, seconds to minutes): their
-# contract runs with `make test-all`; tests/test_coconet.py checks them quickly with small settings.
+# Codecs whose encoder is an optimization (coconet fits a network per image): their contract runs with
+# `make test-all`, with make_golden's quick settings (FAST: an iteration cap, not the clock, ends the fit, so
+# two encodes agree); tests/test_coconet.py checks them by default with small settings.
 SLOW_TO_ENCODE = {"coconet"}
 READY = nc.list_codecs(ready=True)
 
@@ -20,6 +22,10 @@ def _params(names):
 
 
 CODECS = _params(READY)
+
+
+def _create(name, **settings):
+    return nc.create_codec(name, **{**FAST.get(name, {}), **settings})
 
 
 def _cls(name):
@@ -41,7 +47,7 @@ def test_registry_lists_the_foundation_codecs():
 
 @pytest.mark.parametrize("name", CODECS)
 def test_round_trip_keeps_shape_and_dtype(name, photo):
-    data = nc.create_codec(name).encode(photo)
+    data = _create(name).encode(photo)
     assert isinstance(data, bytes)
     out = nc.decode(data)
     assert out.shape == photo.shape and out.dtype == np.uint8
@@ -53,7 +59,7 @@ def test_round_trip_keeps_shape_and_dtype(name, photo):
 def test_odd_sizes_and_gray(name, shape):
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, shape, dtype=np.uint8)
-    codec = nc.create_codec(name)
+    codec = _create(name)
     out = nc.decode(codec.encode(x))
     assert out.shape == x.shape and out.dtype == np.uint8
 
@@ -61,7 +67,7 @@ def test_odd_sizes_and_gray(name, shape):
 @pytest.mark.parametrize("name", CODECS)
 def test_rgba_is_coded_or_refused_clearly(name):
     x = np.random.default_rng(2).integers(0, 256, (16, 16, 4), dtype=np.uint8)
-    codec = nc.create_codec(name)
+    codec = _create(name)
     if 4 in type(codec).channels:
         assert nc.decode(codec.encode(x)).shape == x.shape
     else:
@@ -78,7 +84,7 @@ def test_invalid_images_are_refused(bad):
 
 @pytest.mark.parametrize("name", CODECS)
 def test_same_input_same_bytes(name, photo):
-    assert nc.create_codec(name).encode(photo) == nc.create_codec(name).encode(photo)
+    assert _create(name).encode(photo) == _create(name).encode(photo)
 
 
 @pytest.mark.parametrize("name", _params([n for n in READY if len(_cls(n).qualities) >= 2]))
@@ -86,7 +92,7 @@ def test_higher_quality_more_bytes_less_distortion(name, photo):
     qualities = _cls(name).qualities
     sizes, errors = [], []
     for q in (qualities[0], qualities[len(qualities) // 2], qualities[-1]):
-        data = nc.create_codec(name, quality=q).encode(photo)
+        data = _create(name, quality=q).encode(photo)
         sizes.append(len(data))
         errors.append(mse(photo, nc.decode(data)))
     assert sizes[0] < sizes[1] < sizes[2]
@@ -95,7 +101,7 @@ def test_higher_quality_more_bytes_less_distortion(name, photo):
 
 @pytest.mark.parametrize("name", CODECS)
 def test_corrupted_and_truncated_bytes_raise(name, photo):
-    data = nc.create_codec(name).encode(photo)
+    data = _create(name).encode(photo)
     for cut in (0, 3, 10, len(data) // 2, len(data) - 1):
         with pytest.raises(nc.BitstreamError):
             nc.decode(data[:cut])
@@ -111,7 +117,7 @@ def test_corrupted_and_truncated_bytes_raise(name, photo):
 
 @pytest.mark.parametrize("name", CODECS)
 def test_settings_travel_in_the_file(name, photo):
-    codec = nc.create_codec(name, quality=_cls(name).qualities[0])
+    codec = _create(name, quality=_cls(name).qualities[0])
     info = nc.info(codec.encode(photo))
     assert info["codec"] == name and info["settings"] == codec.settings
 
@@ -121,13 +127,13 @@ def test_a_numpy_quality_is_the_number_it_holds(name, photo):
     # qualities from np.arange or an array of rate points: the same file as the Python number
     q = _cls(name).qualities[0]
     as_numpy = np.int64(q) if isinstance(q, int) else np.float64(q)
-    assert nc.create_codec(name, quality=as_numpy).encode(photo) == nc.create_codec(name, quality=q).encode(photo)
+    assert _create(name, quality=as_numpy).encode(photo) == _create(name, quality=q).encode(photo)
 
 
 @pytest.mark.parametrize("name", [n for n in READY if getattr(_cls(n), "progressive", False)])
 def test_every_prefix_of_a_progressive_file_decodes_better_than_the_last(name, photo):
     """Toderici et al.'s promise: each step's chunk refines the image, so k steps beat k - 1."""
-    data = nc.create_codec(name).encode(photo)
+    data = _create(name).encode(photo)
     steps = len(nc.info(data)["chunks"])
     sizes, errors = [], []
     for k in range(1, steps + 1):
@@ -187,7 +193,7 @@ def test_native_file_is_the_chunk_encode_writes(name, photo):
     """Every codec with a standard file inside (native_ext) writes it with encode_native, gray images too."""
     from neuralcodecs import container
 
-    codec = nc.create_codec(name)
+    codec = _create(name)
     for x in (photo[:37, :53], photo[:37, :53, 0]):
         data = codec.encode(x)
         chunk = container.read_chunks(data, container.read_header(data), allow_partial=False)[0]
@@ -198,7 +204,7 @@ def test_native_file_is_the_chunk_encode_writes(name, photo):
                                                 ("jpegxl", "effort", 0), ("heif", "chroma", "422")])
 def test_effort_settings_stay_out_of_files_and_are_checked(name, setting, bad, photo):
     """How hard a classical encoder works is not stored in its files (only the encoder reads it) and is checked."""
-    data = nc.create_codec(name).encode(photo)
+    data = _create(name).encode(photo)
     assert setting not in nc.info(data)["settings"]
     with pytest.raises(ValueError, match=setting):
         nc.create_codec(name, **{setting: bad})

@@ -49,11 +49,20 @@ def test_gaussian_tables_travel_with_the_weights():
     assert GaussianConditional().table_half.shape[0] == LEVELS
 
 
-def test_decoded_z_lies_on_the_integer_networks_input_grid():
-    """h_s.exact(z_hat) needs z_hat on the 2^-ACT_BITS grid; z_hat is on the medians' 2^-MEDIAN_BITS grid."""
-    from neuralcodecs.entropy.tabulated import MEDIAN_BITS
+@pytest.mark.parametrize("name", ["balle2018", "minnen2018"])
+def test_decoded_z_lies_on_the_integer_networks_input_grid(name, photo):
+    """h_s.exact(z_hat) needs z_hat on the 2^-ACT_BITS grid: the z a shipped codec decodes from a real string
+    (integers plus its medians, which are stored on a 2^-MEDIAN_BITS grid) is there at every rate point."""
+    import neuralcodecs as nc
 
-    assert MEDIAN_BITS <= ACT_BITS
+    codec = nc.create_codec(name)
+    with torch.no_grad():
+        y = codec.g_a(torch.from_numpy(photo[:64, :64]).permute(2, 0, 1)[None].float() / 255)
+        for q in (0, len(codec.lmbdas) - 1):
+            prior, z = codec.latent_codec.z_priors[q], codec.latent_codec.h_a(y.abs())
+            z_hat = prior.decompress(prior.compress(z), tuple(z.shape))
+            assert torch.equal(z_hat, prior.quantize(z))
+            assert torch.equal(torch.frac(z_hat * 2 ** ACT_BITS), torch.zeros_like(z_hat))
 
 
 def test_integer_network_exact_matches_its_training_arithmetic():

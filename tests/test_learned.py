@@ -91,10 +91,17 @@ def test_log_keeps_only_complete_steps(tmp_path):
     assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss,bpp,psnr", "1,0.5,1,20", "2,0.4,0.9,21"]
 
 
-def test_export_then_load_codes_and_checks_fingerprints(tiny_data, tmp_path, monkeypatch, photo):
+@pytest.fixture
+def fresh_decoders():
+    """Decoders cached from temporary weights must not outlive the test, whether it passes or fails."""
+    codec_module._decoder.cache_clear()
+    yield
+    codec_module._decoder.cache_clear()
+
+
+def test_export_then_load_codes_and_checks_fingerprints(tiny_data, tmp_path, monkeypatch, photo, fresh_decoders):
     _train(tiny_data, tmp_path / "run", 5)
     monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path / "weights"))
-    codec_module._decoder.cache_clear()
     assert main(["export", str(tmp_path / "run")]) == 0
     entry = weights.manifest()["balle2017"]
     assert entry["steps"] == 5 and len(entry["sha256"]) == 64
@@ -118,12 +125,12 @@ def test_export_then_load_codes_and_checks_fingerprints(tiny_data, tmp_path, mon
     codec_module._decoder.cache_clear()
     with pytest.raises(nc.BitstreamError, match="weights"):
         nc.decode(foreign)
-    codec_module._decoder.cache_clear()
 
 
 @pytest.mark.parametrize("name", ENTROPY_CODED)
 def test_real_bytes_match_estimated_bits(name, photo):
-    """The information bound: the range coder's bytes are within 1 % (+ a small constant) of -sum log2 p."""
+    """The information bound: the range coder's bytes are within 1 % of -sum log2 p, plus 32 bits per chunk
+    (a range coder's flush). On this 96x128 photo the gap is 0.5-1.1 %; a constant of 256 bits would allow 3-8 %."""
     from neuralcodecs.image import pad
 
     codec = nc.create_codec(name)
@@ -131,11 +138,12 @@ def test_real_bytes_match_estimated_bits(name, photo):
     chunks = codec.encode_chunks(x)
     estimated = codec.estimate_bits(x)
     real = 8 * sum(len(c) for c in chunks)
-    assert estimated * 0.99 - 256 <= real <= estimated * 1.01 + 256
+    slack = 32 * len(chunks)
+    assert estimated * 0.99 - slack <= real <= estimated * 1.01 + slack
 
 
 @pytest.mark.parametrize("name", LEARNED)
-def test_fresh_process_decodes_to_the_encoders_reconstruction(name, photo, tmp_path):
+def test_a_fresh_process_decodes_a_file_to_the_same_pixels(name, photo, tmp_path):
     data = nc.create_codec(name).encode(photo)
     (tmp_path / "f.ncdc").write_bytes(data)
     script = ("import sys, numpy as np, neuralcodecs as nc; "

@@ -127,8 +127,12 @@ class Codec:
     # -- shared ----------------------------------------------------------------------------------
     @property
     def settings(self) -> dict:
-        """The settings a file stores: the Config's, but for those only the encoder reads (ENCODER_ONLY)."""
-        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+        """The settings a file stores: the Config's, but for those only the encoder reads (ENCODER_ONLY). A
+        whole-number float is stored as the integer, so one setting writes one byte string (jpeg2000's quality
+        36 and 36.0 are the same file); every Config reads an integer where it takes a float."""
+        def stored(v: Any) -> Any:
+            return int(v) if isinstance(v, float) and v.is_integer() else v
+        return {f.name: stored(getattr(self.config, f.name)) for f in dataclasses.fields(self.config)
                 if not f.metadata.get("encoder_only")}
 
     def _coded_channels(self, c: int) -> int:

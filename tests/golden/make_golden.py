@@ -3,7 +3,7 @@ pixels it decodes to (PNG). tests/test_golden.py decodes every file here forever
 file format, a coder or shipped weights that alters decoding fails loudly instead of passing silently.
 
 Run it only to add a golden file for a new codec, or when a change of format is meant (then say so in the
-commit):  .venv/bin/python tests/golden/make_golden.py [CODEC ...]
+commit):  .venv/bin/python tests/golden/make_golden.py CODEC [CODEC ...]   (or --all: every ready codec)
 """
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ def golden_image() -> np.ndarray:
 
 
 def main(names: list[str]) -> None:
+    if not names:
+        sys.exit(__doc__.strip().splitlines()[-1].strip())  # regenerating everything needs --all: it erases evidence
     x = golden_image()
-    for name in names or nc.list_codecs(ready=True):
+    for name in nc.list_codecs(ready=True) if names == ["--all"] else names:
         data = nc.create_codec(name, **FAST.get(name, {})).encode(x)
         (HERE / f"{name}.ncdc").write_bytes(data)
         nc.save_image(HERE / f"{name}.png", nc.decode(data))

@@ -45,7 +45,8 @@ W = 256  # LSTM width: half the paper's 512, for 2-core training and small weigh
 
 
 class _LSTMCoder(nn.Module):
-    """The convolutional/deconvolutional LSTM encoder and decoder; state lives in `self.state`."""
+    """The convolutional/deconvolutional LSTM encoder and decoder. The recurrent state is the caller's
+    (`initial_state`, passed to every call), never the module's: one cached codec decodes in several threads."""
 
     def __init__(self):
         super().__init__()
@@ -57,20 +58,19 @@ class _LSTMCoder(nn.Module):
         self.d_out = nn.Conv2d(W // 8, 3, 1)
         self.shuffle = nn.PixelShuffle(2)
 
-    def reset(self) -> None:
-        self.e_state = [None] * len(self.e_rnn)
-        self.d_state = [None] * len(self.d_rnn)
+    def initial_state(self) -> dict[str, list]:
+        return {"e": [None] * len(self.e_rnn), "d": [None] * len(self.d_rnn)}
 
-    def encode(self, r: Tensor) -> Tensor:
+    def encode(self, r: Tensor, state: dict[str, list]) -> Tensor:
         h = self.e_conv(r)
         for i, cell in enumerate(self.e_rnn):
-            h, self.e_state[i] = cell(h, self.e_state[i])
+            h, state["e"][i] = cell(h, state["e"][i])
         return self.binarizer(h)  # N x 8 x 4 x 4
 
-    def decode(self, b: Tensor, previous: Tensor) -> Tensor:
+    def decode(self, b: Tensor, previous: Tensor, state: dict[str, list]) -> Tensor:
         h = self.d_conv(b)
         for i, cell in enumerate(self.d_rnn):
-            h, self.d_state[i] = cell(h, self.d_state[i])
+            h, state["d"][i] = cell(h, state["d"][i])
             h = self.shuffle(h)
         return torch.tanh(self.d_out(h)) / 2  # one-shot: the whole reconstruction, centred
 
@@ -83,13 +83,13 @@ class _FCCoder(nn.Module):
         self.binarizer = Binarizer(512, BITS)
         self.d = nn.Sequential(nn.Linear(BITS, 512), nn.Tanh(), nn.Linear(512, 512), nn.Tanh(), nn.Linear(512, n))
 
-    def reset(self) -> None:
-        pass
+    def initial_state(self) -> dict[str, list]:
+        return {}  # feed-forward: no state
 
-    def encode(self, r: Tensor) -> Tensor:
+    def encode(self, r: Tensor, state: dict[str, list]) -> Tensor:
         return self.binarizer(self.e(r)[:, :, None, None])  # N x BITS x 1 x 1
 
-    def decode(self, b: Tensor, previous: Tensor) -> Tensor:
+    def decode(self, b: Tensor, previous: Tensor, state: dict[str, list]) -> Tensor:
         return previous + torch.tanh(self.d(b.flatten(1))).view(-1, 3, TILE, TILE) / 2  # additive
 
 
@@ -127,19 +127,18 @@ class Toderici2016(LearnedCodec):
         super().__init__(config, name, lmbdas)
         self.coder = _LSTMCoder() if config.architecture == "lstm" else _FCCoder()
 
-
     def estimate_bits(self, x: np.ndarray) -> float:
         return float(BITS * (x.shape[0] // TILE) * (x.shape[1] // TILE) * self.config.quality)
 
     def _iterate(self, x: Tensor, iterations: int, codes: list[Tensor] | None = None):
         """Run the residual loop on tiles x (N x 3 x TILE x TILE in [0, 1]); encode (codes None) or decode
         the given codes. Returns the codes and the reconstruction after every iteration."""
-        self.coder.reset()
+        state = self.coder.initial_state()
         x_t = torch.zeros_like(x)
         out_codes, recons = [], []
         for t in progress(range(iterations), desc="toderici2016 iterations") if not self.training else range(iterations):
-            b = self.coder.encode(x - 0.5 - x_t) if codes is None else codes[t]
-            x_t = self.coder.decode(b, x_t)
+            b = self.coder.encode(x - 0.5 - x_t, state) if codes is None else codes[t]
+            x_t = self.coder.decode(b, x_t, state)
             out_codes.append(b)
             recons.append(x_t + 0.5)
         return out_codes, recons
