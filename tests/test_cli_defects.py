@@ -138,6 +138,20 @@ def test_sixteen_bit_and_float_gray_images_keep_their_brightness(tmp_path):
     assert nc.load_image(tmp_path / "f.tif").max() == 255
 
 
+def test_truncated_and_oversized_image_files_are_a_value_error_before_decoding(tmp_path, png):
+    """A half PNG is "not a readable image" (Pillow's OSError was let through); a header claiming more than
+    the library handles is refused from its size alone, before Pillow decodes (and allocates) the pixels."""
+    data = png.read_bytes()
+    (tmp_path / "half.png").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable image"):
+        nc.load_image(tmp_path / "half.png")
+    Image.new("L", (70000, 2)).save(tmp_path / "wide.png")
+    with pytest.raises(ValueError, match="larger than this library handles"):
+        nc.load_image(tmp_path / "wide.png")
+    with pytest.raises(FileNotFoundError):
+        nc.load_image(tmp_path / "missing.png")
+
+
 @pytest.mark.parametrize("value", ["lots", "0", "-5"])
 def test_a_bad_pixel_limit_in_the_environment_is_named(value, monkeypatch, photo):
     monkeypatch.setenv("NEURALCODECS_MAX_PIXELS", value)

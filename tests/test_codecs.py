@@ -208,3 +208,13 @@ def test_effort_settings_stay_out_of_files_and_are_checked(name, setting, bad, p
     assert setting not in nc.info(data)["settings"]
     with pytest.raises(ValueError, match=setting):
         nc.create_codec(name, **{setting: bad})
+
+
+@pytest.mark.parametrize("name, setting, bad", [("coconet", "bits", 10.5), ("coconet", "batch", 4096.0),
+                                                ("coconet", "iterations", True), ("prakash2017", "floor", True),
+                                                ("prakash2017", "target_bytes", True), ("prakash2017", "top_k", True),
+                                                ("balle2017", "refine", True), ("minnen2018", "refine", 2.5)])
+def test_numeric_settings_refuse_bools_and_wrong_kinds(name, setting, bad):
+    """A setting of the wrong kind is refused where it is made (check_number), not deep inside encoding."""
+    with pytest.raises(ValueError, match=setting):
+        nc.create_codec(name, **{setting: bad})

@@ -78,10 +78,12 @@ def test_partial_files_only_for_progressive():
     assert container.read_chunks(cut, hdr, allow_partial=True) == [b"abc"]
     with pytest.raises(nc.BitstreamError, match="truncated"):
         container.read_chunks(cut, hdr, allow_partial=False)
-    short = container.truncate(data, 1)
+    chunks = container.read_chunks(data, hdr, allow_partial=True)
+    short = container.truncate(hdr, chunks, 1)
     assert container.read_header(short).n_chunks == 1
-    with pytest.raises(nc.BitstreamError):
-        container.truncate(data, 3)
+    for steps in (3, 0, "2", True):
+        with pytest.raises(nc.BitstreamError):
+            container.truncate(hdr, chunks, steps)
 
 
 def test_swapped_chunks_are_caught():

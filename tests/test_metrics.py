@@ -49,3 +49,20 @@ def test_psnr_hvs_identity_and_noise(photo):
 
 def test_bpp():
     assert metrics.bpp(1000, 100, 80) == 1.0
+
+
+def test_fixation_density_keeps_the_image_shape_when_the_blur_is_wider_than_it():
+    from neuralcodecs.metrics import fixation_density
+
+    d = fixation_density(np.array([[5, 5], [0, 19]]), 20, 30, sigma=10)
+    assert d.shape == (20, 30) and abs(d.sum() - 1) < 1e-9 and d[5, 5] > d[19, 0]
+
+
+def test_weighted_psnr_refuses_weights_that_do_not_map_the_image():
+    from neuralcodecs.metrics import weighted_psnr
+
+    a, b = np.zeros((4, 6, 3), np.uint8), np.full((4, 6, 3), 3, np.uint8)
+    assert weighted_psnr(a, b, np.ones((4, 6))) == pytest.approx(10 * np.log10(255 ** 2 / 9))
+    for bad in (np.ones(6), np.zeros((4, 6)), -np.ones((4, 6))):
+        with pytest.raises(ValueError, match="weights"):
+            weighted_psnr(a, b, bad)

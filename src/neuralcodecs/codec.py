@@ -18,6 +18,7 @@ import numpy as np
 from . import container
 from .errors import BitstreamError
 from .image import as_image, max_decode_pixels, pad, padded_shape
+from .metrics import bpp
 from .registry import create_codec, get_entry
 
 
@@ -274,7 +275,7 @@ def truncate(data: bytes, steps: int) -> bytes:
     header, codec, chunks = open_file(data, allow_partial=True)
     if not codec.progressive:
         raise BitstreamError(f"{header.name} files are not progressive; they cannot be truncated")
-    return container.truncate(data, steps)
+    return container.truncate(header, chunks, steps)
 
 
 def extract(data: bytes) -> tuple[bytes, str]:
@@ -294,7 +295,7 @@ def info(data: bytes) -> dict:
         "height": header.height, "width": header.width, "channels": header.channels,
         "chunks": [len(c) for c in chunks], "declared_chunks": header.n_chunks,
         "header_bytes": header.size, "bytes": len(data),
-        "bpp": 8 * len(data) / (header.height * header.width), "progressive": codec.progressive,
+        "bpp": bpp(len(data), header.height, header.width), "progressive": codec.progressive,
         **({"standard_file": f"chunk 0 is a {codec.native_ext} file: `neuralcodecs extract FILE OUT{codec.native_ext}`"}
            if codec.native_ext and len(chunks) == 1 else {}),
     }

@@ -155,12 +155,10 @@ def read_chunks(data: bytes, header: Header, allow_partial: bool) -> list[bytes]
     return chunks
 
 
-def truncate(data: bytes, steps: int) -> bytes:
-    """Keep the first `steps` chunks of a file as a valid file (its chunk count rewritten).
+def truncate(header: Header, chunks: list[bytes], steps: int) -> bytes:
+    """Keep the first `steps` of a read file's chunks as a valid file (its chunk count rewritten).
     Only meaningful for progressive codecs; the caller checks that."""
-    header = read_header(data)
-    chunks = read_chunks(data, header, allow_partial=True)
-    if not 1 <= steps <= len(chunks):
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(chunks):
         raise BitstreamError(f"cannot keep {steps} steps of a file that has {len(chunks)}")
     return pack(header.name, header.settings, header.fingerprint,
                 (header.height, header.width, header.channels), chunks[:steps])

@@ -5,7 +5,9 @@ every accepted input into HxWxC and says clearly what it refuses.
 """
 from __future__ import annotations
 
+import io
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +77,9 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
         raise ValueError(f"alpha must be keep, flatten or drop, got {alpha!r}")
     try:
         with Image.open(path) as im:
+            w, h = im.size  # from the header: the size is checked before any pixel is decoded
+            if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+                raise ValueError(f"{path}: an image of {w}x{h} is larger than this library handles")
             im.load()
             im = ImageOps.exif_transpose(im)  # cameras store pixels sideways and say so in EXIF
             if im.mode in ("L", "RGB", "RGBA"):
@@ -86,7 +91,10 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
             else:
                 im = im.convert("RGB")
             x = np.asarray(im).copy()
-    except (Image.UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # the path's problem, not the file's
+    # a truncated or malformed file fails inside Pillow's decoders with OSError, SyntaxError or struct.error
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, struct.error) as e:
         raise ValueError(f"{path}: not a readable image ({e})") from None
     if x.ndim == 3 and x.shape[2] == 4 and alpha != "keep":
         rgb = x[:, :, :3].astype(np.float64)
@@ -153,8 +161,6 @@ def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
 
 
 def _encode_pil(pil: Image.Image, fmt: str) -> bytes:
-    import io
-
     out = io.BytesIO()
     pil.save(out, format=fmt)
     return out.getvalue()
@@ -188,14 +194,14 @@ def pad(image: np.ndarray, multiple: int, min_side: int = 1) -> np.ndarray:
     """Pad HxWxC at the bottom and right by edge replication to a multiple of `multiple`
     (and at least `min_side`); edge replication adds no new edges for a codec to spend bits on."""
     h, w = image.shape[:2]
-    ph = max(-(-h // multiple) * multiple, -(-min_side // multiple) * multiple) - h
-    pw = max(-(-w // multiple) * multiple, -(-min_side // multiple) * multiple) - w
-    if ph == 0 and pw == 0:
+    ph, pw = padded_shape(h, w, multiple, min_side)
+    if (ph, pw) == (h, w):
         return image
-    return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    return np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
 
 
 def padded_shape(h: int, w: int, multiple: int, min_side: int = 1) -> tuple[int, int]:
+    """The (height, width) `pad` gives an h x w image: multiples of `multiple`, at least `min_side`."""
     m = -(-min_side // multiple) * multiple
     return max(-(-h // multiple) * multiple, m), max(-(-w // multiple) * multiple, m)
 

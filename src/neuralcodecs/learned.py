@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from . import container, weights
-from .codec import ENCODER_ONLY, Codec
+from .codec import ENCODER_ONLY, Codec, check_number
 from .entropy.latent import LatentCodec
 from .entropy.model import EntropyModel
 from .image import from_tensor, to_tensor
@@ -198,8 +198,7 @@ class VariableRateCodec(LearnedCodec):
     refine_lr = 3e-3
 
     def __init__(self, config: Any, name: str | None = None, lmbdas: tuple[float, ...] | None = None):
-        if not (isinstance(config.refine, int) and config.refine >= 0):
-            raise ValueError(f"refine is a number of steps (0: none), not {config.refine!r}")
+        check_number("refine", config.refine, 0, math.inf, meaning="a number of steps (0: none)")
         super().__init__(config, name, lmbdas)
 
     def _init_gains(self, channels: int, gain0: float) -> None:

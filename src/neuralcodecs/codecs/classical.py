@@ -38,7 +38,8 @@ def _as_hwc(x: np.ndarray) -> np.ndarray:
 
 
 class _SingleChunk(Codec):
-    """A library codec whose whole bitstream is the single chunk; subclasses give _encode/_decode.
+    """A library codec whose whole bitstream is the single chunk; subclasses give _encode (an H x W gray or
+    H x W x C image) and _decode.
 
     _decode(data, out) decodes into `out`, the array of the size the container claims: the libraries read
     the embedded file's own size first and refuse a mismatch before decoding (or allocating) anything, so a
@@ -51,7 +52,7 @@ class _SingleChunk(Codec):
         raise NotImplementedError
 
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
-        return [self._encode(x)]
+        return [self._encode(x[:, :, 0] if x.shape[2] == 1 else x)]  # the libraries take gray as H x W
 
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         h, w, c = shape
@@ -79,9 +80,8 @@ class JPEG(_SingleChunk):
     native_ext = ".jpg"
 
     def _encode(self, x):
-        sub = {"420": "420", "444": "444"}[self.config.subsampling]
-        return bytes(_ic().jpeg8_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
-                                              subsampling=sub, optimize=False))
+        return bytes(_ic().jpeg8_encode(x, level=self.config.quality, subsampling=self.config.subsampling,
+                                        optimize=False))
 
     def _decode(self, data, out):
         return _ic().jpeg8_decode(data, out=out)
@@ -105,7 +105,7 @@ class JPEG2000(_SingleChunk):
     min_side = 2  # OpenJPEG refuses a 1-pixel side with its default number of resolutions
 
     def _encode(self, x):
-        return bytes(_ic().jpeg2k_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=float(self.config.quality),
+        return bytes(_ic().jpeg2k_encode(x, level=float(self.config.quality),
                                                codecformat="jp2", numthreads=1))
 
     def _decode(self, data, out):
@@ -221,7 +221,7 @@ class JPEGXL(_SingleChunk):
     native_ext = ".jxl"
 
     def _encode(self, x):
-        return bytes(_ic().jpegxl_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality),
+        return bytes(_ic().jpegxl_encode(x, level=int(self.config.quality),
                                                effort=self.config.effort, numthreads=1))
 
     def _decode(self, data, out):
@@ -246,7 +246,7 @@ class PNG(_SingleChunk):
     native_ext = ".png"
 
     def _encode(self, x):
-        return bytes(_ic().png_encode(x[:, :, 0] if x.shape[2] == 1 else x, level=int(self.config.quality)))
+        return bytes(_ic().png_encode(x, level=int(self.config.quality)))
 
     def _decode(self, data, out):
         return _ic().png_decode(data, out=out)

@@ -6,7 +6,7 @@ Image Compression" (ECCV 2022).
 
     encode: f: (x, y) in [-1, 1]^2 -> (r, g, b), `depth` fully-connected layers of `width` units, fitted to
             this one image: Adam on MSE over random pixel batches (seeded), learning rate on a cosine to 0
-            -> per tensor, a uniform quantizer of 2^bits levels (step = max |w| / (2^(bits-1) - 1)); the
+            -> per tensor, a uniform quantizer of 2^bits - 1 levels (step = max |w| / (2^(bits-1) - 1)); the
             last QAT_FRACTION of the steps fit through it (rounding, gradient straight through)
             -> the integers, range coded with a 16-bin histogram per tensor sent in the file (integer
                counts, so the decoder rebuilds exactly the encoder's model on any machine); tensors under
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..codec import ENCODER_ONLY, Codec, Command, check_index_quality, decode, open_file
+from ..codec import ENCODER_ONLY, Codec, Command, check_index_quality, check_number, decode, open_file
 from ..codec import progress as progress_bar
 from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
@@ -109,10 +109,14 @@ def quantize(p: Tensor, step: Tensor, levels: int) -> Tensor:
 RENDER_BATCH = 1 << 16  # pixels a decoder evaluates at once (a constant: every decoder computes the same pixels)
 
 
+def _axis(n: int) -> Tensor:
+    """The centres of n pixels along one side, in [-1, 1]."""
+    return (torch.arange(n) + 0.5) / n * 2 - 1
+
+
 def pixel_centres(h: int, w: int) -> Tensor:
     """(h*w) x 2 coordinates (x, y) of the pixel centres of an h x w image, in [-1, 1]."""
-    ys = (torch.arange(h) + 0.5) / h * 2 - 1
-    xs = (torch.arange(w) + 0.5) / w * 2 - 1
+    ys, xs = _axis(h), _axis(w)
     y, x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([x, y], dim=-1).view(-1, 2)
 
@@ -126,7 +130,7 @@ class CocoNet(Codec):
     class Config:
         quality: int = 4
         activation: str = "sine"
-        bits: int = 10  # levels of each tensor's quantizer: 2^bits (the best of 8-12: README)
+        bits: int = 10  # each tensor's quantizer has 2^bits - 1 levels (the best of 8-12: README)
         # how the network is fitted, which only the encoder reads (files leave them out: codec.ENCODER_ONLY)
         iterations: int = field(default=100_000, metadata=ENCODER_ONLY)  # cap; the budget usually decides
         budget: float = field(default=300.0, metadata=ENCODER_ONLY)  # seconds of fitting at most
@@ -143,10 +147,15 @@ class CocoNet(Codec):
                 raise ValueError(f"coconet activation must be 'sine' or 'relu', got {self.activation!r}")
             if not isinstance(self.compile, bool):
                 raise ValueError(f"coconet compile is true or false, got {self.compile!r}")
-            if not 4 <= self.bits <= 16:
-                raise ValueError(f"coconet bits must be in 4..16, got {self.bits}")
-            if self.iterations < 1 or self.budget <= 0 or (self.lr is not None and self.lr <= 0) or self.batch < 1:
-                raise ValueError("coconet needs iterations >= 1, budget > 0, lr > 0 and batch >= 1")
+            check_number("coconet bits", self.bits, 4, 16)
+            check_number("coconet iterations", self.iterations, 1, math.inf)
+            check_number("coconet batch", self.batch, 1, math.inf)
+            check_number("coconet seed", self.seed, 0, 2 ** 63 - 1)
+            check_number("coconet budget", self.budget, 0, math.inf, integer=False)
+            if self.lr is not None:
+                check_number("coconet lr", self.lr, 0, math.inf, integer=False)
+            if self.budget <= 0 or (self.lr is not None and self.lr <= 0):
+                raise ValueError("coconet needs budget > 0 and lr > 0")
 
     qualities: ClassVar[tuple] = tuple(range(1, len(PRESETS) + 1))
 
@@ -176,8 +185,9 @@ class CocoNet(Codec):
         from tqdm import tqdm
 
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        net = self._network()
+        with torch.random.fork_rng(devices=[]):  # the seeded start, leaving the caller's random state as it was
+            torch.manual_seed(cfg.seed)
+            net = self._network()
         h, w, _ = x.shape
         xy, target = pixel_centres(h, w), to_tensor(x)[0].permute(1, 2, 0).reshape(-1, 3)
         base_lr = self.preset[2] if cfg.lr is None else cfg.lr
@@ -293,8 +303,7 @@ class CocoNet(Codec):
     def render(self, chunk: bytes, h: int, w: int) -> np.ndarray:
         """The image the weights in `chunk` describe, on an h x w grid of pixel centres."""
         net = self._load(chunk)
-        ys = (torch.arange(h) + 0.5) / h * 2 - 1  # pixel_centres' coordinates, gathered per batch below
-        xs = (torch.arange(w) + 0.5) / w * 2 - 1
+        ys, xs = _axis(h), _axis(w)  # pixel_centres' coordinates, gathered per batch below
         out = np.empty((h * w, 3), np.uint8)
         # RENDER_BATCH pixel centres at a time, straight into the 8-bit output: memory stays a small multiple of
         # the output's, however large the grid a header (or `upsample`) asks for

@@ -142,7 +142,6 @@ class Jiang2017(HostedCodec, LearnedCodec):
     def host_name(self) -> str:
         return self.config.host
 
-
     def _compact(self, x: Tensor) -> Tensor:
         return self.comcnn(x).clamp(0, 1)
 
@@ -157,7 +156,6 @@ class Jiang2017(HostedCodec, LearnedCodec):
         b = x.shape[0]
         return {"x_hat": torch.cat([real, through]), "target": torch.cat([x, x]),
                 "bits": x.new_zeros(2 * b), "lmbda": x.new_ones(2 * b)}
-
 
     # -- real coding ------------------------------------------------------------------------------
     @torch.no_grad()

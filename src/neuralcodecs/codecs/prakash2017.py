@@ -19,9 +19,9 @@ steps (what a decoder multiplies by), so an important block keeps the fine step 
 coded with a coarser k * T, inside one standard file. The paper's blend is kept as `mode="blend"` for
 comparison.
 
-A block's importance is the map's mean over its pixels (8x8 for luma, 16x16 for chroma). floor = 0.4 (k = 2
-where the map is below about 0.4, 3 below 0.05), the low frequencies kept (see _LOW) and the centre prior
-weight 0.5 were chosen on NUS and Kodak; the measurements, including rate-distortion optimized choices of k,
+A block's importance is the map's mean over its pixels (8x8 for luma, 16x16 for chroma). floor = 0.4 (1 / w
+runs from 1 to 2.5, and numpy rounds halves to even, so k is 1 or 2: 2 where the map is below 4/9), the low
+frequencies kept (see _LOW) and the centre prior weight 0.5 were chosen on NUS and Kodak; the measurements, including rate-distortion optimized choices of k,
 are in the README and results/prakash2017.
 
 Rate: quality q asks for the size of a plain `jpeg` file at quality q (as the paper matches its files to
@@ -33,6 +33,7 @@ the network is in eval mode (no dropout: the same map every time), and everythin
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec import ENCODER_ONLY, Codec, Command, HostedCodec, check_quality
+from ..codec import ENCODER_ONLY, Codec, Command, HostedCodec, check_number, check_quality
 from ..image import load_image, pad, save_image
 from ..nn.classifier import efficientnet_lite0, normalize
 from ..registry import create_codec, register
@@ -223,14 +224,14 @@ class Prakash2017(HostedCodec, Codec):
             check_quality("prakash2017", self.quality, 1, 100)
             if self.mode not in ("dct", "blend"):
                 raise ValueError(f"prakash2017 mode must be 'dct' or 'blend', got {self.mode!r}")
-            if not isinstance(self.floor, (int, float)) or not 0 < self.floor <= 1:
-                raise ValueError(f"prakash2017 floor must be in (0, 1], got {self.floor!r}")
-            if not isinstance(self.target_bytes, int) or self.target_bytes < 0:
-                raise ValueError("prakash2017 target_bytes must be an integer >= 0")
-            if not isinstance(self.centre, (int, float)) or not 0 <= self.centre <= 1:
-                raise ValueError(f"prakash2017 centre must be in [0, 1], got {self.centre!r}")
-            if not isinstance(self.roi, str) or not isinstance(self.top_k, int) or not 1 <= self.top_k <= 1000:
-                raise ValueError("prakash2017 roi is a path (or empty) and top_k an integer in [1, 1000]")
+            check_number("prakash2017 floor", self.floor, 0, 1, integer=False)
+            if self.floor == 0:
+                raise ValueError("prakash2017 floor must be in (0, 1], got 0: a block of weight 0 has no step")
+            check_number("prakash2017 target_bytes", self.target_bytes, 0, math.inf)
+            check_number("prakash2017 centre", self.centre, 0, 1, integer=False)
+            check_number("prakash2017 top_k", self.top_k, 1, 1000)
+            if not isinstance(self.roi, str):
+                raise ValueError(f"prakash2017 roi is a path (or empty), got {self.roi!r}")
 
     qualities: ClassVar[tuple] = (5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95)
     host_name = "jpeg"
@@ -265,8 +266,8 @@ def _blend(codec: Prakash2017, x: np.ndarray, m: np.ndarray) -> np.ndarray:
     map (high where it is 1); the blend is then coded as one JPEG."""
     q = codec.config.quality
     lo, hi = max(1, q // 2), min(100, q + (100 - q) // 2)
-    low, high = (codec.host(v).decode_chunks(codec.host(v).encode_chunks(x), x.shape).astype(np.float64)
-                 for v in (lo, hi))
+    h, w, c = x.shape
+    low, high = (codec.host_decode(codec.host_encode(x, v), h, w, c, v).astype(np.float64) for v in (lo, hi))
     return np.clip(np.round(m[..., None] * high + (1 - m[..., None]) * low), 0, 255).astype(np.uint8)
 
 

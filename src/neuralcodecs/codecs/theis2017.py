@@ -5,7 +5,7 @@
       -> [conv 5x5 /2, 96] -> drop the 2 latent rows/columns on each side that came from the padding -> y
     y * scale[q] -> round (identity gradient) -> y_hat -> range coder with the Gaussian scale mixture of
                     rate point q                                              (the file's one chunk)
-    y_hat / scale[q] -> [subpixel conv 3x3, 128 x 4 -> x2] lrelu -> 3 x residual block (128)
+    y_hat * inv_scale[q] -> [subpixel conv 3x3, 128 x 4 -> x2] lrelu -> 3 x residual block (128)
       -> [subpixel conv 3x3, 64 x 4 -> x2] lrelu -> [subpixel conv 3x3, 3 x 4 -> x2] -> denormalize -> clip
 
 96 coefficient channels at 1/8 resolution, as in the paper (1.5 coefficients per pixel). Convolutions are
