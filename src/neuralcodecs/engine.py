@@ -19,6 +19,8 @@ T = TypeVar("T")
 def one_thread_worker() -> None:
     """Set up a worker process (a local pool's or a Ray task's): workers already run in parallel, and torch's
     own threads would oversubscribe the cores and distort the timings."""
+    # for the libraries this process has not loaded yet (OpenMP reads it once, at load); torch's own pool is
+    # set below, as it may be loaded already
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
@@ -39,8 +41,10 @@ def ray_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 1, addres
         raise ImportError("the ray engine needs Ray: pip install 'neuralcodecs[ray]'") from e
     started = not ray.is_initialized()
     if started:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray's usage report would try to reach the internet
         ray.init(address=address, num_cpus=None if address else max(1, workers), include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
+    pending: dict = {}
     try:
         task = ray.remote(num_cpus=1)(one_thread_call)
         fn_ref = ray.put(fn)  # stored once (a batch job's function holds its codec and weights), not per task
@@ -49,5 +53,9 @@ def ray_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 1, addres
             ready, _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(ready[0]), ray.get(ready[0])
     finally:
+        # the caller stopped early, or a task failed: the tasks left would run on for nothing (on a cluster
+        # that outlives this call)
+        for ref in pending:
+            ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
