@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import numbers
 from typing import Any, Callable, ClassVar
 
@@ -132,6 +133,7 @@ class Codec:
         whole-number float is stored as the integer, so one setting writes one byte string (jpeg2000's quality
         36 and 36.0 are the same file); every Config reads an integer where it takes a float."""
         def stored(v: Any) -> Any:
+            v = v.item() if isinstance(v, np.generic) else v  # numpy's scalars as Python's
             return int(v) if isinstance(v, float) and v.is_integer() else v
         return {f.name: stored(getattr(self.config, f.name)) for f in dataclasses.fields(self.config)
                 if not f.metadata.get("encoder_only")}
@@ -272,6 +274,7 @@ def encode(image: np.ndarray, codec: str = "jpeg", quality: Any = None, **settin
 
 def truncate(data: bytes, steps: int) -> bytes:
     """Keep the first `steps` chunks of a progressive file as a valid (smaller, lower-quality) file."""
+    check_number("steps", steps, 1, math.inf, meaning="a number of chunks")
     header, codec, chunks = open_file(data, allow_partial=True)
     if not codec.progressive:
         raise BitstreamError(f"{header.name} files are not progressive; they cannot be truncated")

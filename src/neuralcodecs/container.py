@@ -20,6 +20,7 @@ with a message saying what is wrong, and the size fields are checked before anyt
 from __future__ import annotations
 
 import json
+import numbers
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ def read_chunks(data: bytes, header: Header, allow_partial: bool) -> list[bytes]
 def truncate(header: Header, chunks: list[bytes], steps: int) -> bytes:
     """Keep the first `steps` of a read file's chunks as a valid file (its chunk count rewritten).
     Only meaningful for progressive codecs; the caller checks that."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(chunks):
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= len(chunks):
         raise BitstreamError(f"cannot keep {steps} steps of a file that has {len(chunks)}")
     return pack(header.name, header.settings, header.fingerprint,
                 (header.height, header.width, header.channels), chunks[:steps])

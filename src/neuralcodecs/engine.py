@@ -48,14 +48,17 @@ def ray_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 1, addres
     try:
         task = ray.remote(num_cpus=1)(one_thread_call)
         fn_ref = ray.put(fn)  # stored once (a batch job's function holds its codec and weights), not per task
-        pending = {task.remote(fn_ref, item): item for item in items}
+        for item in items:
+            pending[task.remote(fn_ref, item)] = item
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(ready[0]), ray.get(ready[0])
     finally:
         # the caller stopped early, or a task failed: the tasks left would run on for nothing (on a cluster
         # that outlives this call)
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()
+        try:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        finally:
+            if started:
+                ray.shutdown()

@@ -91,10 +91,11 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
             else:
                 im = im.convert("RGB")
             x = np.asarray(im).copy()
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise  # the path's problem, not the file's
-    # a truncated or malformed file fails inside Pillow's decoders with OSError, SyntaxError or struct.error
+    # a truncated or malformed file fails inside Pillow's decoders with OSError (without an errno: one with an
+    # errno is the path's problem, such as a missing file, and stays itself), SyntaxError or struct.error
     except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, struct.error) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
         raise ValueError(f"{path}: not a readable image ({e})") from None
     if x.ndim == 3 and x.shape[2] == 4 and alpha != "keep":
         rgb = x[:, :, :3].astype(np.float64)

@@ -1,6 +1,7 @@
-"""Write the golden files: for each ready codec (or those named), a small file encoded now and the exact
-pixels it decodes to (PNG). tests/test_golden.py decodes every file here forever after, so a change to the
-file format, a coder or shipped weights that alters decoding fails loudly instead of passing silently.
+"""Write the golden files: for each codec named (or, with --all, every ready codec), a small file encoded now
+and the exact pixels it decodes to (PNG). tests/test_golden.py decodes every file here forever after, and
+encodes the golden image again to the same bytes, so a change to the file format, a coder or shipped weights
+fails loudly instead of passing silently.
 
 Run it only to add a golden file for a new codec, or when a change of format is meant (then say so in the
 commit):  .venv/bin/python tests/golden/make_golden.py CODEC [CODEC ...]   (or --all: every ready codec)
@@ -27,7 +28,8 @@ def golden_image() -> np.ndarray:
 
 def main(names: list[str]) -> None:
     if not names:
-        sys.exit(__doc__.strip().splitlines()[-1].strip())  # regenerating everything needs --all: it erases evidence
+        # regenerating everything needs --all: it would erase the evidence of an unmeant change
+        sys.exit("usage: .venv/bin/python tests/golden/make_golden.py CODEC [CODEC ...] | --all")
     x = golden_image()
     for name in nc.list_codecs(ready=True) if names == ["--all"] else names:
         data = nc.create_codec(name, **FAST.get(name, {})).encode(x)
