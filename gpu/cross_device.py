@@ -7,8 +7,10 @@ to exactly the latents the encoder quantized, so that only the float synthesis m
 For each hyperprior codec (balle2018, minnen2018) and rate point, with the shipped weights or, where none ship
 yet, a seeded untrained model with its tables built (the same weights on both machines: initialized on the
 CPU, then moved), `encode` writes the file and the encoder's y_hat; `check` decodes every file on the CPU with
-1 and 2 threads and requires y_hat to be identical (the float synthesis of it is then the CPU's own). Everything
-goes in one file, OUT/cross_device.npz (the device returns at most 8 files).
+1 and 2 threads and requires y_hat to be identical (the float synthesis of it is then the CPU's own). Each
+model's fingerprint travels too: `check` refuses to compare files of other weights than the ones it has (a
+mismatch would say nothing about devices), and counts a file it cannot decode as a failure. Everything goes
+in one file, OUT/cross_device.npz (the device returns at most 8 files).
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ def encode(out: Path) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out.mkdir(parents=True, exist_ok=True)
     x = pad(image(), 64)
-    arrays, files = {}, {}
+    arrays, files, fingerprints = {}, {}, {}
     for name in CODECS:
         for q in QUALITIES:
             m = model(name, q, device)
@@ -63,10 +65,12 @@ def encode(out: Path) -> None:
             # the encoder's y_hat: what the decoder must reproduce (the file's own decode on this device)
             y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), q - 1, m.log_gain[[q - 1]])
             arrays[f"{name}-{q}"] = y_hat.cpu().numpy()
+            fingerprints[f"fingerprint/{name}-{q}"] = np.frombuffer(m.fingerprint, np.uint8)
             files[f"{name}-{q}"] = [c.hex() for c in chunks]
     chunks = {f"chunks/{k}/{i}": np.frombuffer(bytes.fromhex(h), np.uint8) for k, v in files.items()
               for i, h in enumerate(v)}
-    np.savez(out / "cross_device.npz", device=np.array(device), **{f"y_hat/{k}": v for k, v in arrays.items()}, **chunks)
+    np.savez(out / "cross_device.npz", device=np.array(device), **{f"y_hat/{k}": v for k, v in arrays.items()},
+             **chunks, **fingerprints)
     print(f"encoded {len(files)} files on {device}")
 
 
@@ -77,17 +81,25 @@ torch.set_num_threads(int(sys.argv[3]))
 from cross_device import model
 data = np.load(sys.argv[2] + "/cross_device.npz")
 keys = sorted(k[6:] for k in data.files if k.startswith("y_hat/"))
-bad = []
+bad, other_weights, errors = [], [], {}
 with torch.no_grad():
     for key in keys:
         name, q = key.rsplit("-", 1)
         m = model(name, int(q), "cpu")
-        chunks = [data[f"chunks/{key}/{i}"].tobytes() for i in range(m.latent_codec.n_strings)]
-        ref = data[f"y_hat/{key}"]
-        y_hat = m.latent_codec.decompress(chunks, ref.shape, int(q) - 1, m.log_gain[[int(q) - 1]]).numpy()
+        if data[f"fingerprint/{key}"].tobytes() != m.fingerprint:
+            other_weights.append(key)
+            continue
+        try:
+            chunks = [data[f"chunks/{key}/{i}"].tobytes() for i in range(m.latent_codec.n_strings)]
+            ref = data[f"y_hat/{key}"]
+            y_hat = m.latent_codec.decompress(chunks, ref.shape, int(q) - 1, m.log_gain[[int(q) - 1]]).numpy()
+        except Exception as e:  # a desynchronized range decoder fails in many ways: each is this file's failure
+            errors[key] = f"{type(e).__name__}: {e}"[:200]
+            continue
         if not np.array_equal(y_hat, ref):
             bad.append(key)
-print(json.dumps({"encoded_on": str(data["device"]), "threads": int(sys.argv[3]), "files": len(keys), "mismatched": bad}))
+print(json.dumps({"encoded_on": str(data["device"]), "threads": int(sys.argv[3]), "files": len(keys),
+                  "mismatched": bad, "errors": errors, "other_weights": other_weights}))
 """
 
 
@@ -95,10 +107,15 @@ def check(folder: Path) -> bool:
     ok = True
     for threads in (1, 2):
         res = subprocess.run([sys.executable, "-c", _DECODE, str(ROOT / "gpu"), str(folder), str(threads)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True)
+        if res.returncode:
+            print(f"the check itself failed with {threads} thread(s):\n{res.stderr[-2000:]}")
+            return False
         report = json.loads(res.stdout.strip().splitlines()[-1])
         print(report)
-        ok &= not report["mismatched"]
+        if report["other_weights"]:
+            print("files of other weights than this checkout's: check them with the weights they were encoded with")
+        ok &= not (report["mismatched"] or report["errors"] or report["other_weights"])
     return ok
 
 

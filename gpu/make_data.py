@@ -15,7 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-def build(folders: list[str], patches: int, size: int, quality: int, seed: int) -> list[bytes]:
+MAX_MIB = 7.0  # what the training data may take of the 64 MiB that travel (tests/test_gpu_plan.py checks the rest)
+
+def build(folders: list[str], patches: int, size: int, quality: int, seed: int, max_bytes: int) -> list[bytes]:
+    """Up to `patches` random crops, fewer if their JPEG bytes would pass `max_bytes` (the tree's 64 MiB with
+    the weights that travel leave about MAX_MIB for the data: gpu/travel.py)."""
     from neuralcodecs.image import image_files
 
     files = [p for f in folders for p in image_files(f, recursive=True)]
@@ -31,6 +35,8 @@ def build(folders: list[str], patches: int, size: int, quality: int, seed: int) 
             x, y = rng.integers(0, im.size[0] - size + 1), rng.integers(0, im.size[1] - size + 1)
             buf = io.BytesIO()
             im.crop((int(x), int(y), int(x) + size, int(y) + size)).save(buf, "JPEG", quality=quality)
+            if sum(map(len, out)) + len(buf.getvalue()) > max_bytes:
+                break
             out.append(buf.getvalue())
         if len(out) == patches:
             break
@@ -56,8 +62,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=320)  # BSDS500 photos are 481x321
     ap.add_argument("--quality", type=int, default=93)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-mib", type=float, default=MAX_MIB, help=f"at most this much data (default {MAX_MIB})")
     args = ap.parse_args()
-    blobs = build(args.folders, args.patches, args.size, args.quality, args.seed)
+    blobs = build(args.folders, args.patches, args.size, args.quality, args.seed, int(args.max_mib * 2 ** 20))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     # the JPEG files back to back and where each starts (no pickled objects)
     np.savez(args.out, jpeg=np.frombuffer(b"".join(blobs), np.uint8),

@@ -1,15 +1,17 @@
 """The GPU plan: what a lent GPU trains, in one command, so that no device minute goes to set-up.
 
-On the device (see the Makefile's gpu-* targets and README "Training on a lent GPU"):
-    python3 gpu/plan.py --minutes 11 --out $OUT
-installs the carried wheels (.whl/, made here by `make gpu-wheels`) into /tmp/site, unpacks the carried
-training patches (gpu-data/patches.npz, made here by `make gpu-data`), then trains every codec of QUEUE at
-once on the one GPU (each its own process; the 16 CPU cores decode and crop), each from its latest shipped
-weights, for the given minutes; `timeout` sends TERM, the loop checkpoints, and each run's weights are
-exported in half precision with a manifest entry into OUT/weights (no Kodak measurement there: that runs back
-here). OUT/plan.json records steps, steps/s, the last logged loss, bpp and PSNR and the end of the log of every
-run; OUT/cross_device.npz holds files encoded there for `gpu/cross_device.py check`; runs and checkpoints stay in
---work (the device returns at most 8 files).
+On the device (see the Makefile's gpu-* targets and README "Training on a lent GPU"), one command run with the
+device tool's largest timeout, 600 s:
+    python3 gpu/plan.py --seconds 540 --out $OUT
+installs the carried wheels (.whl/, made here by `make gpu-wheels`) into /tmp/site, copies the shipped weights
+the queue needs and the whole manifest into OUT/weights, encodes the files of `gpu/cross_device.py` with the
+shipped weights, unpacks the carried training patches (gpu-data/patches.npz, made here by `make gpu-data`), then
+trains every codec of QUEUE at once on the one GPU (each its own process), each from its latest shipped weights,
+until EXPORT_RESERVE seconds before the deadline; `timeout` sends TERM, the loop checkpoints, and the runs'
+weights are exported one after another, in half precision with their manifest entries, into OUT/weights (no Kodak
+measurement there: that runs back here). OUT/plan.json records steps, steps/s, the last logged loss, bpp and
+PSNR and the end of the log of every run, rewritten as each export ends, so a command killed at the deadline
+still returns what finished; runs and checkpoints stay in --work (the device returns at most 8 files).
 
     python3 gpu/plan.py --dry-run --out /tmp/plan     # the same on the CPU, a few steps each (a test runs it)
 """
@@ -25,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FOREVER = 10 ** 9  # steps: the time limit ends every run
+# seconds kept after training for TERM's checkpoint (a step and a save) and the exports (seconds each)
+EXPORT_RESERVE = 75
 
 # codec, its training options on an H200. Whatever GPU time comes goes first to the codecs farthest from their
 # papers (toderici2017, toderici2016), then to the hyperprior codecs, then the others. Each starts from its own
@@ -45,46 +49,61 @@ EXTRA = [
 ]
 
 
-def install_wheels(site: Path) -> None:
+def needed_weights(queue: list) -> set[str]:
+    """The codecs whose shipped weights the queue starts from: its own and those `--init codec:NAME` names."""
+    return {c for c, _ in queue} | {a[a.index("--init") + 1][6:] for _, a in queue
+                                     if "--init" in a and a[a.index("--init") + 1].startswith("codec:")}
+
+
+def install_wheels(site: Path, env: dict) -> None:
+    """The carried wheels into `site`. If pip refuses them (this machine's Python is not the device's: the dry
+    run), what is installed here serves, provided the training path imports; otherwise stop at once, before a
+    minute of the GPU is spent on runs that would all fail."""
     wheels = sorted((ROOT / ".whl").glob("*.whl"))
     if wheels:
         res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                               "--target", str(site), *map(str, wheels)], capture_output=True, text=True)
-        if res.returncode:  # e.g. wheels for the device's Python on this machine: what is installed here is used
+        if res.returncode:
             print(f"carried wheels not installed ({res.stderr.strip().splitlines()[-1] if res.stderr else ''})",
                   flush=True)
+    probe = subprocess.run([sys.executable, "-c", "import constriction, neuralcodecs.train.loop"], env=env, cwd=ROOT,
+                           capture_output=True, text=True)
+    if probe.returncode:
+        sys.exit(f"the training path does not import here: {probe.stderr.strip().splitlines()[-1]}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=11.0, help="training time of every run")
+    ap.add_argument("--seconds", type=float, default=540.0,
+                    help="the whole command's wall time; training ends EXPORT_RESERVE s before it")
     ap.add_argument("--out", required=True)
     ap.add_argument("--codec", nargs="+", help="a subset of the queue")
     ap.add_argument("--dry-run", action="store_true", help="CPU, 2 steps each, tiny crops: checks the whole plan")
     ap.add_argument("--data", help="a folder of training images (default: the carried patches)")
     ap.add_argument("--work", default="/tmp/gpu-plan", help="runs and checkpoints")
     args = ap.parse_args()
+    t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     site = Path("/tmp/site")
-    install_wheels(site)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "NEURALCODECS_WEIGHTS": str(out / "weights"), "PYTHONUNBUFFERED": "1"}
+    shipped_env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                   "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    shipped_env.pop("NEURALCODECS_WEIGHTS", None)  # the package's own weights
+    env = {**shipped_env, "NEURALCODECS_WEIGHTS": str(out / "weights")}
+    install_wheels(site, shipped_env)
     queue = [(c, a) for c, a in QUEUE + EXTRA if (c in args.codec if args.codec else (c, a) in QUEUE)]
-    # first, seconds of it: files encoded here for gpu/cross_device.py check (bit-exact decoding on a CPU)
-    subprocess.run([sys.executable, str(ROOT / "gpu" / "cross_device.py"), "encode", "--out", str(out)],
-                   env=env, cwd=ROOT, check=False)
-    # the runs start from the package's weights: the manifest and the files the queue needs (its codecs' own and
-    # those named by --init codec:NAME) are copied where the exports go
+    # the runs start from the package's weights: the files the queue needs are copied where the exports go, with
+    # the whole manifest, so that OUT/weights can be copied back over the package's without losing an entry
     shipped = ROOT / "src" / "neuralcodecs" / "weights"
     manifest = json.loads((shipped / "manifest.json").read_text())
-    needed = {c for c, _ in queue} | {a[a.index("--init") + 1][6:] for _, a in queue
-                                       if "--init" in a and a[a.index("--init") + 1].startswith("codec:")}
     weights_out = out / "weights"
     weights_out.mkdir(exist_ok=True)
-    (weights_out / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k in needed}, indent=2))
-    for name in needed & set(manifest):
+    (weights_out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for name in needed_weights(queue) & set(manifest):
         (weights_out / manifest[name]["file"]).write_bytes((shipped / manifest[name]["file"]).read_bytes())
+    # seconds of it: files encoded here with the shipped weights, for gpu/cross_device.py check back home
+    subprocess.run([sys.executable, str(ROOT / "gpu" / "cross_device.py"), "encode", "--out", str(out)],
+                   env=shipped_env, cwd=ROOT, check=False)
     work = Path(args.work)
     if args.data:
         data = Path(args.data)
@@ -93,7 +112,10 @@ def main() -> None:
         from make_data import unpack
 
         data = unpack(ROOT / "gpu-data" / "patches.npz", Path("/tmp/gpu-data"))
-    procs, t0 = [], time.time()
+    train_seconds = int(t0 + args.seconds - EXPORT_RESERVE - time.time())
+    if not args.dry_run and train_seconds < 30:
+        sys.exit(f"set-up left {train_seconds} s of training: give --seconds more")
+    procs, t_train = [], time.time()
     for codec, extra in queue:
         run = work / codec
         cmd = [sys.executable, "-m", "neuralcodecs.cli", "train", codec, "--data", str(data), "--out", str(run),
@@ -103,29 +125,34 @@ def main() -> None:
             limit = []
         else:
             cmd += ["--steps", str(FOREVER), "--device", "cuda", "--threads", "2"]
-            limit = ["timeout", "--signal=TERM", "--kill-after=60", f"{int(args.minutes * 60)}"]
+            limit = ["timeout", "--signal=TERM", f"--kill-after={EXPORT_RESERVE // 2}", str(train_seconds)]
         run.mkdir(parents=True, exist_ok=True)
         log = open(run / "train.log", "w")
         procs.append((codec, run, subprocess.Popen(limit + cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)))
-    report = {"minutes": args.minutes, "dry_run": args.dry_run, "runs": {}}
+    report = {"seconds": args.seconds, "train_seconds": train_seconds, "dry_run": args.dry_run, "runs": {}}
     for codec, run, p in procs:
         code = p.wait()
         rows = (run / "log.csv").read_text().splitlines()[1:] if (run / "log.csv").exists() else []
         last = dict(zip(["step", "loss", "bpp", "psnr"], map(float, rows[-1].split(",")))) if rows else {}
-        seconds = args.minutes * 60 if not args.dry_run else time.time() - t0  # each run trains for the limit
+        # timeout's 124: it ran to the limit; otherwise it ended (or failed) early, and its own time counts
+        seconds = train_seconds if code == 124 else time.time() - t_train
         entry = {"exit": code, "steps": len(rows), "steps_per_s": round(len(rows) / max(seconds, 1e-9), 2),
                  **{f"last_{k}": v for k, v in last.items()}}
+        # one after another (each rewrites the manifest; seconds each), plan.json rewritten after each, so that a
+        # command killed at the deadline returns what finished
         if (run / "checkpoint.pt").exists():
-            exp = subprocess.run([sys.executable, "-m", "neuralcodecs.cli", "export", str(run),
-                                  "--command-line", f"gpu/plan.py {codec} {args.minutes} min"],
+            exp = subprocess.run([sys.executable, "-m", "neuralcodecs.cli", "export", str(run), "--command-line",
+                                  f"gpu/plan.py {codec}: {len(rows)} steps on the GPU in {train_seconds} s"],
                                  env=env, cwd=ROOT, capture_output=True, text=True)
             entry["exported"] = exp.returncode == 0
             if exp.returncode:
                 entry["export_error"] = exp.stderr[-500:]
         report["runs"][codec] = entry
         print(codec, json.dumps(entry), flush=True)
-        entry["log_tail"] = (run / "train.log").read_text()[-3000:]
-    (out / "plan.json").write_text(json.dumps(report, indent=1))
+        # the end of the log without tqdm's redrawn bars (carriage returns): the lines a reader wants
+        lines = (run / "train.log").read_text().replace("\r", "\n").splitlines()
+        entry["log_tail"] = "\n".join(line for line in lines if "it/s]" not in line and "s/it]" not in line)[-3000:]
+        (out / "plan.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
