@@ -158,3 +158,13 @@ def test_a_bad_pixel_limit_in_the_environment_is_named(value, monkeypatch, photo
     data = nc.encode(photo, "png")
     with pytest.raises(ValueError, match="NEURALCODECS_MAX_PIXELS"):
         nc.decode(data)
+
+
+def test_gray_with_alpha_stays_gray_once_its_alpha_is_dropped_or_flattened(tmp_path):
+    la = np.zeros((4, 5, 2), np.uint8)
+    la[..., 0], la[..., 1] = 100, 128
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    assert nc.load_image(tmp_path / "la.png").shape == (4, 5, 4)  # kept alpha: RGBA, the only layout with it
+    assert np.array_equal(nc.load_image(tmp_path / "la.png", alpha="drop"), np.full((4, 5), 100, np.uint8))
+    assert np.array_equal(nc.load_image(tmp_path / "la.png", alpha="flatten"),
+                          np.full((4, 5), round(100 * 128 / 255 + 255 * 127 / 255), np.uint8))

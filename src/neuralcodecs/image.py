@@ -75,6 +75,7 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
     "flatten" the image onto white (what a viewer shows), or "drop" it."""
     if alpha not in ("keep", "flatten", "drop"):
         raise ValueError(f"alpha must be keep, flatten or drop, got {alpha!r}")
+    gray = False
     try:
         with Image.open(path) as im:
             w, h = im.size  # from the header: the size is checked before any pixel is decoded
@@ -87,6 +88,7 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
             elif im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F"):
                 im = im.convert("L") if im.mode == "1" else _to_8bit_gray(im)
             elif im.mode in ("LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                gray = im.mode == "LA"  # stays gray once its alpha is flattened or dropped
                 im = im.convert("RGBA")
             else:
                 im = im.convert("RGB")
@@ -98,11 +100,12 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
             raise
         raise ValueError(f"{path}: not a readable image ({e})") from None
     if x.ndim == 3 and x.shape[2] == 4 and alpha != "keep":
-        rgb = x[:, :, :3].astype(np.float64)
+        rgb = x[:, :, :1 if gray else 3].astype(np.float64)
         if alpha == "flatten":
             a = x[:, :, 3:].astype(np.float64) / 255
             rgb = rgb * a + 255 * (1 - a)
         x = np.round(rgb).astype(np.uint8)
+        x = x[:, :, 0] if gray else x
     return x
 
 
@@ -167,6 +170,12 @@ def _encode_pil(pil: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
+# the process's umask, read once at import: reading it means setting it, which is not safe while other threads
+# create files
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, force: bool = True) -> None:
     """Write bytes to `path` through a temporary file and a rename, so a reader never sees half a file.
     With force=False an existing file is refused (FileExistsError)."""
@@ -175,9 +184,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, force: bool = True) -> No
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary; the file gets normal permissions
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 is for the temporary; the file gets normal permissions
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
