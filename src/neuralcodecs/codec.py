@@ -211,13 +211,15 @@ def progress(iterable: Any = None, total: int | None = None, desc: str | None = 
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None if _progress else True)
 
 
-def check_number(setting: str, value: Any, lo: float, hi: float, integer: bool = True, meaning: str = "") -> None:
+def check_number(setting: str, value: Any, lo: float, hi: float, integer: bool = True, meaning: str = "",
+                 above_lo: bool = False) -> None:
     """A numeric setting's check ("webp method", "jpeg quality"): a number (an integer if `integer`; never a bool)
-    in [lo, hi]."""
+    in [lo, hi], or in (lo, hi] with `above_lo` (a step, a time budget: 0 is no value)."""
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
+    if (isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi
+            or (above_lo and value == lo)):
         what = meaning or ("an integer" if integer else "a number")
-        raise ValueError(f"{setting} must be {what} in [{lo}, {hi}], got {value!r}")
+        raise ValueError(f"{setting} must be {what} in {'(' if above_lo else '['}{lo}, {hi}], got {value!r}")
 
 
 def check_quality(name: str, quality: Any, lo: float, hi: float, integer: bool = True, meaning: str = "") -> None:

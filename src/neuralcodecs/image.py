@@ -64,9 +64,14 @@ def as_image(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     if h == 0 or w == 0:
         raise ValueError(f"image is empty (shape {image.shape})")
-    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
-        raise ValueError(f"image of {w}x{h} is larger than this library handles")
+    check_size(h, w)
     return np.ascontiguousarray(image)
+
+
+def check_size(h: int, w: int, what: str = "image") -> None:
+    """ValueError for an image larger than this library handles at all (MAX_SIDE, MAX_PIXELS)."""
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise ValueError(f"{what} of {w}x{h} is larger than this library handles")
 
 
 def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
@@ -79,8 +84,7 @@ def load_image(path: str | os.PathLike, alpha: str = "keep") -> np.ndarray:
     try:
         with Image.open(path) as im:
             w, h = im.size  # from the header: the size is checked before any pixel is decoded
-            if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
-                raise ValueError(f"{path}: an image of {w}x{h} is larger than this library handles")
+            check_size(h, w, f"{path}: an image")
             im.load()
             im = ImageOps.exif_transpose(im)  # cameras store pixels sideways and say so in EXIF
             if im.mode in ("L", "RGB", "RGBA"):

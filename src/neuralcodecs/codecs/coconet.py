@@ -151,11 +151,9 @@ class CocoNet(Codec):
             check_number("coconet iterations", self.iterations, 1, math.inf)
             check_number("coconet batch", self.batch, 1, math.inf)
             check_number("coconet seed", self.seed, 0, 2 ** 63 - 1)
-            check_number("coconet budget", self.budget, 0, math.inf, integer=False)
+            check_number("coconet budget", self.budget, 0, math.inf, integer=False, above_lo=True)
             if self.lr is not None:
-                check_number("coconet lr", self.lr, 0, math.inf, integer=False)
-            if self.budget <= 0 or (self.lr is not None and self.lr <= 0):
-                raise ValueError("coconet needs budget > 0 and lr > 0")
+                check_number("coconet lr", self.lr, 0, math.inf, integer=False, above_lo=True)
 
     qualities: ClassVar[tuple] = tuple(range(1, len(PRESETS) + 1))
 

@@ -224,9 +224,8 @@ class Prakash2017(HostedCodec, Codec):
             check_quality("prakash2017", self.quality, 1, 100)
             if self.mode not in ("dct", "blend"):
                 raise ValueError(f"prakash2017 mode must be 'dct' or 'blend', got {self.mode!r}")
-            check_number("prakash2017 floor", self.floor, 0, 1, integer=False)
-            if self.floor == 0:
-                raise ValueError("prakash2017 floor must be in (0, 1], got 0: a block of weight 0 has no step")
+            # a block of weight 0 would have no quantizer step
+            check_number("prakash2017 floor", self.floor, 0, 1, integer=False, above_lo=True)
             check_number("prakash2017 target_bytes", self.target_bytes, 0, math.inf)
             check_number("prakash2017 centre", self.centre, 0, 1, integer=False)
             check_number("prakash2017 top_k", self.top_k, 1, 1000)
