@@ -51,8 +51,8 @@ EXTRA = [
 
 def needed_weights(queue: list) -> set[str]:
     """The codecs whose shipped weights the queue starts from: its own and those `--init codec:NAME` names."""
-    return {c for c, _ in queue} | {a[a.index("--init") + 1][6:] for _, a in queue
-                                     if "--init" in a and a[a.index("--init") + 1].startswith("codec:")}
+    inits = [a[a.index("--init") + 1].split(",") for _, a in queue if "--init" in a]
+    return {c for c, _ in queue} | {s[6:] for sources in inits for s in sources if s.startswith("codec:")}
 
 
 def install_wheels(site: Path, env: dict) -> None:

@@ -82,6 +82,18 @@ def test_sigterm_after_an_update_still_resumes_exactly(tiny_data, tmp_path, monk
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the loop's handler is gone after it
 
 
+def test_init_sources_load_in_order(tiny_data, tmp_path):
+    """--init shipped,codec:NAME: the codec's own shipped weights, then the other codec's tensors where names and
+    shapes match over them (balle2017 with minnen2018's transforms and gains, its own densities kept)."""
+    run = _train(tiny_data, tmp_path / "t", 0, "--init", "shipped,codec:minnen2018")["model"]
+    own, donor = weights.shipped_state("balle2017"), nc.create_codec("minnen2018").state_dict()
+    taken = [k for k in run if k.startswith(("g_a.", "g_s.", "log_gain", "log_inv_gain"))]
+    assert taken and all(torch.equal(run[k], donor[k].float()) for k in taken)
+    densities = [k for k in run if k.startswith("latent_codec.") and own[k].is_floating_point()]
+    assert densities and all(torch.equal(run[k], own[k].float()) for k in densities)
+    assert not torch.equal(own["g_s.1.weight"].float(), donor["g_s.1.weight"].float())  # the test can tell them apart
+
+
 def test_log_keeps_only_complete_steps(tmp_path):
     """A SIGTERM between the appends of one step's values leaves the lists ragged; the log writes what is whole."""
     from neuralcodecs.train.loop import _append_log

@@ -67,7 +67,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_images: int | None = None
     # start from weights: "shipped" (the package's), "codec:NAME" (another codec's shipped weights, where names
-    # and shapes match) or a .safetensors(.xz) file
+    # and shapes match) or a .safetensors(.xz) file; several, comma-separated, load in order (e.g.
+    # "shipped,codec:minnen2018": the codec's own weights, then another's transforms over them)
     init: str | None = None
     stage: str | None = None  # the codec's training stage (its `stages`; None: the first)
     # iterations a progressive (recurrent) codec unrolls per training step (None: all of its qualities): fewer
@@ -131,20 +132,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     step = 0
     init_steps = 0  # training steps the initial weights had already had (the manifest knows, for shipped ones)
     if cfg.init and not ckpt.exists():
-        # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer
-        if cfg.init.startswith("codec:"):
-            # another codec's shipped weights, where names and shapes match (e.g. balle2018 from balle2017's
-            # transforms and gains); the rest keeps its initialization
-            # (as that codec loads them, so a module's load hooks map an older layout's names)
-            own = model.state_dict()
-            taken = {k: v for k, v in create_codec(cfg.init[6:]).state_dict().items()
-                     if k in own and own[k].shape == v.shape}
-            model.load_state_dict({**own, **taken})
-            print(f"{len(taken)} of {len(own)} tensors from {cfg.init[6:]}'s weights")
-        else:
-            model.load_weights(weights.shipped_state(cfg.codec) if cfg.init == "shipped" else weights.read_state(cfg.init))
-        if cfg.init == "shipped":
-            init_steps = weights.manifest()[cfg.codec].get("steps", 0)
+        # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer.
+        # Several sources, comma-separated, apply in order, each over what the ones before it loaded.
+        for source in cfg.init.split(","):
+            if source.startswith("codec:"):
+                # another codec's shipped weights, where names and shapes match (e.g. balle2018 from balle2017's
+                # transforms and gains); the rest keeps what it had
+                # (as that codec loads them, so a module's load hooks map an older layout's names)
+                own = model.state_dict()
+                taken = {k: v for k, v in create_codec(source[6:]).state_dict().items()
+                         if k in own and own[k].shape == v.shape}
+                model.load_state_dict({**own, **taken})
+                print(f"{len(taken)} of {len(own)} tensors from {source[6:]}'s weights")
+            else:
+                model.load_weights(weights.shipped_state(cfg.codec) if source == "shipped" else weights.read_state(source))
+            if source == "shipped":
+                init_steps = weights.manifest()[cfg.codec].get("steps", 0)
         print(f"initialized from {cfg.init}")
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
