@@ -290,3 +290,49 @@ def test_gaussian_tables_stored_back_to_back():
     g = GaussianConditional()
     half = g.table_half.long()
     assert g.table_counts.shape == (int((2 * half + 2).sum()),)
+
+
+@pytest.mark.parametrize("name", ["balle2017", "theis2017"])
+def test_forward_adaptive_choice_round_trips_and_never_costs_more(name, photo):
+    """Forward adaptation: the decoder gets exactly the encoder's y_hat (each channel on its chosen table's grid),
+    the bytes are the estimate, and the choice costs at most one bit more than rate point q's tables alone (the
+    flag that says none was written), on a photo less; on a tiny image the fixed tables are kept."""
+    import neuralcodecs as nc
+
+    codec = nc.create_codec(name, quality=3)
+    lc, q = codec.latent_codec, 2
+    assert lc.forward_adaptive  # the default
+    for image, adapts in ((photo, True), (photo[:16, :16], False)):
+        with torch.no_grad():
+            y = codec._latents(codec._prepare(image))
+        data = lc.compress(y, q, codec.log_gain[[q]])[0]
+        adapted, choice, tables, estimate = lc._choose(y, q)
+        medians = torch.from_numpy(lc._chosen(choice, tables)[2]).view(1, -1, 1, 1)
+        y_hat = lc.decompress([data], tuple(y.shape), q, codec.log_gain[[q]])
+        assert torch.equal(y_hat, torch.round(y - medians) + medians)
+        assert abs(8 * len(data) - estimate) <= 0.01 * estimate + 64
+        fixed = lc.priors[q].estimate_bits(y)
+        assert estimate <= fixed + 1 + 1e-6
+        assert adapted == adapts and (estimate < fixed and (choice != q).any()) == adapts
+
+
+def test_files_without_a_newer_setting_decode_as_they_were_made(photo):
+    """A setting added after files existed (forward_adaptive) names in its field the value those files were made
+    with (codec.FILE_DEFAULT): a file whose settings lack it decodes with fixed tables, as it was written."""
+    import dataclasses
+    import json
+
+    import neuralcodecs as nc
+    from neuralcodecs import container
+
+    img = photo
+    codec = nc.create_codec("balle2017", quality=4, forward_adaptive=False)
+    data = codec.encode(img)
+    header, _, chunks = nc.codec.open_file(data)
+    old = container.pack("balle2017", {k: v for k, v in header.settings.items() if k != "forward_adaptive"},
+                         header.fingerprint, img.shape, chunks)
+    assert "forward_adaptive" not in json.dumps(nc.info(old))
+    assert np.array_equal(nc.decode(old), nc.decode(data))
+    assert nc.decode(nc.encode(img, "balle2017", quality=4)).shape == img.shape  # the default: adaptive
+    field = {f.name: f for f in dataclasses.fields(type(codec).Config)}["forward_adaptive"]
+    assert field.default is True and field.metadata[nc.codec.FILE_DEFAULT] is False

@@ -37,6 +37,9 @@ class Command:
 # means): files leave it out, so the bytes of a file depend on what it codes, not on the effort spent, and
 # a decoder builds the codec with the setting's default.
 ENCODER_ONLY = {"encoder_only": True}
+# Field metadata key of a Config setting added after files were written without it: the value such files were
+# made with, which a decoder uses where a file does not name the setting (the setting's default is for new files).
+FILE_DEFAULT = "file_default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +244,11 @@ def _decoder(name: str, settings_json: str) -> Codec:
     try:
         # the settings are checked (Config's own checks, the name's fixed settings, and for learned codecs
         # the shipped weights' architecture) before anything is built from them
-        return entry.cls.from_config(entry.config(json.loads(settings_json)), name=name)
+        settings = json.loads(settings_json)
+        if dataclasses.is_dataclass(entry.cls.Config):  # settings newer than the file: the value it was made with
+            settings = {**{f.name: f.metadata[FILE_DEFAULT] for f in dataclasses.fields(entry.cls.Config)
+                           if FILE_DEFAULT in f.metadata}, **settings}
+        return entry.cls.from_config(entry.config(settings), name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None
 

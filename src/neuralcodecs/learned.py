@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from . import container, weights
-from .codec import ENCODER_ONLY, Codec, check_number
+from .codec import ENCODER_ONLY, FILE_DEFAULT, Codec, check_number
 from .entropy.latent import LatentCodec
 from .entropy.model import EntropyModel
 from .image import from_tensor, to_tensor
@@ -79,7 +79,8 @@ class LearnedCodec(Codec, nn.Module):
                              f"{name}` and `neuralcodecs export`)")
         shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
         # the weights fix every setting but the free ones and those only the encoder reads
-        free = {*cls.free_settings, *(f.name for f in dataclasses.fields(config) if f.metadata.get("encoder_only"))}
+        free = {*cls.free_settings, *(f.name for f in dataclasses.fields(config)
+                                      if f.metadata.get("encoder_only") or f.metadata.get("free"))}
         wrong = {k: v for k, v in dataclasses.asdict(config).items() if k not in free and v != shipped.get(k)}
         if wrong:
             raise ValueError(f"{name}'s shipped weights have " + ", ".join(f"{k}={shipped[k]!r}" for k in wrong)
@@ -167,6 +168,13 @@ class LearnedCodec(Codec, nn.Module):
         if self._fingerprint is None:
             return weights.fingerprint(self.state_dict())
         return self._fingerprint
+
+
+def forward_adaptive_setting() -> Any:
+    """The Config field `forward_adaptive` of a codec with a FactorizedLatentCodec: per channel, the cheapest of
+    the rate points' tables (True, the default) or rate point q's own (the papers' codec). The decoder reads it;
+    files from before it existed were made without it (codec.FILE_DEFAULT), and the weights do not fix it."""
+    return dataclasses.field(default=True, metadata={FILE_DEFAULT: False, "free": True})
 
 
 def refine_setting() -> Any:

@@ -2,7 +2,8 @@
 
     x -> g_a: [conv 9x9 /4, GDN] [conv 5x5 /2, GDN] [conv 5x5 /2, GDN] -> y      (M channels at 1/16 size)
     y * gain[q] -> round (training: + uniform noise) -> y_hat -> range coder with the learned per-channel
-                   density of rate point q                                     (the file's one chunk)
+                   density of rate point q (forward_adaptive, beyond the paper: per channel the cheapest
+                   of the rate points' densities, the choices coded first)     (the file's one chunk)
     y_hat * inv_gain[q] -> g_s: [IGDN, deconv 5x5 x2] [IGDN, deconv 5x5 x2] [IGDN, deconv 9x9 x4] -> x_hat
 
 The transforms are the paper's three stages (the first with a 9x9 kernel and 4x downsampling, the next two
@@ -33,7 +34,7 @@ from torch import nn
 
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import FactorizedLatentCodec
-from ..learned import VariableRateCodec, refine_setting
+from ..learned import VariableRateCodec, forward_adaptive_setting, refine_setting
 from ..nn import GDN, conv, deconv
 from ..codec import check_index_quality
 from ..registry import register
@@ -69,6 +70,7 @@ class Balle2017(VariableRateCodec):
         N: int = 128  # channels of the hidden stages
         M: int = 192  # channels of the latent y
         refine: int = refine_setting()  # encoder-side steps on the latents (learned.LatentRefinement)
+        forward_adaptive: bool = forward_adaptive_setting()  # per channel the cheapest rate point's table
 
         def __post_init__(self):
             check_index_quality("balle2017", self.quality, len(LMBDAS))
@@ -83,5 +85,6 @@ class Balle2017(VariableRateCodec):
         super().__init__(config, name, lmbdas)
         n, m = config.N, config.M
         self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
-        self.latent_codec = FactorizedLatentCodec(lambda: FactorizedPrior(m), len(self.lmbdas))
+        self.latent_codec = FactorizedLatentCodec(lambda: FactorizedPrior(m), len(self.lmbdas),
+                                                  config.forward_adaptive)
         self._init_gains(m, GAIN0)

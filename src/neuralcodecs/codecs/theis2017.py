@@ -4,7 +4,8 @@
       -> [conv 5x5 /2, 64] lrelu -> [conv 5x5 /2, 128] lrelu -> 3 x residual block (128)
       -> [conv 5x5 /2, 96] -> drop the 2 latent rows/columns on each side that came from the padding -> y
     y * scale[q] -> round (identity gradient) -> y_hat -> range coder with the Gaussian scale mixture of
-                    rate point q                                              (the file's one chunk)
+                    rate point q (forward_adaptive, beyond the paper: per channel the cheapest of
+                    the rate points' mixtures, the choices coded first)      (the file's one chunk)
     y_hat * inv_scale[q] -> [subpixel conv 3x3, 128 x 4 -> x2] lrelu -> 3 x residual block (128)
       -> [subpixel conv 3x3, 64 x 4 -> x2] lrelu -> [subpixel conv 3x3, 3 x 4 -> x2] -> denormalize -> clip
 
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from ..entropy.gsm import GaussianScaleMixture
 from ..entropy.latent import FactorizedLatentCodec
-from ..learned import VariableRateCodec, refine_setting
+from ..learned import VariableRateCodec, forward_adaptive_setting, refine_setting
 from ..nn import conv
 from ..codec import check_index_quality
 from ..registry import register
@@ -80,6 +81,7 @@ class Theis2017(VariableRateCodec):
         N: int = 128
         M: int = 96
         refine: int = refine_setting()  # encoder-side steps on the latents (learned.LatentRefinement)
+        forward_adaptive: bool = forward_adaptive_setting()  # per channel the cheapest rate point's GSM
 
         def __post_init__(self):
             check_index_quality("theis2017", self.quality, len(LMBDAS))
@@ -102,7 +104,8 @@ class Theis2017(VariableRateCodec):
                                  _subpixel(n, n // 2), nn.LeakyReLU(0.2), _subpixel(n // 2, 3))
         # an untrained g_a gives coefficients of std ~0.09 on normalized photos: start with gains that make
         # the top rate point's about 3.5 (see balle2017 for why a unit step on tiny latents stalls training)
-        self.latent_codec = FactorizedLatentCodec(lambda: GaussianScaleMixture(m), len(self.lmbdas))
+        self.latent_codec = FactorizedLatentCodec(lambda: GaussianScaleMixture(m), len(self.lmbdas),
+                                                  config.forward_adaptive)
         self._init_gains(m, gain0=20.0)
         # incremental training: how many steps of stage "transforms" have run (saved, so resume is exact)
         self.register_buffer("mask_steps", torch.zeros((), dtype=torch.int64))

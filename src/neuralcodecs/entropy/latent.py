@@ -1,8 +1,9 @@
 """Latent codecs: interchangeable ways to code the latent y of a transform codec (the role of CompressAI's
 latent_codecs). A transform codec is g_a, g_s, per-rate-point gains, and one of these:
 
-    FactorizedLatentCodec    y coded with a learned per-channel density per rate point (Ballé et al. 2017)
-                             strings: [y]
+    FactorizedLatentCodec    y coded with a learned per-channel density per rate point (Ballé et al. 2017);
+                             with forward adaptation, per channel the cheapest of the points' tables
+                             strings: [y] (forward adaptive: [the choices, then y])
     HyperpriorLatentCodec    side information z = h_a(|y|) coded first with a factorized density, then y with
                              a Gaussian whose scales h_s(z_hat) predicts (Ballé et al. 2018); h_s is an integer
                              network so encoder and decoder agree bit for bit on any machine
@@ -36,15 +37,21 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
+from .coder import Decoder, Encoder
 from .model import EntropyModel, bits_of
-from .tabulated import TabulatedDensity
+from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels
 
+# Forward adaptation (FactorizedLatentCodec): the choice of rate point j for a channel of a file at point q is
+# coded with probability ~ CHOICE_RATIO^|j - q| (measured on training photos, README)
+CHOICE_RATIO = 0.3
+_FLAG = np.array([0.5, 0.5])  # whether a string holds choices
 GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 
 
@@ -110,25 +117,82 @@ class LatentCodec(nn.Module):
 
 
 class FactorizedLatentCodec(LatentCodec):
-    """y coded channel by channel with one learned density per rate point (`priors[q]`)."""
+    """y coded channel by channel with one learned density per rate point (`priors[q]`).
 
-    def __init__(self, make_prior: Callable[[], TabulatedDensity], points: int):
+    Forward adaptation (`forward_adaptive`, beyond the papers): the densities fit the training images on
+    average, and one image's channel c is often better coded by the table that another rate point learned for
+    channel c (one of a smoother image's channels is narrower than average, a textured image's wider; the
+    points' tables are that channel at other scales, up to gain[j] / gain[q]). So the encoder tries every
+    point's table on every channel, keeps the cheapest, and writes the choices first:
+
+        choice[c] = argmin_j  bits(round(y_c - m_jc) | table j, channel c) + bits(j | CHOICE_RATIO^|j - q|)
+        string: [flag | choice (one symbol per channel) | y, channel c rounded around m_jc, coded with table j]
+                 (flag 0: no choices, every channel with rate point q's table, when that is cheaper)
+
+    The tables stay the stored integers, so the decoder is as exact as without it; only the encoder does more.
+    What it saves, measured: README, "Forward adaptation". Without it (`forward_adaptive=False`) the string is
+    the channels coded with rate point q's tables alone, the papers' codec.
+    """
+
+    def __init__(self, make_prior: Callable[[], TabulatedDensity], points: int, forward_adaptive: bool = False):
         super().__init__()
         self.priors = nn.ModuleList(make_prior() for _ in range(points))
+        self.forward_adaptive = forward_adaptive
 
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, bits = _per_point(self.priors, y, q)
         return y_hat, {"y": bits}
 
+    def choice_pmf(self, q: int) -> np.ndarray:
+        """The fixed distribution the choices are coded with: rate point j has probability ~ CHOICE_RATIO^|j-q|."""
+        pmf = CHOICE_RATIO ** np.abs(np.arange(len(self.priors)) - q).astype(np.float64)
+        return pmf / pmf.sum()
+
+    def _choose(self, y: Tensor, q: int) -> tuple[bool, np.ndarray, list, float]:
+        """(whether choices pay, each channel's rate point, every point's tables, the bits of it all). Choices
+        are written only when they save more than they cost (on a tiny image the fixed tables win); one flag
+        bit says which."""
+        tables = [p._tables() for p in self.priors]
+        cost = np.stack([channel_bits(p._symbols(y, t[3]), t[0], t[1]) for p, t in zip(self.priors, tables)])
+        cost -= np.log2(self.choice_pmf(q))[:, None]  # (points, C), each with its choice's bits
+        choice = cost.argmin(axis=0)
+        adapted, fixed = float(cost.min(axis=0).sum()), float(cost[q].sum() + np.log2(self.choice_pmf(q)[q]) * len(choice))
+        if fixed <= adapted:
+            return False, np.full(len(choice), q), tables, fixed + 1
+        return True, choice, tables, adapted + 1
+
+    @staticmethod
+    def _chosen(choice: np.ndarray, tables: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """(counts, offsets, medians) of channel c's table in rate point choice[c]'s tables, for every c."""
+        picked = [(tables[j][0][c], tables[j][1][c], tables[j][3][c]) for c, j in enumerate(choice)]
+        return [t[0] for t in picked], np.array([t[1] for t in picked]), np.array([t[2] for t in picked])
+
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
-        return [self.priors[q].compress(y)]
+        if not self.forward_adaptive:
+            return [self.priors[q].compress(y)]
+        adapted, choice, tables, _ = self._choose(y, q)
+        counts, offsets, medians = self._chosen(choice, tables)
+        enc = Encoder()
+        enc.categorical(np.array([adapted]), _FLAG)
+        if adapted:
+            enc.categorical(choice, self.choice_pmf(q))
+        encode_channels(enc, channel_symbols(y, medians), counts, offsets)
+        return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
-        return self.priors[q].decompress(strings[0], shape)
+        if not self.forward_adaptive:
+            return self.priors[q].decompress(strings[0], shape)
+        shape = self.priors[q]._check_shape(shape)
+        dec = Decoder(strings[0])
+        adapted = bool(dec.categorical(1, _FLAG)[0])
+        # rate points in [0, points) whatever the bytes: the alphabet is the pmf's
+        choice = dec.categorical(shape[1], self.choice_pmf(q)) if adapted else np.full(shape[1], q)
+        counts, offsets, medians = self._chosen(choice, [p._tables() for p in self.priors])
+        return decode_channels(dec, shape, counts, offsets, medians).to(self.priors[q].table_medians.device)
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
-        return self.priors[q].estimate_bits(y)
+        return self._choose(y, q)[3] if self.forward_adaptive else self.priors[q].estimate_bits(y)
 
 
 class HyperpriorLatentCodec(LatentCodec):

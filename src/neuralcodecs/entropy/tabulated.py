@@ -193,39 +193,65 @@ class TabulatedDensity(EntropyModel):
     def _symbols(self, y: Tensor, medians: np.ndarray) -> np.ndarray:
         """round(y - m) per channel as int64, shape (C, N*H*W); same float32 arithmetic as forward()."""
         self._check(y)
-        y = y.detach().to("cpu", torch.float32)
-        s = symbols(y - torch.from_numpy(medians).view(1, -1, 1, 1))
-        return s.reshape(y.shape[0], self.channels, -1).transpose(1, 0, 2).reshape(self.channels, -1)
+        return channel_symbols(y, medians)
+
+    def _check_shape(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
+        n, c, h, w = (int(d) for d in shape)
+        if c != self.channels or min(n, h, w) < 0:
+            raise ValueError(f"shape {tuple(shape)} does not fit a density with {self.channels} channels")
+        return n, c, h, w
 
     def compress(self, y: Tensor) -> bytes:
         """Entropy-code round(y - m) of y (NCHW, any N); `decompress` needs the same shape."""
         counts, offsets, sizes, medians = self._tables()
-        s = self._symbols(y, medians)
         enc = Encoder()
-        for c in range(self.channels):
-            encode_table(enc, s[c], offsets[c], pmf_from_counts(counts[c]))
+        encode_channels(enc, self._symbols(y, medians), counts, offsets)
         return enc.to_bytes()
 
     def decompress(self, data: bytes, shape: Sequence[int]) -> Tensor:
         """bytes from `compress` and the latent shape (N, C, H, W) -> y_hat, float32 on the module's device."""
-        n, c, h, w = (int(d) for d in shape)
-        if c != self.channels or min(n, h, w) < 0:
-            raise ValueError(f"shape {tuple(shape)} does not fit a density with {self.channels} channels")
+        shape = self._check_shape(shape)
         counts, offsets, sizes, medians = self._tables()
-        dec = Decoder(data)
-        s = np.empty((c, n * h * w), dtype=np.int64)
-        for i in range(c):
-            s[i] = decode_table(dec, n * h * w, offsets[i], pmf_from_counts(counts[i]))
-        # Every symbol came from a float32 value, so the conversion back is exact.
-        y_hat = torch.from_numpy(s).to(torch.float32).reshape(c, n, h, w).transpose(0, 1)
-        y_hat = y_hat + torch.from_numpy(medians).view(1, -1, 1, 1)
-        return y_hat.contiguous().to(self.table_medians.device)
+        y_hat = decode_channels(Decoder(data), shape, counts, offsets, medians)
+        return y_hat.to(self.table_medians.device)
 
     def estimate_bits(self, y: Tensor) -> float:
         """Bits the tables assign to round(y - m), escapes included: what `compress` should produce."""
         counts, offsets, sizes, medians = self._tables()
-        s = self._symbols(y, medians)
-        return sum(table_bits(s[c], offsets[c], pmf_from_counts(counts[c])) for c in range(self.channels))
+        return float(channel_bits(self._symbols(y, medians), counts, offsets).sum())
+
+
+# -- coding channels, each with its own table (a density's own, or tables chosen per channel) -------------------
+
+def channel_symbols(y: Tensor, medians: np.ndarray) -> np.ndarray:
+    """round(y - m) of y (NCHW) with channel c's median m = medians[c], as int64 of shape (C, N*H*W)."""
+    y = y.detach().to("cpu", torch.float32)
+    n, c = y.shape[:2]
+    s = symbols(y - torch.from_numpy(np.asarray(medians, dtype=np.float32)).view(1, -1, 1, 1))
+    return s.reshape(n, c, -1).transpose(1, 0, 2).reshape(c, -1)
+
+
+def encode_channels(enc: Encoder, s: np.ndarray, counts: Sequence[np.ndarray], offsets: np.ndarray) -> None:
+    """Code row c of the symbols s (C, n) with table c (its integer counts and first offset)."""
+    for c in range(len(s)):
+        encode_table(enc, s[c], int(offsets[c]), pmf_from_counts(counts[c]))
+
+
+def decode_channels(dec: Decoder, shape: Sequence[int], counts: Sequence[np.ndarray], offsets: np.ndarray,
+                    medians: np.ndarray) -> Tensor:
+    """What encode_channels coded, back as y_hat = s + m of `shape` (N, C, H, W), float32 on the CPU."""
+    n, c, h, w = shape
+    s = np.empty((c, n * h * w), dtype=np.int64)
+    for i in range(c):
+        s[i] = decode_table(dec, n * h * w, int(offsets[i]), pmf_from_counts(counts[i]))
+    # Every symbol came from a float32 value, so the conversion back is exact.
+    y_hat = torch.from_numpy(s).to(torch.float32).reshape(c, n, h, w).transpose(0, 1)
+    return (y_hat + torch.from_numpy(np.asarray(medians, dtype=np.float32)).view(1, -1, 1, 1)).contiguous()
+
+
+def channel_bits(s: np.ndarray, counts: Sequence[np.ndarray], offsets: np.ndarray) -> np.ndarray:
+    """The bits encode_channels spends on each row of s, (C,) float64."""
+    return np.array([table_bits(s[c], int(offsets[c]), pmf_from_counts(counts[c])) for c in range(len(s))])
 
 
 # -- coding integers with a table and an escape (here and in the Gaussian conditional) ---------------
