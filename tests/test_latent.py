@@ -2,6 +2,7 @@
 the bits the models return, exact round trips, and bit-exact entropy parameters in other processes."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,3 +337,29 @@ def test_files_without_a_newer_setting_decode_as_they_were_made(photo):
     assert nc.decode(nc.encode(img, "balle2017", quality=4)).shape == img.shape  # the default: adaptive
     field = {f.name: f for f in dataclasses.fields(type(codec).Config)}["forward_adaptive"]
     assert field.default is True and field.metadata[nc.codec.FILE_DEFAULT] is False
+
+
+@pytest.mark.parametrize("name", ["balle2018", "minnen2018"])
+def test_hyperprior_shifts_round_trip_and_never_cost_more(name, photo):
+    """Forward adaptation of a hyperprior: per channel a shift of the scale indexes, written before y. The decoder
+    gets the encoder's y_hat, the bytes are the estimate, and the shifts cost at most one bit (the flag) more than
+    none; on a photo they pay, on a tiny image none are written."""
+    import neuralcodecs as nc
+
+    shifted = nc.create_codec(name, quality=3)
+    plain = nc.create_codec(name, quality=3, forward_adaptive=False)
+    lc, q = shifted.latent_codec, 2
+    assert lc.forward_adaptive and not plain.latent_codec.forward_adaptive
+    whole = nc.load_image(Path(__file__).parents[1] / "samples" / "kodim23.png")  # a 96x128 crop has too few values
+    for image, adapts in ((whole, True), (photo[:16, :16], False)):
+        x = shifted._prepare(image)
+        with torch.no_grad():
+            y = shifted._latents(x)
+        strings = lc.compress(y, q, shifted.log_gain[[q]])
+        estimate, fixed = lc.estimate_bits(y, q, shifted.log_gain[[q]]), plain.estimate_bits(x)
+        assert abs(8 * sum(map(len, strings)) - estimate) <= 0.01 * estimate + 128
+        assert estimate <= fixed + 1 + 1e-6 and (estimate < fixed) == adapts
+        assert (lc._coding(y, q, shifted.log_gain[[q]])[-2] is not None) == adapts
+        expected = plain.latent_codec.decompress(plain.latent_codec.compress(y, q, plain.log_gain[[q]]), tuple(y.shape),
+                                                 q, plain.log_gain[[q]])
+        assert torch.equal(lc.decompress(strings, tuple(y.shape), q, shifted.log_gain[[q]]), expected)

@@ -7,6 +7,7 @@ compression with latent-variable models", ICLR 2019.
              z_hat --(learned factorized density of rate point q)--> chunk 1
       z_hat -> h_s (integer network): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> scale index
       y -> round -> y_hat --(Gaussian, scale from a fixed table by that index)--> chunk 2
+                  (forward_adaptive, beyond the paper: per channel a shift of the indexes, written first)
     y_hat * inv_gain[q] -> g_s (balle2017's: 3 x [IGDN, deconv x2-x4]) -> x_hat
 
 The transforms have balle2017's shape, so training starts from its shipped transforms and gains
@@ -26,7 +27,7 @@ from torch import nn
 from ..codec import check_index_quality
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import HyperpriorLatentCodec
-from ..learned import VariableRateCodec, refine_setting
+from ..learned import VariableRateCodec, forward_adaptive_setting, refine_setting
 from ..nn import conv
 from ..nn.integer import IntegerConv, IntegerNetwork
 from ..registry import register
@@ -54,6 +55,7 @@ class Balle2018(VariableRateCodec):
         N: int = 128  # channels of the hidden stages (balle2017's)
         M: int = 192  # channels of the latent y (balle2017's)
         refine: int = refine_setting()  # encoder-side steps on the latents (learned.LatentRefinement)
+        forward_adaptive: bool = forward_adaptive_setting()  # per channel a shift of the scale indexes
 
         def __post_init__(self):
             check_index_quality("balle2018", self.quality, len(LMBDAS))
@@ -66,8 +68,9 @@ class Balle2018(VariableRateCodec):
         super().__init__(config, name, lmbdas)
         n, m = config.N, config.M
         self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
-        self.latent_codec = self._latent_codec(n, m)
+        self.latent_codec = self._latent_codec(n, m, config.forward_adaptive)
         self._init_gains(m, GAIN0)
 
-    def _latent_codec(self, n: int, m: int) -> HyperpriorLatentCodec:
-        return HyperpriorLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, m), n, len(self.lmbdas), FactorizedPrior)
+    def _latent_codec(self, n: int, m: int, forward_adaptive: bool) -> HyperpriorLatentCodec:
+        return HyperpriorLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, m), n, len(self.lmbdas), FactorizedPrior,
+                                     forward_adaptive)

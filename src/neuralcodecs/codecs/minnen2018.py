@@ -12,6 +12,7 @@ Minnen, ICLR 2019).
          g_ctx: conv 5x5 (integer); e: 3 x [conv 1x1] with relus (integer)
       mu = mu0 * gain[q], index + log(gain[q]) / LOG_STEP (exact: entropy/latent.py)
       y_hat = round(y - mu) + mu
+      (forward_adaptive, beyond the paper: per channel a shift of the scale indexes, written before the anchors)
     y_hat * inv_gain[q] -> g_s (balle2017's) -> x_hat
 
 The serial raster context of the paper decodes one latent position at a time; the checkerboard's two passes
@@ -44,9 +45,9 @@ class Minnen2018(Balle2018):
         def __post_init__(self):
             check_index_quality("minnen2018", self.quality, len(LMBDAS))
 
-    def _latent_codec(self, n: int, m: int) -> CheckerboardLatentCodec:
+    def _latent_codec(self, n: int, m: int, forward_adaptive: bool) -> CheckerboardLatentCodec:
         g_ctx = IntegerNetwork(IntegerConv(m, 2 * m, 5, 1))
         e = IntegerNetwork(IntegerConv(4 * m, 640, 1), nn.ReLU(), IntegerConv(640, 512, 1), nn.ReLU(),
                            IntegerConv(512, 2 * m, 1))
         return CheckerboardLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, 2 * m), g_ctx, e, n, len(self.lmbdas),
-                                       FactorizedPrior)
+                                       FactorizedPrior, forward_adaptive)

@@ -28,7 +28,7 @@ from ..nn.bound import lower_bound
 from .coder import Decoder, Encoder, pmf_from_counts
 from .gsm import SCALE_BOUND, normal_cdf
 from .model import EntropyModel, bits_of
-from .tabulated import PRECISION, decode_table, encode_table, symbols, table_bits
+from .tabulated import PRECISION, decode_table, encode_table, symbol_bits, symbols, table_bits
 
 # the table starts at the scale below which a Gaussian's bins stop changing (gsm.SCALE_BOUND)
 SCALE_MIN, SCALE_MAX, LEVELS = SCALE_BOUND, 256.0, 64
@@ -67,6 +67,7 @@ class GaussianConditional(EntropyModel):
             tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
         self.register_buffer("table_counts", torch.cat(tables))
         self.register_buffer("table_half", half.to(torch.int32))
+        self._costs: np.ndarray | None = None  # symbol_bits' dense table, built on first use
 
     # -- training and the model's bits ----------------------------------------------------------------
     def forward(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -102,15 +103,24 @@ class GaussianConditional(EntropyModel):
         return symbols(y - means.detach().to("cpu", torch.float32) if means is not None else y)
 
     def compress(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> bytes:
-        s, enc = self._symbols(y, means), Encoder()
+        enc = Encoder()
+        self.encode(enc, y, index, means)
+        return enc.to_bytes()
+
+    def encode(self, enc: Encoder, y: Tensor, index: Tensor, means: Tensor | None = None) -> None:
+        """compress() into an encoder that may hold other symbols before and after."""
+        s = self._symbols(y, means)
         for i, pos in self._groups(index):
             pmf, half = self._table(i)
             encode_table(enc, s[pos], -half, pmf)
-        return enc.to_bytes()
 
     def decompress(self, data: bytes, index: Tensor, means: Tensor | None = None) -> Tensor:
         """y_hat of index's shape, float32 on index's device: exactly forward()'s eval-mode y_tilde."""
-        s, dec = np.zeros(index.numel(), np.int64), Decoder(data)
+        return self.decode(Decoder(data), index, means)
+
+    def decode(self, dec: Decoder, index: Tensor, means: Tensor | None = None) -> Tensor:
+        """What encode() coded, read from a decoder at that point of its string."""
+        s = np.zeros(index.numel(), np.int64)
         for i, pos in self._groups(index):
             pmf, half = self._table(i)
             s[pos] = decode_table(dec, len(pos), -half, pmf)
@@ -125,4 +135,13 @@ class GaussianConditional(EntropyModel):
             bits += table_bits(s[pos], -half, pmf)
         return bits
 
-
+    def symbol_bits(self, s: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The bits each symbol s = round(y - mu) costs with the table of its index (arrays of one shape, int64;
+        indexes in [0, LEVELS)): one lookup in a dense (LEVELS x symbols) table of costs, built once, exact up to
+        |s| = the widest table's half + 1 (beyond it, the cost of that boundary value: an encoder's estimate)."""
+        if self._costs is None:
+            w = int(self.table_half.max()) + 1
+            k = np.arange(-w, w + 1)
+            self._costs = np.stack([symbol_bits(k, -half, pmf) for pmf, half in map(self._table, range(LEVELS))])
+        w = (self._costs.shape[1] - 1) // 2
+        return self._costs[index, np.clip(s, -w, w) + w]

@@ -6,13 +6,15 @@ latent_codecs). A transform codec is g_a, g_s, per-rate-point gains, and one of 
                              strings: [y] (forward adaptive: [the choices, then y])
     HyperpriorLatentCodec    side information z = h_a(|y|) coded first with a factorized density, then y with
                              a Gaussian whose scales h_s(z_hat) predicts (Ballé et al. 2018); h_s is an integer
-                             network so encoder and decoder agree bit for bit on any machine
-                             strings: [z, y]
+                             network so encoder and decoder agree bit for bit on any machine; with forward
+                             adaptation, per channel a shift of the scale indexes
+                             strings: [z, y] (forward adaptive: [z, the shifts then y])
     CheckerboardLatentCodec  mean-scale hyperprior with a two-pass checkerboard context (Minnen et al. 2018,
                              He et al. 2021): z first; then the anchor half of y from the hyperprior alone; then
                              the other half with a context of the decoded anchors; all entropy parameters
                              from integer networks
-                             strings: [z, y anchors, y non-anchors]
+                             strings: [z, y anchors, y non-anchors] (forward adaptive: the shifts before
+                             the anchors)
 
 Every latent codec takes y already multiplied by its rate point's gain, the rate point q and that point's
 per-channel log-gains (N, C):
@@ -46,12 +48,13 @@ from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
 from .coder import Decoder, Encoder
 from .model import EntropyModel, bits_of
-from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels
+from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
 
 # Forward adaptation (FactorizedLatentCodec): the choice of rate point j for a channel of a file at point q is
 # coded with probability ~ CHOICE_RATIO^|j - q| (measured on training photos, README)
 CHOICE_RATIO = 0.3
 _FLAG = np.array([0.5, 0.5])  # whether a string holds choices
+SHIFTS = 4  # forward adaptation of a hyperprior: a channel's scale indexes move by at most this many steps
 GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 
 
@@ -205,16 +208,64 @@ class HyperpriorLatentCodec(LatentCodec):
     h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
     rounds it to an integer in [0, LEVELS)). z_hat is on the 2^-8 grid of the factorized density's stored
     medians, which is the integer network's input grid, so h_s.exact(z_hat) is exact.
+
+    Forward adaptation (`forward_adaptive`, beyond the papers; FactorizedLatentCodec's idea for a hyperprior):
+    h_s's scales fit the training images on average, and one image's channel is often coded in fewer bits with
+    all its scale indexes moved by the same integer. The encoder picks that shift per channel and writes it at
+    the start of the first string of y:
+
+        delta[c] = argmin_d  bits(y_c | indexes + d) + bits(d | CHOICE_RATIO^|d|),  d in [-SHIFTS, SHIFTS]
+        string 1: [flag | delta (one symbol per channel) | y]   (flag 0: no shifts, when they do not pay)
+
+    Indexes and shifts are integers, so the decoder's tables are the encoder's on any machine.
     """
 
     n_strings = 2
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, z_channels: int, points: int,
-                 make_prior: Callable[[int], TabulatedDensity]):
+                 make_prior: Callable[[int], TabulatedDensity], forward_adaptive: bool = False):
         super().__init__()
         self.h_a, self.h_s = h_a, h_s
         self.z_priors = nn.ModuleList(make_prior(z_channels) for _ in range(points))
         self.gaussian = GaussianConditional()
+        self.forward_adaptive = forward_adaptive
+
+    # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
+    @staticmethod
+    def shift_pmf() -> np.ndarray:
+        """The fixed distribution the shifts d in [-SHIFTS, SHIFTS] are coded with (symbol d + SHIFTS)."""
+        pmf = CHOICE_RATIO ** np.abs(np.arange(-SHIFTS, SHIFTS + 1)).astype(np.float64)
+        return pmf / pmf.sum()
+
+    def _choose_shifts(self, y: Tensor, index: Tensor, means: Tensor | None) -> tuple[np.ndarray | None, float]:
+        """The cheapest shift per channel (C,) int64, or None where shifts do not pay; and the bits of the shifts'
+        code (flag included). y, index, means of one shape (N, C, H, W)."""
+        n, c = y.shape[:2]
+        s = symbols(y - means if means is not None else y).reshape(n, c, -1)
+        idx = index.detach().cpu().numpy().astype(np.int64).reshape(n, c, -1)
+        side = -np.log2(self.shift_pmf())
+        cost = np.stack([self.gaussian.symbol_bits(s, np.clip(idx + d, 0, LEVELS - 1)).sum(axis=(0, 2))
+                         for d in range(-SHIFTS, SHIFTS + 1)]) + side[:, None]  # (shifts, C)
+        if cost.min(axis=0).sum() >= cost[SHIFTS].sum() - side[SHIFTS] * c:
+            return None, 1.0
+        delta = cost.argmin(axis=0) - SHIFTS
+        return delta, 1.0 + float(side[delta + SHIFTS].sum())
+
+    def _write_shifts(self, enc: Encoder, delta: np.ndarray | None) -> None:
+        enc.categorical(np.array([delta is not None]), _FLAG)
+        if delta is not None:
+            enc.categorical(delta + SHIFTS, self.shift_pmf())
+
+    def _read_shifts(self, dec: Decoder, channels: int) -> np.ndarray | None:
+        if not dec.categorical(1, _FLAG)[0]:
+            return None
+        return dec.categorical(channels, self.shift_pmf()).astype(np.int64) - SHIFTS  # in range by the alphabet
+
+    @staticmethod
+    def _shifted(index: Tensor, delta: np.ndarray | None) -> Tensor:
+        if delta is None:
+            return index
+        return (index + torch.from_numpy(delta).to(index.device).view(1, -1, 1, 1)).clamp(0, LEVELS - 1)
 
     @staticmethod
     def _shift(log_gain: Tensor, exact: bool = False) -> Tensor:
@@ -248,9 +299,20 @@ class HyperpriorLatentCodec(LatentCodec):
         z = self.h_a(self._hyper_input(y, log_gain))
         return z, self.z_priors[q].quantize(z)  # what decompress returns
 
-    def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
+    def _coding(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, Tensor, np.ndarray | None, float]:
+        """z, the scale indexes y is coded with (shifted), the shifts (None: none written) and their bits."""
         z, z_hat = self._z_hat(y, q, log_gain)
-        return [self.z_priors[q].compress(z), self.gaussian.compress(y, self._index(z_hat, log_gain))]
+        index = self._index(z_hat, log_gain)
+        delta, bits = self._choose_shifts(y, index, None) if self.forward_adaptive else (None, 0.0)
+        return z, self._shifted(index, delta), delta, bits
+
+    def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
+        z, index, delta, _ = self._coding(y, q, log_gain)
+        enc = Encoder()
+        if self.forward_adaptive:
+            self._write_shifts(enc, delta)
+        self.gaussian.encode(enc, y, index)
+        return [self.z_priors[q].compress(z), enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
@@ -260,11 +322,14 @@ class HyperpriorLatentCodec(LatentCodec):
         index = self._index(z_hat, log_gain)
         if tuple(index.shape) != tuple(shape):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(index.shape)} for y of {shape}")
-        return self.gaussian.decompress(strings[1], index)
+        dec = Decoder(strings[1])
+        if self.forward_adaptive:
+            index = self._shifted(index, self._read_shifts(dec, c))
+        return self.gaussian.decode(dec, index)
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
-        z, z_hat = self._z_hat(y, q, log_gain)
-        return self.z_priors[q].estimate_bits(z) + self.gaussian.estimate_bits(y, self._index(z_hat, log_gain))
+        z, index, _, shift_bits = self._coding(y, q, log_gain)
+        return self.z_priors[q].estimate_bits(z) + shift_bits + self.gaussian.estimate_bits(y, index)
 
 
 def checkerboard(h: int, w: int, device=None) -> Tensor:
@@ -301,8 +366,9 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     n_strings = 3
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
-                 z_channels: int, points: int, make_prior: Callable[[int], TabulatedDensity]):
-        super().__init__(h_a, h_s, z_channels, points, make_prior)
+                 z_channels: int, points: int, make_prior: Callable[[int], TabulatedDensity],
+                 forward_adaptive: bool = False):
+        super().__init__(h_a, h_s, z_channels, points, make_prior, forward_adaptive)
         self.g_ctx, self.e = g_ctx, e
         channels = g_ctx[0].conv.in_channels
         self.register_buffer("gain_grid", torch.zeros((points, channels), dtype=torch.int64))  # 0: not built
@@ -388,18 +454,26 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         return self._params_exact(psi, ctx, shift, self._grid(self.gain_grid, q),
                                   1 - checkerboard(*psi.shape[2:], device=psi.device))
 
-    def _halves(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
-        """z, and (values, scale indexes, means) of the anchors and of the rest: what strings 1 and 2 code."""
+    def _coding(self, y: Tensor, q: int, log_gain: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, np.ndarray | None, float]:
+        """z, the anchors' mask, y's means and (shifted) scale indexes over both halves, the shifts (None: none
+        written) and their bits: what the strings code (1: the shifts and the anchors, 2: the rest)."""
         z, z_hat = self._z_hat(y, q, log_gain)
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, index = self._anchor_params(z_hat, y.shape, shift, q)
         y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
         mu_n, index_n = self._nonanchor_params(psi, y_hat_a, shift, q)
-        return z, [(y[a], index[a], mu[a]), (y[~a], index_n[~a], mu_n[~a])]
+        mu, index = torch.where(a, mu, mu_n), torch.where(a, index, index_n)
+        delta, bits = self._choose_shifts(y, index, mu) if self.forward_adaptive else (None, 0.0)
+        return z, a, mu, self._shifted(index, delta), delta, bits
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
-        z, halves = self._halves(y, q, log_gain)
-        return [self.z_priors[q].compress(z)] + [self.gaussian.compress(*half) for half in halves]
+        z, a, mu, index, delta, _ = self._coding(y, q, log_gain)
+        enc = Encoder()
+        if self.forward_adaptive:
+            self._write_shifts(enc, delta)
+        self.gaussian.encode(enc, y[a], index[a], mu[a])
+        return [self.z_priors[q].compress(z), enc.to_bytes(), self.gaussian.compress(y[~a], index[~a], mu[~a])]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
@@ -407,12 +481,15 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         z_hat = self.z_priors[q].decompress(strings[0], (n, self.z_priors[q].channels, h // 4, w // 4))
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, index = self._anchor_params(z_hat, shape, shift, q)
+        dec = Decoder(strings[1])
+        delta = self._read_shifts(dec, c) if self.forward_adaptive else None
         y_hat = torch.zeros(shape, device=psi.device)
-        y_hat[a] = self.gaussian.decompress(strings[1], index[a], mu[a])
+        y_hat[a] = self.gaussian.decode(dec, self._shifted(index, delta)[a], mu[a])
         mu_n, index_n = self._nonanchor_params(psi, y_hat, shift, q)
-        y_hat[~a] = self.gaussian.decompress(strings[2], index_n[~a], mu_n[~a])
+        y_hat[~a] = self.gaussian.decompress(strings[2], self._shifted(index_n, delta)[~a], mu_n[~a])
         return y_hat
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
-        z, halves = self._halves(y, q, log_gain)
-        return self.z_priors[q].estimate_bits(z) + sum(self.gaussian.estimate_bits(*half) for half in halves)
+        z, a, mu, index, _, shift_bits = self._coding(y, q, log_gain)
+        return (self.z_priors[q].estimate_bits(z) + shift_bits + self.gaussian.estimate_bits(y[a], index[a], mu[a])
+                + self.gaussian.estimate_bits(y[~a], index[~a], mu[~a]))

@@ -285,10 +285,17 @@ def decode_table(dec: Decoder, n: int, lo: int, pmf: np.ndarray) -> np.ndarray:
 
 def table_bits(s: np.ndarray, lo: int, pmf: np.ndarray) -> float:
     """The bits encode_table spends on s (the information content under the table, escapes included)."""
+    return float(symbol_bits(s, lo, pmf).sum())
+
+
+def symbol_bits(s: np.ndarray, lo: int, pmf: np.ndarray) -> np.ndarray:
+    """The bits encode_table spends on each value of s, float64 of s's shape."""
     hi = lo + len(pmf) - 2
     escape = (s < lo) | (s > hi)
-    bits = -float(np.log2(pmf[np.where(escape, len(pmf) - 1, s - lo)]).sum())
-    return bits + (float(_escape_bits(s[escape], lo, hi).sum()) if escape.any() else 0.0)
+    bits = -np.log2(pmf[np.where(escape, len(pmf) - 1, s - lo)])
+    if escape.any():
+        bits[escape] += _escape_bits(s[escape], lo, hi)
+    return bits
 
 
 # -- escapes: values outside a table's range [lo, hi] ------------------------------------------------
