@@ -244,10 +244,10 @@ def _decoder(name: str, settings_json: str) -> Codec:
     try:
         # the settings are checked (Config's own checks, the name's fixed settings, and for learned codecs
         # the shipped weights' architecture) before anything is built from them
-        settings = json.loads(settings_json)
-        if dataclasses.is_dataclass(entry.cls.Config):  # settings newer than the file: the value it was made with
-            settings = {**{f.name: f.metadata[FILE_DEFAULT] for f in dataclasses.fields(entry.cls.Config)
-                           if FILE_DEFAULT in f.metadata}, **settings}
+        # settings newer than the file: the value it was made with (the name's own settings stay the name's)
+        older = {f.name: f.metadata[FILE_DEFAULT] for f in dataclasses.fields(entry.cls.Config)
+                 if FILE_DEFAULT in f.metadata and f.name not in entry.defaults}
+        settings = {**older, **json.loads(settings_json)}
         return entry.cls.from_config(entry.config(settings), name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None

@@ -79,8 +79,7 @@ class LearnedCodec(Codec, nn.Module):
                              f"{name}` and `neuralcodecs export`)")
         shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
         # the weights fix every setting but the free ones and those only the encoder reads
-        free = {*cls.free_settings, *(f.name for f in dataclasses.fields(config)
-                                      if f.metadata.get("encoder_only") or f.metadata.get("free"))}
+        free = {*cls.free_settings, *(f.name for f in dataclasses.fields(config) if f.metadata.get("encoder_only"))}
         wrong = {k: v for k, v in dataclasses.asdict(config).items() if k not in free and v != shipped.get(k)}
         if wrong:
             raise ValueError(f"{name}'s shipped weights have " + ", ".join(f"{k}={shipped[k]!r}" for k in wrong)
@@ -171,10 +170,11 @@ class LearnedCodec(Codec, nn.Module):
 
 
 def forward_adaptive_setting() -> Any:
-    """The Config field `forward_adaptive` of a codec with a FactorizedLatentCodec: per channel, the cheapest of
-    the rate points' tables (True, the default) or rate point q's own (the papers' codec). The decoder reads it;
-    files from before it existed were made without it (codec.FILE_DEFAULT), and the weights do not fix it."""
-    return dataclasses.field(default=True, metadata={FILE_DEFAULT: False, "free": True})
+    """The Config field `forward_adaptive` of a VariableRateCodec: its latent codec adapts the entropy model to the
+    image with side information written first (True, the default; entropy/latent.py) or codes with the model
+    alone (the papers' codecs). The decoder reads it; files from before it existed were made without it
+    (codec.FILE_DEFAULT); the weights do not fix it (free_settings)."""
+    return dataclasses.field(default=True, metadata={FILE_DEFAULT: False})
 
 
 def refine_setting() -> Any:
@@ -201,6 +201,7 @@ class VariableRateCodec(LearnedCodec):
 
     latent_stride = 16  # pixels per latent along each axis
     latent_codec: LatentCodec
+    free_settings = ("quality", "forward_adaptive")  # every one has forward_adaptive_setting()
     # LatentRefinement's learning rate (y in quantizer steps), chosen by the bytes it saved at equal PSNR on single
     # Kodak images; a higher one overshot (README: "Why the constants are what they are").
     refine_lr = 3e-3

@@ -8,6 +8,7 @@ A leaf: it imports nothing of the package. The codec modules import it and regis
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,6 +28,12 @@ class Entry:
             cfg = self.cls.Config(**{**self.defaults, **settings})
         except TypeError as e:
             raise ValueError(f"{self.name}: bad settings ({e})") from None
+        # a setting whose default is True or False takes only those (a file could hold "false", which is true)
+        wrong = [f.name for f in dataclasses.fields(cfg) if isinstance(f.default, bool)
+                 and not isinstance(getattr(cfg, f.name), bool)]
+        if wrong:
+            raise ValueError(f"{self.name}: {', '.join(wrong)} is true or false, got "
+                             + ", ".join(repr(getattr(cfg, k)) for k in wrong))
         fixed = sorted(k for k, v in self.defaults.items() if getattr(cfg, k) != v)
         if fixed:
             raise ValueError(f"{self.name} fixes {fixed}; use the codec name that has the settings you want")

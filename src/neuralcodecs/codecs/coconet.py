@@ -145,8 +145,6 @@ class CocoNet(Codec):
             check_index_quality("coconet", self.quality, len(PRESETS), "network size")
             if self.activation not in ("sine", "relu"):
                 raise ValueError(f"coconet activation must be 'sine' or 'relu', got {self.activation!r}")
-            if not isinstance(self.compile, bool):
-                raise ValueError(f"coconet compile is true or false, got {self.compile!r}")
             check_number("coconet bits", self.bits, 4, 16)
             check_number("coconet iterations", self.iterations, 1, math.inf)
             check_number("coconet batch", self.batch, 1, math.inf)

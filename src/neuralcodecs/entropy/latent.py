@@ -46,15 +46,45 @@ from torch import Tensor, nn
 from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
-from .coder import Decoder, Encoder
+from .coder import Decoder, Encoder, pmf_from_counts
 from .model import EntropyModel, bits_of
 from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
 
-# Forward adaptation (FactorizedLatentCodec): the choice of rate point j for a channel of a file at point q is
-# coded with probability ~ CHOICE_RATIO^|j - q| (measured on training photos, README)
-CHOICE_RATIO = 0.3
+# Forward adaptation: a channel's choice k steps away from "as the model says" (another rate point's table,
+# FactorizedLatentCodec; a shift of the scale indexes, HyperpriorLatentCodec) is coded with probability
+# ~ 0.3^k (the ratio chosen for the factorized codecs on training photos, README; reused for the shifts), from
+# integer weights 3^k * 10^(K - k), so that encoder and decoder build the same floats (coder.pmf_from_counts)
+SHIFTS = 4  # a channel's scale indexes move by at most this many steps
 _FLAG = np.array([0.5, 0.5])  # whether a string holds choices
-SHIFTS = 4  # forward adaptation of a hyperprior: a channel's scale indexes move by at most this many steps
+
+
+def _distance_pmf(distance: np.ndarray) -> np.ndarray:
+    """The pmf over symbols at these distances k (non-negative integers) from the model's own choice."""
+    k = np.asarray(distance, dtype=np.int64)
+    return pmf_from_counts(3 ** k * 10 ** (int(k.max()) - k))
+
+
+def _write_choices(enc: Encoder, choice: np.ndarray | None, pmf: np.ndarray) -> None:
+    """The flag (choices follow or not), then the choices (symbols of pmf), if any."""
+    enc.categorical(np.array([choice is not None]), _FLAG)
+    if choice is not None:
+        enc.categorical(choice, pmf)
+
+
+def _read_choices(dec: Decoder, n: int, pmf: np.ndarray) -> np.ndarray | None:
+    """What _write_choices wrote: n symbols in [0, len(pmf)) (the alphabet bounds them), or None."""
+    return dec.categorical(n, pmf).astype(np.int64) if dec.categorical(1, _FLAG)[0] else None
+
+
+def _adapt(cost: np.ndarray, own: int, side: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """Per channel the cheapest option given the bits of each (options, C) and of its symbol (side), or None
+    where choices cost more than they save against every channel taking option `own`; and the bits of the
+    choices' code (the flag included)."""
+    total = cost + side[:, None]
+    if total.min(axis=0).sum() >= cost[own].sum():
+        return None, 1.0
+    choice = total.argmin(axis=0)
+    return choice, 1.0 + float(side[choice].sum())
 GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 
 
@@ -128,7 +158,7 @@ class FactorizedLatentCodec(LatentCodec):
     points' tables are that channel at other scales, up to gain[j] / gain[q]). So the encoder tries every
     point's table on every channel, keeps the cheapest, and writes the choices first:
 
-        choice[c] = argmin_j  bits(round(y_c - m_jc) | table j, channel c) + bits(j | CHOICE_RATIO^|j - q|)
+        choice[c] = argmin_j  bits(round(y_c - m_jc) | table j, channel c) + bits(j | ~0.3^|j - q|)
         string: [flag | choice (one symbol per channel) | y, channel c rounded around m_jc, coded with table j]
                  (flag 0: no choices, every channel with rate point q's table, when that is cheaper)
 
@@ -147,38 +177,32 @@ class FactorizedLatentCodec(LatentCodec):
         return y_hat, {"y": bits}
 
     def choice_pmf(self, q: int) -> np.ndarray:
-        """The fixed distribution the choices are coded with: rate point j has probability ~ CHOICE_RATIO^|j-q|."""
-        pmf = CHOICE_RATIO ** np.abs(np.arange(len(self.priors)) - q).astype(np.float64)
-        return pmf / pmf.sum()
+        """The fixed distribution the choices of a file at rate point q are coded with (symbol j: point j)."""
+        return _distance_pmf(np.abs(np.arange(len(self.priors)) - q))
 
-    def _choose(self, y: Tensor, q: int) -> tuple[bool, np.ndarray, list, float]:
-        """(whether choices pay, each channel's rate point, every point's tables, the bits of it all). Choices
-        are written only when they save more than they cost (on a tiny image the fixed tables win); one flag
-        bit says which."""
+    def _choose(self, y: Tensor, q: int) -> tuple[np.ndarray | None, list, float]:
+        """(each channel's rate point, or None where choices do not pay (a tiny image); every point's tables;
+        the bits of it all)."""
         tables = [p._tables() for p in self.priors]
         cost = np.stack([channel_bits(p._symbols(y, t[3]), t[0], t[1]) for p, t in zip(self.priors, tables)])
-        cost -= np.log2(self.choice_pmf(q))[:, None]  # (points, C), each with its choice's bits
-        choice = cost.argmin(axis=0)
-        adapted, fixed = float(cost.min(axis=0).sum()), float(cost[q].sum() + np.log2(self.choice_pmf(q)[q]) * len(choice))
-        if fixed <= adapted:
-            return False, np.full(len(choice), q), tables, fixed + 1
-        return True, choice, tables, adapted + 1
+        choice, side = _adapt(cost, q, -np.log2(self.choice_pmf(q)))
+        own = np.full(cost.shape[1], q) if choice is None else choice
+        return choice, tables, side + float(cost[own, np.arange(cost.shape[1])].sum())
 
     @staticmethod
-    def _chosen(choice: np.ndarray, tables: list) -> tuple[list, np.ndarray, np.ndarray]:
-        """(counts, offsets, medians) of channel c's table in rate point choice[c]'s tables, for every c."""
+    def _chosen(choice: np.ndarray | None, q: int, tables: list) -> tuple[list, np.ndarray, np.ndarray]:
+        """(counts, offsets, medians) of channel c's table in rate point choice[c]'s (None: q's), for every c."""
+        choice = np.full(len(tables[q][1]), q) if choice is None else choice
         picked = [(tables[j][0][c], tables[j][1][c], tables[j][3][c]) for c, j in enumerate(choice)]
         return [t[0] for t in picked], np.array([t[1] for t in picked]), np.array([t[2] for t in picked])
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
         if not self.forward_adaptive:
             return [self.priors[q].compress(y)]
-        adapted, choice, tables, _ = self._choose(y, q)
-        counts, offsets, medians = self._chosen(choice, tables)
+        choice, tables, _ = self._choose(y, q)
+        counts, offsets, medians = self._chosen(choice, q, tables)
         enc = Encoder()
-        enc.categorical(np.array([adapted]), _FLAG)
-        if adapted:
-            enc.categorical(choice, self.choice_pmf(q))
+        _write_choices(enc, choice, self.choice_pmf(q))
         encode_channels(enc, channel_symbols(y, medians), counts, offsets)
         return [enc.to_bytes()]
 
@@ -188,14 +212,12 @@ class FactorizedLatentCodec(LatentCodec):
             return self.priors[q].decompress(strings[0], shape)
         shape = self.priors[q]._check_shape(shape)
         dec = Decoder(strings[0])
-        adapted = bool(dec.categorical(1, _FLAG)[0])
-        # rate points in [0, points) whatever the bytes: the alphabet is the pmf's
-        choice = dec.categorical(shape[1], self.choice_pmf(q)) if adapted else np.full(shape[1], q)
-        counts, offsets, medians = self._chosen(choice, [p._tables() for p in self.priors])
+        choice = _read_choices(dec, shape[1], self.choice_pmf(q))
+        counts, offsets, medians = self._chosen(choice, q, [p._tables() for p in self.priors])
         return decode_channels(dec, shape, counts, offsets, medians).to(self.priors[q].table_medians.device)
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
-        return self._choose(y, q)[3] if self.forward_adaptive else self.priors[q].estimate_bits(y)
+        return self._choose(y, q)[2] if self.forward_adaptive else self.priors[q].estimate_bits(y)
 
 
 class HyperpriorLatentCodec(LatentCodec):
@@ -214,7 +236,7 @@ class HyperpriorLatentCodec(LatentCodec):
     all its scale indexes moved by the same integer. The encoder picks that shift per channel and writes it at
     the start of the first string of y:
 
-        delta[c] = argmin_d  bits(y_c | indexes + d) + bits(d | CHOICE_RATIO^|d|),  d in [-SHIFTS, SHIFTS]
+        delta[c] = argmin_d  bits(y_c | clamp(indexes + d, 0, LEVELS - 1)) + bits(d | ~0.3^|d|),  |d| <= SHIFTS
         string 1: [flag | delta (one symbol per channel) | y]   (flag 0: no shifts, when they do not pay)
 
     Indexes and shifts are integers, so the decoder's tables are the encoder's on any machine.
@@ -231,11 +253,7 @@ class HyperpriorLatentCodec(LatentCodec):
         self.forward_adaptive = forward_adaptive
 
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
-    @staticmethod
-    def shift_pmf() -> np.ndarray:
-        """The fixed distribution the shifts d in [-SHIFTS, SHIFTS] are coded with (symbol d + SHIFTS)."""
-        pmf = CHOICE_RATIO ** np.abs(np.arange(-SHIFTS, SHIFTS + 1)).astype(np.float64)
-        return pmf / pmf.sum()
+    _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
 
     def _choose_shifts(self, y: Tensor, index: Tensor, means: Tensor | None) -> tuple[np.ndarray | None, float]:
         """The cheapest shift per channel (C,) int64, or None where shifts do not pay; and the bits of the shifts'
@@ -243,23 +261,17 @@ class HyperpriorLatentCodec(LatentCodec):
         n, c = y.shape[:2]
         s = symbols(y - means if means is not None else y).reshape(n, c, -1)
         idx = index.detach().cpu().numpy().astype(np.int64).reshape(n, c, -1)
-        side = -np.log2(self.shift_pmf())
         cost = np.stack([self.gaussian.symbol_bits(s, np.clip(idx + d, 0, LEVELS - 1)).sum(axis=(0, 2))
-                         for d in range(-SHIFTS, SHIFTS + 1)]) + side[:, None]  # (shifts, C)
-        if cost.min(axis=0).sum() >= cost[SHIFTS].sum() - side[SHIFTS] * c:
-            return None, 1.0
-        delta = cost.argmin(axis=0) - SHIFTS
-        return delta, 1.0 + float(side[delta + SHIFTS].sum())
+                         for d in range(-SHIFTS, SHIFTS + 1)])  # (shifts, C)
+        choice, bits = _adapt(cost, SHIFTS, -np.log2(self._SHIFT_PMF))
+        return (None if choice is None else choice - SHIFTS), bits
 
     def _write_shifts(self, enc: Encoder, delta: np.ndarray | None) -> None:
-        enc.categorical(np.array([delta is not None]), _FLAG)
-        if delta is not None:
-            enc.categorical(delta + SHIFTS, self.shift_pmf())
+        _write_choices(enc, None if delta is None else delta + SHIFTS, self._SHIFT_PMF)
 
     def _read_shifts(self, dec: Decoder, channels: int) -> np.ndarray | None:
-        if not dec.categorical(1, _FLAG)[0]:
-            return None
-        return dec.categorical(channels, self.shift_pmf()).astype(np.int64) - SHIFTS  # in range by the alphabet
+        symbols_ = _read_choices(dec, channels, self._SHIFT_PMF)
+        return None if symbols_ is None else symbols_ - SHIFTS
 
     @staticmethod
     def _shifted(index: Tensor, delta: np.ndarray | None) -> Tensor:
