@@ -67,7 +67,8 @@ class GaussianConditional(EntropyModel):
             tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
         self.register_buffer("table_counts", torch.cat(tables))
         self.register_buffer("table_half", half.to(torch.int32))
-        self._costs: np.ndarray | None = None  # symbol_bits' dense table, built on first use
+        self._costs: np.ndarray | None = None  # symbol_bits' dense table, built on first use from the tables
+        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_costs", None))
 
     # -- training and the model's bits ----------------------------------------------------------------
     def forward(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> tuple[Tensor, Tensor]:
