@@ -1,11 +1,12 @@
 """What travels to a lent GPU, and making it fit: the device tool copies the working tree (tracked files and
 untracked ones git does not ignore) and the carried paths, 64 MiB in all, and refuses the call above that.
 The shipped weights alone are most of the checkout, so before the call the tracked files the device does not
-need (results, docs, tests, benchmarks, and the weights of codecs the plan does not train) leave the working
-tree, and come back from git after it:
+need (results, docs, tests, benchmarks, and the weights of codecs the plan neither trains nor encodes with in
+gpu/cross_device.py) leave the working tree, and come back from git after it:
 
     python3 gpu/travel.py size      # what would travel now (with .whl/ and gpu-data/), against the limit
-    python3 gpu/travel.py slim      # remove what the device does not need (refused if any of it is modified)
+    python3 gpu/travel.py slim      # remove what the device does not need (refused if any of it is modified);
+                                    # with --codec A B: what `plan.py --codec A B` needs stays
     python3 gpu/travel.py restore   # git checkout of what slim removed
 
 `make gpu-slim` / `make gpu-restore` run the last two.
@@ -13,6 +14,7 @@ tree, and come back from git after it:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -30,13 +32,26 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
 
-def left_behind() -> list[str]:
-    """Tracked files the device does not need: LEFT_BEHIND's and the weights no queued run starts from."""
-    sys.path.insert(0, str(ROOT / "gpu"))
-    from plan import QUEUE, needed_weights
+def cross_device_codecs() -> tuple[str, ...]:
+    """gpu/cross_device.py's CODECS, read without importing it (it imports torch; this runs under any python3)."""
+    tree = ast.parse((ROOT / "gpu" / "cross_device.py").read_text())
+    return next(ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "CODECS" for t in n.targets))
 
+
+def needed_codecs(codecs: list[str] | None = None) -> set[str]:
+    """The codecs whose shipped weights the device reads: those the plan's runs start from (its QUEUE, or
+    `plan.py --codec`'s codecs) and those gpu/cross_device.py encodes with before training."""
+    sys.path.insert(0, str(ROOT / "gpu"))
+    from plan import needed_weights, select
+
+    return needed_weights(select(codecs)) | set(cross_device_codecs())
+
+
+def left_behind(codecs: list[str] | None = None) -> list[str]:
+    """Tracked files the device does not need: LEFT_BEHIND's and the weights of codecs it does not read."""
     manifest = json.loads((ROOT / WEIGHTS / "manifest.json").read_text())
-    keep = {WEIGHTS + manifest[c]["file"] for c in needed_weights(QUEUE) if c in manifest}
+    keep = {WEIGHTS + manifest[c]["file"] for c in needed_codecs(codecs) if c in manifest}
     return [f for f in _git("ls-files", "-z").split("\0") if f and (
         f.startswith(LEFT_BEHIND) or (f.startswith(WEIGHTS) and "/" not in f[len(WEIGHTS):]
                                        and not f.endswith((".json", ".py")) and f not in keep))]
@@ -54,13 +69,14 @@ def travelling_bytes(without: set[str] = frozenset()) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["size", "slim", "restore"])
+    ap.add_argument("--codec", nargs="+", help="the codecs `plan.py --codec` will train (default: its QUEUE)")
     args = ap.parse_args()
     if args.command == "size":
-        now, slim = travelling_bytes(), travelling_bytes(set(left_behind()))
+        now, slim = travelling_bytes(), travelling_bytes(set(left_behind(args.codec)))
         print(f"travels now: {now / 2**20:.1f} MiB; after slim: {slim / 2**20:.1f} MiB; limit {LIMIT / 2**20:.0f} MiB")
         sys.exit(0 if slim <= LIMIT else 1)
     if args.command == "slim":
-        files = left_behind()
+        files = left_behind(args.codec)
         changed = [f for f in _git("status", "--porcelain", "-z", "--", *files).split("\0") if f]
         if changed:
             sys.exit(f"not removed: these have changes git does not hold: {changed[:5]}")

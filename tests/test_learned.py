@@ -200,6 +200,42 @@ def test_weights_written_xz_compressed_load_the_same(tmp_path, monkeypatch):
     assert weights.manifest()["x"]["fingerprint"] == weights.fingerprint(loaded).hex()
 
 
+def test_int8_export_halves_the_file_and_loads_the_weights_it_was_measured_with(tiny_data, tmp_path, monkeypatch,
+                                                                              photo, fresh_decoders):
+    _train(tiny_data, tmp_path / "run", 2)
+    monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path / "weights"))
+    assert main(["export", str(tmp_path / "run")]) == 0
+    half = (tmp_path / "weights" / "balle2017.safetensors").stat().st_size
+    assert main(["export", str(tmp_path / "run"), "--int8"]) == 0
+    entry = weights.manifest()["balle2017"]
+    assert entry["storage"] == "int8" and (tmp_path / "weights" / entry["file"]).stat().st_size < 0.6 * half
+    loaded = weights.shipped_state("balle2017")
+    large = [k for k, v in loaded.items() if v.dim() >= 2 and v.numel() >= weights.INT8_MIN_SIZE]
+    assert large and not any(k.endswith(weights.SCALE) for k in loaded)
+    for k in large:  # on the 8-bit grid: stored again, the same values
+        q, scale = weights.to_int8(loaded[k])
+        assert q.dtype == torch.int8 and torch.equal(q.float() * scale.float(), loaded[k])
+    # the recorded fingerprint names exactly the weights that load
+    assert entry["fingerprint"] == weights.fingerprint(loaded).hex()
+    codec_module._decoder.cache_clear()
+    codec = nc.create_codec("balle2017", quality=3)
+    assert nc.decode(codec.encode(photo)).shape == photo.shape
+    # a state not on the grid is refused rather than written as other weights than the fingerprint names
+    with pytest.raises(ValueError, match="round"):
+        weights.write("y", {"w": torch.randn(64, 128)}, {"codec": "y"}, int8=True)
+
+
+def test_int8_storage_round_trips_exactly_down_to_near_dead_channels():
+    """Stored again, 8-bit weights give the same bytes, also for channels whose scale would be subnormal in fp16;
+    every value is within about half a step of its weight."""
+    w = torch.randn(6, 64, 3, 3) * torch.tensor([1.0, 1e-2, 1e-3, 2e-5, 1e-7, 0.0]).view(-1, 1, 1, 1)
+    q, scale = weights.to_int8(w)
+    stored = q.float() * scale.float()
+    again = weights.to_int8(stored)
+    assert torch.equal(again[0], q) and torch.equal(again[1], scale)
+    assert ((stored - w).abs() <= 0.6 * scale.float()).all()
+
+
 def _rd_loss(codec, photo, data: bytes) -> float:
     """The training objective on a real file: lmbda * 255^2 * MSE of the decoded pixels + bpp of the bytes."""
     mse = np.mean((nc.decode(data).astype(np.float64) - photo) ** 2) / 255 ** 2

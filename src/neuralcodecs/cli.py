@@ -243,7 +243,7 @@ def cmd_train(args) -> None:
 def cmd_export(args) -> None:
     from .train.export import export
 
-    export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers)
+    export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers, int8=args.int8)
 
 
 DEMO_CODECS = ("jpeg", "prakash2017", "webp", "heif", "balle2017", "theis2017", "balle2018", "minnen2018")
@@ -514,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run"); s.add_argument("--kodak", help="folder of Kodak images to measure bpp/PSNR on")
     s.add_argument("--command-line", default="", help="the training command, recorded in the manifest")
     s.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
+    s.add_argument("--int8", action="store_true",
+                   help="large weight tensors in 8 bits with a scale per output channel (half the bytes)")
     s.set_defaults(fn=cmd_export)
 
     from .quant import PQConfig

@@ -1,7 +1,12 @@
-"""Shipped trained weights: half-precision safetensors beside a manifest.
+"""Shipped trained weights: half-precision (or 8-bit, below) safetensors beside a manifest.
 
 A file may be xz-compressed (NAME.safetensors.xz): worth it only where a file is mostly integers, as a
 product-quantized codec's coding tables are (they shrink ~4x); fp16 weights barely compress.
+
+Large weight tensors may ship in 8 bits (`export --int8`), half the bytes of fp16, for a repository that keeps
+every shipped version: a float tensor of at least INT8_MIN_SIZE values and two or more dimensions is stored as
+int8 values NAME and a per-output-channel scale NAME:scale (fp16), and loads as their product. The product of
+an int8 and an fp16 number is exact in fp32, so the weights a file decodes with are the same on every machine.
 
 manifest.json maps a codec name to its file, sha256, settings, lambdas, training data and steps, the
 command that trained it and its measured Kodak bpp / PSNR per quality. A file's fingerprint (stored in
@@ -41,11 +46,44 @@ def shipped_state(name: str) -> dict[str, torch.Tensor]:
 
 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file, or of a .safetensors.xz one."""
+    """The tensors of a .safetensors file, or of a .safetensors.xz one; 8-bit tensors as their float weights."""
     from safetensors.torch import load
 
     data = Path(path).read_bytes()
-    return load(lzma.decompress(data) if str(path).endswith(".xz") else data)
+    state = load(lzma.decompress(data) if str(path).endswith(".xz") else data)
+    for k in [k for k in state if k.endswith(SCALE)]:
+        scale = state.pop(k)
+        name = k[: -len(SCALE)]
+        state[name] = state[name].float() * scale.float()
+    return state
+
+
+INT8_MIN_SIZE = 4096  # smaller tensors (biases, GDN and density parameters, gains) stay fp16: bytes they save are few
+SCALE = ":scale"
+
+
+def _int8_stored(v: torch.Tensor) -> bool:
+    return v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE
+
+
+def to_int8(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, fp16 scale per slice of the first dimension: a convolution's output channels, a transposed
+    one's input channels) of a weight tensor, symmetric, max |value| -> 127. The scale is at least fp16's
+    smallest normal number, 2^-14 (a subnormal one would not recompute exactly), so that applied to its own
+    product it gives the same pair back and exporting twice changes nothing; near-dead slices get coarse steps."""
+    flat = v.detach().float().reshape(v.shape[0], -1)
+    scale = (flat.abs().amax(dim=1) / 127).half().float().clamp_min(2.0 ** -14)
+    q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(v.shape), scale.half().reshape(-1, *[1] * (v.dim() - 1))
+
+
+def round_to_int8(state: dict[str, torch.Tensor]) -> None:
+    """Replace, in place, every tensor that ships in 8 bits by the weights it loads as."""
+    with torch.no_grad():
+        for v in state.values():
+            if _int8_stored(v):
+                q, scale = to_int8(v)
+                v.copy_(q.float() * scale.float())
 
 
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -55,28 +93,43 @@ def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
-    """8 bytes of sha256 over the exported (half-precision) tensors in name order."""
+    """8 bytes of sha256 over the tensors in name order: a float tensor in half precision where that holds it
+    exactly (every tensor shipped in fp16), else in fp32 (an 8-bit tensor's product, weights not rounded yet),
+    so that 8-bit weights and their fp16 rounding never share a fingerprint."""
     h = hashlib.sha256()
-    for k, v in sorted(export_state(state).items()):
+    for k, v in sorted(state.items()):
+        v = v.detach().cpu()
+        if v.is_floating_point():
+            half = v.half()
+            v = half if torch.equal(half.float(), v.float()) else v.float()
         h.update(k.encode())
-        h.update(v.numpy().tobytes())
+        h.update(v.contiguous().numpy().tobytes())
     return h.digest()[:8]
 
 
-def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = False) -> Path:
+def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = False, int8: bool = False) -> Path:
     """Write `name`.safetensors (`name`.safetensors.xz with `xz`) and its manifest entry (sha256 of the file
-    added) into weights_dir(); the other form of the file, if any, is removed."""
+    added) into weights_dir(); the other form of the file, if any, is removed. With `int8`, the large tensors
+    ship in 8 bits: `state` must already hold the weights they load as (round_to_int8)."""
     from safetensors.torch import save
 
     directory = weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
     plain, packed = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz"
     path, other = (packed, plain) if xz else (plain, packed)
-    data = save(export_state(state))
+    stored = export_state(state)
+    if int8:
+        for k, v in state.items():
+            if _int8_stored(v):
+                stored[k], stored[k + SCALE] = to_int8(v)
+                if not torch.equal(stored[k].float() * stored[k + SCALE].float(), v.detach().cpu().float()):
+                    raise ValueError(f"{k}: round the state to 8 bits (round_to_int8) before writing it")
+    data = save(stored)
     path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if xz else data)
     other.unlink(missing_ok=True)
     full = manifest()
+    loaded = {k: stored[k].float() * stored[k + SCALE].float() if k + SCALE in stored else stored[k] for k in state}
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                  **entry, "fingerprint": fingerprint(state).hex()}
+                  **entry, "fingerprint": fingerprint(loaded).hex()}  # of the weights as they load
     (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return path
