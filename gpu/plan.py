@@ -8,10 +8,11 @@ the queue needs and the whole manifest into OUT/weights, encodes the files of `g
 shipped weights, unpacks the carried training patches (gpu-data/patches.npz, made here by `make gpu-data`), then
 trains every codec of QUEUE at once on the one GPU (each its own process), each from its latest shipped weights,
 until EXPORT_RESERVE seconds before the deadline; `timeout` sends TERM, the loop checkpoints, and the runs'
-weights are exported one after another, in half precision with their manifest entries, into OUT/weights (no Kodak
-measurement there: that runs back here). OUT/plan.json records steps, steps/s, the last logged loss, bpp and
-PSNR and the end of the log of every run, rewritten as each export ends, so a command killed at the deadline
-still returns what finished; runs and checkpoints stay in --work (the device returns at most 8 files).
+weights are exported one after another, in 8 bits as they would ship (`export --int8`: the checkpoints stay on the
+device) with their manifest entries, into OUT/weights (no Kodak measurement there: that runs back here).
+OUT/plan.json records steps, steps/s, the last logged loss, bpp and PSNR and the end of the log of every run,
+rewritten as each export ends, so a command killed at the deadline still returns what finished; runs and
+checkpoints stay in --work (the device returns at most 8 files).
 
     python3 gpu/plan.py --dry-run --out /tmp/plan     # the same on the CPU, a few steps each (a test runs it)
 """
@@ -153,7 +154,7 @@ def main() -> None:
         # one after another (each rewrites the manifest; seconds each), plan.json rewritten after each, so that a
         # command killed at the deadline returns what finished
         if (run / "checkpoint.pt").exists():
-            exp = subprocess.run([sys.executable, "-m", "neuralcodecs.cli", "export", str(run), "--command-line",
+            exp = subprocess.run([sys.executable, "-m", "neuralcodecs.cli", "export", str(run), "--int8", "--command-line",
                                   f"gpu/plan.py {codec}: {len(rows)} steps on the GPU in {train_seconds} s"],
                                  env=env, cwd=ROOT, capture_output=True, text=True)
             entry["exported"] = exp.returncode == 0

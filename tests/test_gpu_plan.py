@@ -23,6 +23,7 @@ def test_dry_run_of_the_whole_plan(tmp_path):
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2 ** 20 for p in files), files
     manifest = json.loads((out / "weights" / "manifest.json").read_text())
     assert {c for c, _ in QUEUE} <= set(manifest)
+    assert all(manifest[c].get("storage") == "int8" for c, _ in QUEUE)  # as they would ship
 
 
 def test_cross_device_script_round_trip_on_the_cpu(tmp_path):
