@@ -50,12 +50,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load
 
     data = Path(path).read_bytes()
-    state = load(lzma.decompress(data) if str(path).endswith(".xz") else data)
-    for k in [k for k in state if k.endswith(SCALE)]:
-        scale = state.pop(k)
-        name = k[: -len(SCALE)]
-        state[name] = state[name].float() * scale.float()
-    return state
+    return _as_loaded(load(lzma.decompress(data) if str(path).endswith(".xz") else data))
 
 
 INT8_MIN_SIZE = 4096  # smaller tensors (biases, GDN and density parameters, gains) stay fp16: bytes they save are few
@@ -77,13 +72,25 @@ def to_int8(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.reshape(v.shape), scale.half().reshape(-1, *[1] * (v.dim() - 1))
 
 
+def _from_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.float()  # exact: 8 bits times 11 fit fp32's 24
+
+
+def _as_loaded(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A file's tensors as they load: an 8-bit tensor NAME, with NAME:scale beside it, as their product."""
+    loaded = {k: v for k, v in stored.items() if not k.endswith(SCALE)}
+    for k in stored:
+        if k.endswith(SCALE):
+            loaded[k[: -len(SCALE)]] = _from_int8(stored[k[: -len(SCALE)]], stored[k])
+    return loaded
+
+
 def round_to_int8(state: dict[str, torch.Tensor]) -> None:
     """Replace, in place, every tensor that ships in 8 bits by the weights it loads as."""
     with torch.no_grad():
         for v in state.values():
             if _int8_stored(v):
-                q, scale = to_int8(v)
-                v.copy_(q.float() * scale.float())
+                v.copy_(_from_int8(*to_int8(v)))
 
 
 def export_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -118,17 +125,17 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = Fal
     plain, packed = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz"
     path, other = (packed, plain) if xz else (plain, packed)
     stored = export_state(state)
-    if int8:
-        for k, v in state.items():
-            if _int8_stored(v):
-                stored[k], stored[k + SCALE] = to_int8(v)
-                if not torch.equal(stored[k].float() * stored[k + SCALE].float(), v.detach().cpu().float()):
-                    raise ValueError(f"{k}: round the state to 8 bits (round_to_int8) before writing it")
+    large = [k for k, v in state.items() if int8 and _int8_stored(v)]
+    for k in large:
+        stored[k], stored[k + SCALE] = to_int8(state[k])
+    loaded = _as_loaded(stored)
+    off_grid = [k for k in large if not torch.equal(loaded[k], state[k].detach().cpu().float())]
+    if off_grid:
+        raise ValueError(f"{off_grid[0]}: round the state to 8 bits (round_to_int8) before writing it")
     data = save(stored)
     path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if xz else data)
     other.unlink(missing_ok=True)
     full = manifest()
-    loaded = {k: stored[k].float() * stored[k + SCALE].float() if k + SCALE in stored else stored[k] for k in state}
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                   **entry, "fingerprint": fingerprint(loaded).hex()}  # of the weights as they load
     (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
