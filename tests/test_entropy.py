@@ -13,7 +13,7 @@ import torch
 
 from neuralcodecs.entropy import FactorizedPrior, GaussianScaleMixture, TabulatedDensity
 from neuralcodecs.entropy.coder import pmf_from_counts
-from neuralcodecs.entropy.tabulated import PRECISION
+from neuralcodecs.entropy.tabulated import PRECISION, channel_bits, channel_symbols, symbol_bits
 
 torch.set_num_threads(1)
 
@@ -218,6 +218,26 @@ def test_far_out_values_round_trip_through_the_escape(trained):
     assert torch.equal(torch.round(y_hat - prior.medians.view(1, -1, 1, 1)),
                        torch.round(y - prior.medians.view(1, -1, 1, 1)))
     assert abs(8 * len(data) - prior.estimate_bits(y)) <= 0.01 * prior.estimate_bits(y) + 64
+
+
+def test_channel_bits_are_symbol_bits_per_channel_and_follow_new_tables(trained):
+    """The cached lookup (channel_costs) gives exactly what symbol_bits gives channel by channel, escapes
+    included, and is rebuilt when the tables change (update_tables, load_state_dict)."""
+    prior, sample = trained
+    y = torch.round(sample(1, 16, 16, seed=8))
+    y.view(-1)[[3, 77, 500]] = torch.tensor([900.0, -(2.0 ** 33), 250.0])
+    counts, offsets, _, medians = prior._tables()
+    s = channel_symbols(y, medians)
+    want = [symbol_bits(s[c], int(offsets[c]), pmf_from_counts(counts[c])).sum() for c in range(len(s))]
+    assert channel_bits(s, prior.costs(), offsets).tolist() == want
+    assert prior.estimate_bits(y) == float(np.sum(want))
+    other = copy.deepcopy(prior)
+    before = other.costs()
+    state = other.state_dict()
+    other.load_state_dict({**state, "table_counts": state["table_counts"] + 1000})
+    assert other.costs() is not before and other.estimate_bits(y) != prior.estimate_bits(y)
+    other.update_tables()
+    assert other.estimate_bits(y) == prior.estimate_bits(y)
 
 
 def test_deterministic(trained):

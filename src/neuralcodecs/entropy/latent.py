@@ -184,7 +184,7 @@ class FactorizedLatentCodec(LatentCodec):
         """(each channel's rate point, or None where choices do not pay (a tiny image); every point's tables;
         the bits of it all)."""
         tables = [p._tables() for p in self.priors]
-        cost = np.stack([channel_bits(p._symbols(y, t[3]), t[0], t[1]) for p, t in zip(self.priors, tables)])
+        cost = np.stack([channel_bits(p._symbols(y, t[3]), p.costs(), t[1]) for p, t in zip(self.priors, tables)])
         choice, side = _adapt(cost, q, -np.log2(self.choice_pmf(q)))
         own = np.full(cost.shape[1], q) if choice is None else choice
         return choice, tables, side + float(cost[own, np.arange(cost.shape[1])].sum())

@@ -79,6 +79,7 @@ class TabulatedDensity(EntropyModel):
         self.register_buffer("table_offsets", torch.zeros(channels, dtype=torch.int32))
         self.register_buffer("table_sizes", torch.zeros(channels, dtype=torch.int32))
         self.register_buffer("table_medians", torch.zeros(channels, dtype=torch.int32))
+        self._costs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # costs(), from the tables
         self.register_load_state_dict_pre_hook(_resize_tables)
         self.register_load_state_dict_post_hook(_build_missing_tables)
 
@@ -173,6 +174,7 @@ class TabulatedDensity(EntropyModel):
         self.table_offsets = lo.to(torch.int32).to(device)
         self.table_sizes = torch.from_numpy(sizes.astype(np.int32)).to(device)
         self.table_medians = medians.to(torch.int32).to(device)
+        self._costs = None
 
     def _tables(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         """(per-channel integer counts, offsets, sizes, float32 medians) as CPU arrays; builds if missing."""
@@ -217,8 +219,15 @@ class TabulatedDensity(EntropyModel):
 
     def estimate_bits(self, y: Tensor) -> float:
         """Bits the tables assign to round(y - m), escapes included: what `compress` should produce."""
-        counts, offsets, sizes, medians = self._tables()
-        return float(channel_bits(self._symbols(y, medians), counts, offsets).sum())
+        _, offsets, _, medians = self._tables()
+        return float(channel_bits(self._symbols(y, medians), self.costs(), offsets).sum())
+
+    def costs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """channel_costs of the tables, built on first use and again after the tables change (update_tables,
+        load_state_dict)."""
+        if self._costs is None:
+            self._costs = channel_costs(self._tables()[0])
+        return self._costs
 
 
 # -- coding channels, each with its own table (a density's own, or tables chosen per channel) -------------------
@@ -249,9 +258,30 @@ def decode_channels(dec: Decoder, shape: Sequence[int], counts: Sequence[np.ndar
     return (y_hat + torch.from_numpy(np.asarray(medians, dtype=np.float32)).view(1, -1, 1, 1)).contiguous()
 
 
-def channel_bits(s: np.ndarray, counts: Sequence[np.ndarray], offsets: np.ndarray) -> np.ndarray:
-    """The bits encode_channels spends on each row of s, (C,) float64."""
-    return np.array([table_bits(s[c], int(offsets[c]), pmf_from_counts(counts[c])) for c in range(len(s))])
+def channel_costs(counts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What channel_bits looks up, from the per-channel tables' integer counts: (C, W) the bits of each in-range
+    symbol (channel c's n[c] of them from column 0; W the widest n), (C,) the bits of the escape symbol, and
+    (C,) n. Built once per set of tables: an encoder that weighs many tables (forward adaptation) would
+    otherwise normalize every table and take every log again for each image."""
+    n = np.array([len(k) - 1 for k in counts], dtype=np.int64)
+    table, escape = np.zeros((len(counts), int(n.max(initial=1)))), np.empty(len(counts))
+    for c, k in enumerate(counts):
+        bits = -np.log2(pmf_from_counts(k))
+        table[c, :n[c]], escape[c] = bits[:-1], bits[-1]
+    return table, escape, n
+
+
+def channel_bits(s: np.ndarray, costs: tuple[np.ndarray, np.ndarray, np.ndarray], offsets: np.ndarray) -> np.ndarray:
+    """The bits encode_channels spends on each row of s (C, n), (C,) float64, given channel_costs of its tables:
+    symbol_bits' values, looked up for all channels at once."""
+    table, escape, n = costs
+    i = s - offsets[:, None]
+    out = (i < 0) | (i >= n[:, None])
+    bits = np.take_along_axis(table, np.clip(i, 0, table.shape[1] - 1), axis=1)
+    for c in np.flatnonzero(out.any(axis=1)):
+        lo = int(offsets[c])
+        bits[c, out[c]] = escape[c] + _escape_bits(s[c, out[c]], lo, lo + int(n[c]) - 1)
+    return bits.sum(axis=1)
 
 
 # -- coding integers with a table and an escape (here and in the Gaussian conditional) ---------------
@@ -358,6 +388,8 @@ def _resize_tables(module: TabulatedDensity, state_dict: dict, prefix: str, *arg
 
 
 def _build_missing_tables(module: TabulatedDensity, incompatible_keys) -> None:
-    # Weights saved before update_tables() (or without tables) get tables built from their density.
+    # Weights saved before update_tables() (or without tables) get tables built from their density; the costs
+    # of the tables loaded before are stale.
+    module._costs = None
     if bool((module.table_sizes == 0).any()):
         module.update_tables()
