@@ -225,6 +225,28 @@ def test_int8_export_halves_the_file_and_loads_the_weights_it_was_measured_with(
         weights.write("y", {"w": torch.randn(64, 128)}, {"codec": "y"}, int8=True)
 
 
+def test_export_average_ships_the_mean_of_the_runs_parameters(tiny_data, tmp_path, monkeypatch, fresh_decoders):
+    """`export RUN --average A B`: each parameter is the mean of the three (as shipped: in fp16), the tables are
+    built from that mean, and a member of another codec is refused."""
+    runs = [_train(tiny_data, tmp_path / f"r{i}", 2, "--seed", str(i)) for i in range(3)]
+    monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path / "weights"))
+    assert main(["export", str(tmp_path / "r0"), "--average", str(tmp_path / "r1" / "checkpoint.pt"),
+                 str(tmp_path / "r2" / "checkpoint.pt")]) == 0
+    shipped = weights.shipped_state("balle2017")
+    model = nc.create_codec("balle2017")
+    for name, _ in model.named_parameters():
+        mean = torch.stack([r["model"][name].float() for r in runs]).mean(dim=0)
+        assert torch.equal(shipped[name], mean.half()), name
+    assert len(weights.manifest()["balle2017"]["averaged"]) == 3
+    # the tables are those of the mean (update_tables after averaging), not the first run's
+    model.load_state_dict(shipped)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "table_" in k}
+    model.update_tables()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    torch.save({"model": {"g_a.0.weight": torch.zeros(3)}}, tmp_path / "other.pt")
+    assert main(["export", str(tmp_path / "r0"), "--average", str(tmp_path / "other.pt")]) == 1
+
+
 def test_int8_storage_round_trips_exactly_down_to_near_dead_channels():
     """Stored again, 8-bit weights give the same bytes, also for channels whose scale would be subnormal in fp16;
     every value is within about half a step of its weight."""

@@ -243,7 +243,8 @@ def cmd_train(args) -> None:
 def cmd_export(args) -> None:
     from .train.export import export
 
-    export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers, int8=args.int8)
+    export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers, int8=args.int8,
+           average=[Path(p) for p in args.average])
 
 
 DEMO_CODECS = ("jpeg", "prakash2017", "webp", "heif", "balle2017", "theis2017", "balle2018", "minnen2018")
@@ -516,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="processes for the Kodak measurement")
     s.add_argument("--int8", action="store_true",
                    help="large weight tensors in 8 bits with a scale per output channel (half the bytes)")
+    s.add_argument("--average", nargs="+", default=[], metavar="PATH",
+                   help="ship the mean of the run's parameters and these (checkpoint.pt files of runs of the same "
+                        "codec, or weights files): weight averaging along a run or over runs from one start")
     s.set_defaults(fn=cmd_export)
 
     from .quant import PQConfig
