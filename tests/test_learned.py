@@ -225,7 +225,8 @@ def test_int8_export_halves_the_file_and_loads_the_weights_it_was_measured_with(
         weights.write("y", {"w": torch.randn(64, 128)}, {"codec": "y"}, int8=True)
 
 
-def test_export_average_ships_the_mean_of_the_runs_parameters(tiny_data, tmp_path, monkeypatch, fresh_decoders):
+def test_export_average_ships_the_mean_of_the_runs_parameters(tiny_data, tmp_path, monkeypatch, fresh_decoders,
+                                                               capsys):
     """`export RUN --average A B`: each parameter is the mean of the three (as shipped: in fp16), the tables are
     built from that mean, and a member of another codec is refused."""
     runs = [_train(tiny_data, tmp_path / f"r{i}", 2, "--seed", str(i)) for i in range(3)]
@@ -243,8 +244,14 @@ def test_export_average_ships_the_mean_of_the_runs_parameters(tiny_data, tmp_pat
     before = {k: v.clone() for k, v in model.state_dict().items() if "table_" in k}
     model.update_tables()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
-    torch.save({"model": {"g_a.0.weight": torch.zeros(3)}}, tmp_path / "other.pt")
-    assert main(["export", str(tmp_path / "r0"), "--average", str(tmp_path / "other.pt")]) == 1
+    # members that trained something else are refused: another codec's shapes, other lambdas, not a checkpoint
+    torch.save({**runs[1], "model": {**runs[1]["model"], "g_a.0.weight": torch.zeros(3)}}, tmp_path / "shape.pt")
+    torch.save({**runs[1], "config": {**runs[1]["config"], "lmbda": [0.1]}}, tmp_path / "lmbda.pt")
+    torch.save(runs[1]["model"], tmp_path / "bare.pt")
+    capsys.readouterr()
+    for bad, why in (("shape.pt", "another shape"), ("lmbda.pt", "another lmbda"), ("bare.pt", "not a training")):
+        assert main(["export", str(tmp_path / "r0"), "--average", str(tmp_path / bad)]) == 1
+        assert why in capsys.readouterr().err
 
 
 def test_int8_storage_round_trips_exactly_down_to_near_dead_channels():

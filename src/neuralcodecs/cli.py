@@ -13,7 +13,7 @@
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--set KEY=VALUE ...]
                        [--resume] [every TrainConfig field as an option, e.g. --device cuda]
-    neuralcodecs export RUN [--kodak DIR]
+    neuralcodecs export RUN [--kodak DIR] [--int8] [--average CHECKPOINT_OR_WEIGHTS ...]
     neuralcodecs pq quantize|eval|codec ...     (product quantization of network weights: a classifier's, a codec's)
     neuralcodecs demo [--image PNG] [--codec C] [--bpp B] [--out DIR] [--results DIR] [--force]
 

@@ -22,7 +22,7 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
     model = build_model(cfg)
     model.load_state_dict(state["model"])
     if average:
-        average_parameters(model, [_parameters_of(p) for p in average])
+        average_parameters(model, average, state["config"])
     with torch.no_grad():  # what is tabulated (tables, a codec's integer gains) from what ships: half precision
         for t in [*model.parameters(), *model.buffers()]:
             if t.is_floating_point():
@@ -38,28 +38,38 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
     return write_measured(cfg.codec, model.state_dict(), entry, kodak, run / "kodak", workers, int8=int8)
 
 
-def _parameters_of(path: Path) -> dict[str, torch.Tensor]:
-    """The parameters stored in a training checkpoint (its "model") or a weights file."""
+def _member(path: Path, config: dict) -> dict[str, torch.Tensor]:
+    """The state of an averaging member: a training checkpoint's model (refused if it trained another codec,
+    other lambdas or other settings than `config`, the run's), or a weights file's tensors."""
     if path.name.endswith((".safetensors", ".safetensors.xz")):
         return weights.read_state(path)
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a training checkpoint (checkpoint.pt) nor a weights file")
+    other = [k for k in ("codec", "lmbda", "settings") if state["config"].get(k) != config[k]]
+    if other:
+        raise ValueError(f"cannot average {path}: it trained another {', '.join(other)} than the run")
+    return state["model"]
 
 
 @torch.no_grad()
-def average_parameters(model: torch.nn.Module, others: Sequence[dict[str, torch.Tensor]]) -> None:
-    """Set each parameter of `model` to the mean of its value and its values in `others` (state dicts of the
-    same codec), uniformly: weight averaging (Izmailov et al., "Averaging weights leads to wider optima and
-    better generalization", UAI 2018; Wortsman et al., "Model soups", ICML 2022). Points of one run at a low
-    learning rate, or of runs fine-tuned from one start, lie in one basin, where the mean of the weights sits
-    nearer its floor than the points do (measured: README, "Weight averaging"). Buffers stay the run's: the
-    tables derived from the parameters are rebuilt afterwards (update_tables)."""
+def average_parameters(model: torch.nn.Module, members: Sequence[Path], config: dict) -> None:
+    """Set each parameter of `model` to the mean of its value and its values in the `members` (checkpoints or
+    weights files of the same codec, _member), uniformly: weight averaging (Izmailov et al., "Averaging weights
+    leads to wider optima and better generalization", UAI 2018; Wortsman et al., "Model soups", ICML 2022).
+    Points of one run at a low learning rate, or of runs fine-tuned from one start, lie in one basin, where the
+    mean of the weights can sit nearer its floor than the points do. The tables derived from the parameters are
+    rebuilt afterwards (update_tables; a factorized density's median is then the mean of the members' learned
+    medians). Other buffers would stay the run's, so a model with batch-norm statistics is refused (they would
+    have to be measured again for the mean weights)."""
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError("cannot average a model with batch-norm statistics (they would need measuring again)")
+    states = [(path, _member(path, config)) for path in members]
     for name, p in model.named_parameters():
-        values = [o.get(name) for o in others]
-        if any(v is None or v.shape != p.shape for v in values):
-            missing = next(i for i, v in enumerate(values) if v is None or v.shape != p.shape)
-            raise ValueError(f"cannot average: parameter {name} is missing or of another shape in member "
-                             f"{missing + 1} (not the same codec?)")
-        p.copy_(torch.stack([p.float(), *(v.float() for v in values)]).mean(dim=0))
+        for path, state in states:
+            if name not in state or state[name].shape != p.shape:
+                raise ValueError(f"cannot average: parameter {name} is missing or of another shape in {path}")
+        p.copy_(torch.stack([p.float(), *(s[name].float() for _, s in states)]).mean(dim=0))
 
 
 def write_measured(name: str, state: dict[str, torch.Tensor], entry: dict, kodak: str | None, out: Path,
