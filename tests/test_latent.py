@@ -10,8 +10,8 @@ import torch
 
 from neuralcodecs.codecs.balle2018 import Balle2018
 from neuralcodecs.entropy.gaussian import LEVELS, GaussianConditional, scale_of
-from neuralcodecs.entropy.latent import _per_point
-from neuralcodecs.nn.integer import ACT_BITS, IntegerConv, IntegerNetwork
+from neuralcodecs.entropy.latent import _per_point, checkerboard
+from neuralcodecs.nn.integer import ACT_BITS, CLIP, IntegerConv, IntegerNetwork
 
 torch.set_num_threads(1)
 
@@ -78,6 +78,28 @@ def test_integer_network_exact_matches_its_training_arithmetic():
     assert float((exact != approx).double().mean()) < 0.05
     with pytest.raises(ValueError, match="grid"):
         net.exact(z + 1e-3)
+
+
+@pytest.mark.parametrize("k, h, w", [(5, 12, 10), (5, 7, 9), (3, 6, 5), (7, 9, 8), (1, 4, 4)])
+def test_checkerboard_pass_is_exact_at_the_non_anchors(k, h, w):
+    """A context pass computed on the anchors' phases gives exact()'s integers at every non-anchor (any size,
+    odd ones too; the bias, rounding and clip included) and 0 at the anchors; other convolutions are refused."""
+    torch.manual_seed(k)
+    net = IntegerNetwork(IntegerConv(6, 10, k))
+    with torch.no_grad():
+        net[0].conv.bias.mul_(50)
+        net[0].conv.weight.mul_(20)  # with the large inputs below, some outputs reach the clip
+    anchors = checkerboard(h, w).bool()
+    x = torch.round(torch.randn(2, 6, h, w) * 40000 * 2 ** ACT_BITS) / 2 ** ACT_BITS * anchors
+    ref, got = net.exact(x), net.exact_checkerboard(x)
+    assert got.shape == ref.shape
+    assert torch.equal(got[..., ~anchors[0, 0]], ref[..., ~anchors[0, 0]])
+    assert not got[..., anchors[0, 0]].any()
+    assert (ref.abs() == CLIP * 2 ** ACT_BITS).any() or k == 1  # the clip is reached (large inputs)
+    with pytest.raises(ValueError, match="stride-1"):
+        IntegerNetwork(IntegerConv(6, 10, 3, 2)).exact_checkerboard(x)
+    with pytest.raises(ValueError, match="one IntegerConv"):
+        IntegerNetwork(IntegerConv(6, 6, 3), torch.nn.ReLU(), IntegerConv(6, 6, 3)).exact_checkerboard(x)
 
 
 _EXACT = """

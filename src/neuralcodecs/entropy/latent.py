@@ -462,7 +462,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor, shift: Tensor, q: int) -> tuple[Tensor, Tensor]:
         """y_hat_a: the decoded anchors (zeros elsewhere), gained units, on the 2^-8 grid."""
         y_free = self._times_exact(y_hat_a.double() * 2 ** ACT_BITS, self._grid(self.inv_gain_grid, q))
-        ctx = self.g_ctx.exact(y_free / 2 ** ACT_BITS) / 2 ** ACT_BITS
+        ctx = self.g_ctx.exact_checkerboard(y_free / 2 ** ACT_BITS) / 2 ** ACT_BITS  # read at the non-anchors only
         return self._params_exact(psi, ctx, shift, self._grid(self.gain_grid, q),
                                   1 - checkerboard(*psi.shape[2:], device=psi.device))
 
