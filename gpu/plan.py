@@ -113,7 +113,9 @@ def main() -> None:
     weights_out.mkdir(exist_ok=True)
     (weights_out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for name in needed_weights(queue) & set(manifest):
-        (weights_out / manifest[name]["file"]).write_bytes((shipped / manifest[name]["file"]).read_bytes())
+        for file in (manifest[name]["file"], manifest[name].get("base")):  # an update loads with its base file
+            if file:
+                (weights_out / file).write_bytes((shipped / file).read_bytes())
     # seconds of it: files encoded here with the shipped weights, for gpu/cross_device.py check back home
     subprocess.run([sys.executable, str(ROOT / "gpu" / "cross_device.py"), "encode", "--out", str(out)],
                    env=shipped_env, cwd=ROOT, check=False)

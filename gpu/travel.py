@@ -51,7 +51,8 @@ def needed_codecs(codecs: list[str] | None = None) -> set[str]:
 def left_behind(codecs: list[str] | None = None) -> list[str]:
     """Tracked files the device does not need: LEFT_BEHIND's and the weights of codecs it does not read."""
     manifest = json.loads((ROOT / WEIGHTS / "manifest.json").read_text())
-    keep = {WEIGHTS + manifest[c]["file"] for c in needed_codecs(codecs) if c in manifest}
+    keep = {WEIGHTS + f for c in needed_codecs(codecs) if c in manifest  # an update loads with its base file
+            for f in (manifest[c]["file"], manifest[c].get("base")) if f}
     return [f for f in _git("ls-files", "-z").split("\0") if f and (
         f.startswith(LEFT_BEHIND) or (f.startswith(WEIGHTS) and "/" not in f[len(WEIGHTS):]
                                        and not f.endswith((".json", ".py")) and f not in keep))]

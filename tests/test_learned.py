@@ -254,6 +254,44 @@ def test_export_average_ships_the_mean_of_the_runs_parameters(tiny_data, tmp_pat
         assert why in capsys.readouterr().err
 
 
+def test_an_update_ships_as_differences_from_its_base_and_loads_as_their_sum(tiny_data, tmp_path, monkeypatch,
+                                                                             photo, fresh_decoders, capsys):
+    """`export RUN --base FILE`: the large tensors as 4-bit differences from FILE's (which stays as it is), the
+    rest whole; they load as the sum, the fingerprint names them, and a changed base is refused."""
+    _train(tiny_data, tmp_path / "run", 2)
+    monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path / "weights"))
+    assert main(["export", str(tmp_path / "run")]) == 0
+    base = tmp_path / "weights" / "balle2017.safetensors"
+    base_bytes, base_state = base.read_bytes(), weights.shipped_state("balle2017")
+    run = _train(tiny_data, tmp_path / "run", 6, "--resume")["model"]
+    assert main(["export", str(tmp_path / "run"), "--base", base.name]) == 0
+    entry = weights.manifest()["balle2017"]
+    update = tmp_path / "weights" / entry["file"]
+    assert entry["file"] == "balle2017.update.safetensors.xz" and entry["base"] == base.name
+    assert base.read_bytes() == base_bytes and update.stat().st_size < 0.5 * len(base_bytes)
+    loaded = weights.shipped_state("balle2017")
+    large = [k for k, v in loaded.items() if v.dim() >= 2 and v.numel() >= weights.INT8_MIN_SIZE]
+    assert large and entry["fingerprint"] == weights.fingerprint(loaded).hex()
+    for k in large:
+        step = (run[k].float() - base_state[k]).abs().amax() / weights.DELTA_LIMIT
+        assert (loaded[k] - run[k].float()).abs().max() <= step / 2 + 2 ** -10, k  # half a step (and fp16's)
+        assert not torch.equal(loaded[k], base_state[k]), k  # the update moved it
+    codec_module._decoder.cache_clear()
+    codec = nc.create_codec("balle2017", quality=3)
+    assert nc.decode(codec.encode(photo)).shape == photo.shape
+    # an update of an update, and 8 bits with a base, are refused; a changed base cannot load
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), "--base", update.name]) == 1
+    assert "update itself" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "run"), "--base", base.name, "--int8"]) == 1
+    base.write_bytes(base_bytes[:-2] + b"\0\0")
+    with pytest.raises(ValueError, match="not the file it was made from"):
+        weights.shipped_state("balle2017")
+    # exporting a whole file again replaces the update
+    assert main(["export", str(tmp_path / "run")]) == 0
+    assert not update.exists() and weights.manifest()["balle2017"]["file"] == base.name
+
+
 def test_int8_storage_round_trips_exactly_down_to_near_dead_channels():
     """Stored again, 8-bit weights give the same bytes, also for channels whose scale would be subnormal in fp16;
     every value is within about half a step of its weight."""

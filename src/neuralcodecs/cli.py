@@ -13,7 +13,7 @@
     neuralcodecs plot JSON... --out PNG [--reference F ...] [--anchor jpeg]
     neuralcodecs train CODEC --data DIR [DIR ...] --out RUN --steps N [--lmbda L,...] [--set KEY=VALUE ...]
                        [--resume] [every TrainConfig field as an option, e.g. --device cuda]
-    neuralcodecs export RUN [--kodak DIR] [--int8] [--average CHECKPOINT_OR_WEIGHTS ...]
+    neuralcodecs export RUN [--kodak DIR] [--int8 | --base FILE] [--average CHECKPOINT_OR_WEIGHTS ...]
     neuralcodecs pq quantize|eval|codec ...     (product quantization of network weights: a classifier's, a codec's)
     neuralcodecs demo [--image PNG] [--codec C] [--bpp B] [--out DIR] [--results DIR] [--force]
 
@@ -244,7 +244,7 @@ def cmd_export(args) -> None:
     from .train.export import export
 
     export(Path(args.run), kodak=args.kodak, command=args.command_line, workers=args.workers, int8=args.int8,
-           average=[Path(p) for p in args.average])
+           average=[Path(p) for p in args.average], base=args.base)
 
 
 DEMO_CODECS = ("jpeg", "prakash2017", "webp", "heif", "balle2017", "theis2017", "balle2018", "minnen2018")
@@ -520,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--average", nargs="+", default=[], metavar="PATH",
                    help="ship the mean of the run's parameters and these (checkpoint.pt files of runs of the same "
                         "codec, or weights files): weight averaging along a run or over runs from one start")
+    s.add_argument("--base", metavar="FILE",
+                   help="ship as an update of FILE, a weights file in the weights folder that stays as it is: the "
+                        "large tensors as 4-bit differences from its own (a few MB for fine-tuning or averaging)")
     s.set_defaults(fn=cmd_export)
 
     from .quant import PQConfig

@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..weights import safetensors_metadata
+
 MIN_BLOCKS_PER_CODEWORD = 4
 RIDGE = 1e-6  # relative to the Gram matrices' mean diagonal: keeps the M-step's solve well posed
 # The refinement compensates errors along the directions the calibration inputs span; where few inputs span
@@ -479,8 +481,7 @@ def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
 
 def _metadata(data: bytes) -> dict:
     """save()'s metadata: the model's name, the PQConfig and the quantized layers."""
-    n = int.from_bytes(data[:8], "little")  # safetensors: an 8-byte header length, then the JSON header
-    return json.loads(json.loads(data[8:8 + n])["__metadata__"]["neuralcodecs-pq"])
+    return json.loads(safetensors_metadata(data)["neuralcodecs-pq"])
 
 
 def config_of(data: bytes) -> PQConfig:

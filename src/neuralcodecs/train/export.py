@@ -12,10 +12,13 @@ from .loop import TrainConfig, build_model
 
 
 def export(run: Path, kodak: str | None = None, command: str = "", workers: int = 1, int8: bool = False,
-           average: Sequence[Path] = ()) -> Path:
+           average: Sequence[Path] = (), base: str | None = None) -> Path:
     """Write the run's weights where they load from (weights.weights_dir()), then measure them on Kodak; with
     `int8`, the large tensors in 8 bits (weights module docstring); with `average`, the mean of the run's
-    parameters and those of these checkpoints / weights files (average_parameters)."""
+    parameters and those of these checkpoints / weights files (average_parameters); with `base` (a file in the
+    weights folder), as an update of that file (its large tensors as 4-bit differences from the base's)."""
+    if int8 and base:
+        raise ValueError("an update stores differences from its base file: --int8 and --base exclude each other")
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = TrainConfig(**state["config"])
     cfg.lmbda = state["lmbdas"]
@@ -29,13 +32,15 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
                 t.copy_(t.half())
         if int8:
             weights.round_to_int8(model.state_dict())
+        if base:
+            weights.round_to_update(model.state_dict(), weights.read_state(weights.weights_dir() / base))
     model.update_tables()
     steps = state.get("init_steps", 0) + state["step"]  # a run started from shipped weights counts theirs too
     entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": steps,
              "data": cfg.data, "batch": cfg.batch, "crop": cfg.crop, "command": command,
-             **({"storage": "int8"} if int8 else {}),
+             **({"storage": "int8"} if int8 else {}), **({"base": base} if base else {}),
              **({"averaged": [str(run / "checkpoint.pt"), *map(str, average)]} if average else {})}
-    return write_measured(cfg.codec, model.state_dict(), entry, kodak, run / "kodak", workers, int8=int8)
+    return write_measured(cfg.codec, model.state_dict(), entry, kodak, run / "kodak", workers, int8=int8, base=base)
 
 
 def _member(path: Path, config: dict) -> dict[str, torch.Tensor]:
@@ -73,16 +78,16 @@ def average_parameters(model: torch.nn.Module, members: Sequence[Path], config: 
 
 
 def write_measured(name: str, state: dict[str, torch.Tensor], entry: dict, kodak: str | None, out: Path,
-                   workers: int = 1, xz: bool = False, int8: bool = False) -> Path:
+                   workers: int = 1, xz: bool = False, int8: bool = False, base: str | None = None) -> Path:
     """Write `name`'s weights (xz-compressed with `xz`) and manifest entry, then (with `kodak`) code the Kodak
     images at every rate point from those weights, results under `out`, and add the curve to the entry."""
-    path = weights.write(name, state, entry, xz, int8)
+    path = weights.write(name, state, entry, xz, int8, base)
     if kodak:
         from ..eval import evaluate
 
         res = evaluate([name], kodak, out, workers=workers, anchor=name, progress=True)
         curve = res["curves"][name]
         entry["kodak"] = {k: curve[k] for k in ("quality", "bpp", "psnr-rgb", "ms-ssim-rgb") if k in curve}
-        path = weights.write(name, state, entry, xz, int8)
+        path = weights.write(name, state, entry, xz, int8, base)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its manifest entry")
     return path

@@ -8,6 +8,13 @@ every shipped version: a float tensor of at least INT8_MIN_SIZE values and two o
 int8 values NAME and a per-output-channel scale NAME:scale (fp16), and loads as their product. The product of
 an int8 and an fp16 number is exact in fp32, so the weights a file decodes with are the same on every machine.
 
+An update of shipped weights (fine-tuning, weight averaging: `export --base FILE`) may ship as the differences
+from a file that stays in the package as it is, NAME.update.safetensors.xz: each large tensor as differences in
+[-DELTA_LIMIT, DELTA_LIMIT] steps of a per-output-channel fp16 scale (NAME:delta, NAME:delta_scale), loading as
+the base file's tensor plus their product (one fp32 addition, the same on every machine), every other tensor
+whole; the header names the base file and its sha256, which loading checks. A repository keeps every version
+it shipped: an update costs a few MB where a new file costs the whole model again (README, "Weight averaging").
+
 manifest.json maps a codec name to its file, sha256, settings, lambdas, training data and steps, the
 command that trained it and its measured Kodak bpp / PSNR per quality. A file's fingerprint (stored in
 every encoded file) is derived from the weights themselves, so decoding with other weights fails loudly.
@@ -45,12 +52,33 @@ def shipped_state(name: str) -> dict[str, torch.Tensor]:
     return read_state(weights_dir() / entry["file"])
 
 
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a .safetensors file, or of a .safetensors.xz one; 8-bit tensors as their float weights."""
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The metadata of a safetensors file's bytes (an 8-byte header length, then the JSON header)."""
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]).get("__metadata__", {})
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A weights file's stored tensors and metadata (.xz decompressed)."""
     from safetensors.torch import load
 
-    data = Path(path).read_bytes()
-    return _as_loaded(load(lzma.decompress(data) if str(path).endswith(".xz") else data))
+    data = path.read_bytes()
+    data = lzma.decompress(data) if path.name.endswith(".xz") else data
+    return load(data), safetensors_metadata(data)
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file, or of a .safetensors.xz one, as they load: 8-bit tensors as their
+    float weights, an update's differences added to its base file's tensors (which must be unchanged)."""
+    path = Path(path)
+    stored, meta = _read(path)
+    base = None
+    if "base" in meta:
+        base_path = path.parent / meta["base"]
+        if not base_path.exists() or hashlib.sha256(base_path.read_bytes()).hexdigest() != meta["base_sha256"]:
+            raise ValueError(f"{path} updates {meta['base']}, which is missing or not the file it was made from")
+        base = read_state(base_path)
+    return _as_loaded(stored, base)
 
 
 INT8_MIN_SIZE = 4096  # smaller tensors (biases, GDN and density parameters, gains) stay fp16: bytes they save are few
@@ -76,13 +104,52 @@ def _from_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale.float()  # exact: 8 bits times 11 fit fp32's 24
 
 
-def _as_loaded(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A file's tensors as they load: an 8-bit tensor NAME, with NAME:scale beside it, as their product."""
-    loaded = {k: v for k, v in stored.items() if not k.endswith(SCALE)}
+def _as_loaded(stored: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | None = None
+               ) -> dict[str, torch.Tensor]:
+    """A file's tensors as they load: an 8-bit tensor NAME, with NAME:scale beside it, as their product; an
+    update's NAME:delta and NAME:delta_scale as base[NAME] plus their product."""
+    loaded = {k: v for k, v in stored.items() if not k.endswith((SCALE, DELTA, DELTA_SCALE))}
     for k in stored:
-        if k.endswith(SCALE):
+        if k.endswith(DELTA_SCALE):
+            name = k[: -len(DELTA_SCALE)]
+            if base is None or name not in base:
+                raise ValueError(f"{name}: a difference with no base tensor to add it to")
+            loaded[name] = _add_delta(base[name], stored[name + DELTA], stored[k])
+        elif k.endswith(SCALE):
             loaded[k[: -len(SCALE)]] = _from_int8(stored[k[: -len(SCALE)]], stored[k])
     return loaded
+
+
+# -- updates: differences from a base file ------------------------------------------------------------------
+DELTA, DELTA_SCALE = ":delta", ":delta_scale"
+DELTA_LIMIT = 7  # 4-bit differences: on a weight-averaging update, 0.04 % more bytes and 0.001 dB (README)
+
+
+def _add_delta(base: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return base.float() + _from_int8(q, scale)  # one fp32 addition of exact values: the same on every machine
+
+
+def to_delta(v: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 differences in [-DELTA_LIMIT, DELTA_LIMIT], fp16 scale per slice of the first dimension) of v from
+    base, max |difference| -> DELTA_LIMIT steps (the scale at least 2^-14, as to_int8's)."""
+    d = (v.detach().float() - base.float()).reshape(v.shape[0], -1)
+    scale = (d.abs().amax(dim=1) / DELTA_LIMIT).half().float().clamp_min(2.0 ** -14)
+    q = torch.round(d / scale[:, None]).clamp(-DELTA_LIMIT, DELTA_LIMIT).to(torch.int8)
+    return q.reshape(v.shape), scale.half().reshape(-1, *[1] * (v.dim() - 1))
+
+
+def round_to_update(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> None:
+    """Replace, in place, every tensor that ships as a difference from `base` (a base file's read_state) by the
+    weights it loads as. Storing those again must give the same differences (write checks it); the rounding of
+    the addition can move a scale, so it repeats until nothing changes (once or twice)."""
+    with torch.no_grad():
+        for k, v in state.items():
+            if _int8_stored(v) and k in base and base[k].shape == v.shape:
+                for _ in range(4):
+                    loaded = _add_delta(base[k], *to_delta(v, base[k]))
+                    if torch.equal(loaded, v.float()):
+                        break
+                    v.copy_(loaded)
 
 
 def round_to_int8(state: dict[str, torch.Tensor]) -> None:
@@ -114,27 +181,46 @@ def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
     return h.digest()[:8]
 
 
-def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = False, int8: bool = False) -> Path:
+def update_path(name: str) -> Path:
+    return weights_dir() / f"{name}.update.safetensors.xz"
+
+
+def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = False, int8: bool = False,
+          base: str | None = None) -> Path:
     """Write `name`.safetensors (`name`.safetensors.xz with `xz`) and its manifest entry (sha256 of the file
-    added) into weights_dir(); the other form of the file, if any, is removed. With `int8`, the large tensors
-    ship in 8 bits: `state` must already hold the weights they load as (round_to_int8)."""
+    added) into weights_dir(); the other forms of the file, if any, are removed. With `int8`, the large tensors
+    ship in 8 bits: `state` must already hold the weights they load as (round_to_int8). With `base` (a weights
+    file in weights_dir() that is not an update itself), an update: `name`.update.safetensors.xz, the large
+    tensors as differences from the base file's (state rounded by round_to_update), the base file untouched."""
     from safetensors.torch import save
 
     directory = weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    plain, packed = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz"
-    path, other = (packed, plain) if xz else (plain, packed)
-    stored = export_state(state)
-    large = [k for k, v in state.items() if int8 and _int8_stored(v)]
+    plain, packed, update = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz", update_path(name)
+    path, others = (update, ()) if base else ((packed, (plain, update)) if xz else (plain, (packed, update)))
+    stored, meta, base_state = export_state(state), {}, None
+    if base:
+        if "base" in _read(directory / base)[1]:
+            raise ValueError(f"{base} is an update itself: give the file it updates")
+        base_state = read_state(directory / base)
+        meta = {"base": base, "base_sha256": hashlib.sha256((directory / base).read_bytes()).hexdigest()}
+    large = [k for k, v in state.items() if (int8 or base) and _int8_stored(v)
+             and (not base or (k in base_state and base_state[k].shape == v.shape))]
     for k in large:
-        stored[k], stored[k + SCALE] = to_int8(state[k])
-    loaded = _as_loaded(stored)
+        if base:
+            stored[k + DELTA], stored[k + DELTA_SCALE] = to_delta(state[k], base_state[k])
+            del stored[k]
+        else:
+            stored[k], stored[k + SCALE] = to_int8(state[k])
+    loaded = _as_loaded(stored, base_state)
     off_grid = [k for k in large if not torch.equal(loaded[k], state[k].detach().cpu().float())]
     if off_grid:
-        raise ValueError(f"{off_grid[0]}: round the state to 8 bits (round_to_int8) before writing it")
-    data = save(stored)
-    path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if xz else data)
-    other.unlink(missing_ok=True)
+        raise ValueError(f"{off_grid[0]}: round the state to what it ships as (round_to_int8, round_to_update) "
+                         f"before writing it")
+    data = save(stored, metadata=meta or None)
+    path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if xz or base else data)
+    for other in others:
+        other.unlink(missing_ok=True)
     full = manifest()
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                   **entry, "fingerprint": fingerprint(loaded).hex()}  # of the weights as they load
