@@ -229,10 +229,16 @@ def test_export_average_ships_the_mean_of_the_runs_parameters(tiny_data, tmp_pat
                                                                capsys):
     """`export RUN --average A B`: each parameter is the mean of the three (as shipped: in fp16), the tables are
     built from that mean, and a member of another codec is refused."""
-    runs = [_train(tiny_data, tmp_path / f"r{i}", 2, "--seed", str(i)) for i in range(3)]
+    runs = [_train(tiny_data, tmp_path / f"r{i}", 2, "--seed", str(i)) for i in range(2)]
+    # a third member: a snapshot a run keeps on the way (--snapshot-every), here at its step 2 of 3
+    _train(tiny_data, tmp_path / "r2", 3, "--seed", "2", "--snapshot-every", "2")
+    snapshot = tmp_path / "r2" / "snapshots" / "step-0000002.pt"
+    assert sorted(p.name for p in snapshot.parent.iterdir()) == [snapshot.name]
+    runs.append(torch.load(snapshot, weights_only=False))
+    assert runs[2]["step"] == 2
     monkeypatch.setenv("NEURALCODECS_WEIGHTS", str(tmp_path / "weights"))
     assert main(["export", str(tmp_path / "r0"), "--average", str(tmp_path / "r1" / "checkpoint.pt"),
-                 str(tmp_path / "r2" / "checkpoint.pt")]) == 0
+                 str(snapshot)]) == 0
     shipped = weights.shipped_state("balle2017")
     model = nc.create_codec("balle2017")
     for name, _ in model.named_parameters():

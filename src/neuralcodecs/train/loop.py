@@ -65,6 +65,9 @@ class TrainConfig:
     compile: bool = False
     threads: int | None = None
     checkpoint_minutes: float = 5.0
+    # every this many steps the weights are also kept, OUT/snapshots/step-N.pt: the members of weight averaging
+    # (`export --average`, README: "Weight averaging")
+    snapshot_every: int | None = None
     max_images: int | None = None
     # start from weights: "shipped" (the package's), "codec:NAME" (another codec's shipped weights, where names
     # and shapes match) or a .safetensors(.xz) file; several, comma-separated, load in order (e.g.
@@ -218,6 +221,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 bar.set_postfix({**{k: f"{np.mean(v[-50:]):.4g}" for k, v in log.items() if k != "step"},
                                  "skipped": skipped})
             bar.update(1)
+            if ranks.main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                save_snapshot(out / "snapshots" / f"step-{step:07d}.pt", model, step, cfg)
             if ranks.main and time.time() - last_save > 60 * cfg.checkpoint_minutes:
                 save_checkpoint(ckpt, model, opt, aux_opt, step, rng, cfg, init_steps)
                 logged = _append_log(out / "log.csv", log, logged)
@@ -234,6 +239,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         ranks.check_in_step(model)
     ranks.close()
     return ckpt
+
+
+def save_snapshot(path: Path, model, step: int, cfg: TrainConfig) -> None:
+    """The weights at this step with what `export --average` checks them by (no optimizer: a third of a
+    checkpoint's bytes)."""
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "step": step, "config": dataclasses.asdict(cfg)}, tmp)
+    tmp.replace(path)
 
 
 def _append_log(path: Path, log: dict[str, list], start: int) -> int:
