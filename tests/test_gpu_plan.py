@@ -23,7 +23,13 @@ def test_dry_run_of_the_whole_plan(tmp_path):
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2 ** 20 for p in files), files
     manifest = json.loads((out / "weights" / "manifest.json").read_text())
     assert {c for c, _ in QUEUE} <= set(manifest)
-    assert all(manifest[c].get("storage") == "int8" for c, _ in QUEUE)  # as they would ship
+    for codec, options in QUEUE:  # as they would ship: fine-tunes as updates of the shipped file, the rest in 8 bits
+        if "--snapshot-every" in options:
+            assert manifest[codec]["file"] == f"{codec}.update.safetensors.xz" and "base" in manifest[codec]
+            assert len(manifest[codec]["averaged"]) == 3  # the last weights and the snapshots of steps 1 and 2
+            assert not (out / "weights" / manifest[codec]["base"]).exists()  # the base stays home, as it is
+        else:
+            assert manifest[codec].get("storage") == "int8"
 
 
 def test_cross_device_script_round_trip_on_the_cpu(tmp_path):
