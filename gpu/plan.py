@@ -64,13 +64,20 @@ EXTRA = [
 ]
 
 
+def last_step(run: Path) -> int:
+    """The step of a run's checkpoint (its log's last row: the log is written with each checkpoint)."""
+    rows = (run / "log.csv").read_text().splitlines()[1:] if (run / "log.csv").exists() else []
+    return int(float(rows[-1].split(",")[0])) if rows else 0
+
+
 def export_options(codec: str, options: list[str], run: Path, manifest: dict) -> list[str]:
     """How a run ships: a fine-tune (one that keeps snapshots) as the mean of its snapshots and last weights, an
     update of the shipped file (of the file an update of them updates); any other whole, in 8 bits."""
     if "--snapshot-every" not in options:
         return ["--int8"]
     entry = manifest[codec]
-    snapshots = [str(p) for p in sorted((run / "snapshots").glob("*.pt"))]
+    last = run / "snapshots" / f"step-{last_step(run):07d}.pt"  # a snapshot of the last weights would count twice
+    snapshots = [str(p) for p in sorted((run / "snapshots").glob("*.pt")) if p != last]
     return ["--base", entry.get("base", entry["file"]), *(["--average", *snapshots] if snapshots else [])]
 
 
@@ -192,11 +199,15 @@ def main() -> None:
         lines = (run / "train.log").read_text().replace("\r", "\n").splitlines()
         entry["log_tail"] = "\n".join(line for line in lines if "it/s]" not in line and "s/it]" not in line)[-3000:]
         (out / "plan.json").write_text(json.dumps(report, indent=1))
-    # the shipped files copied for the runs to start from (an update's base among them) need not travel back
-    for file in weights_out.iterdir():
-        if file.name != "manifest.json" and (shipped / file.name).exists() and \
-                file.read_bytes() == (shipped / file.name).read_bytes():
-            file.unlink()
+        # the shipped files copied for the runs to start from (an update's base among them) need not travel back,
+        # and must not take the device's 8 files from the exports if the command is killed at its deadline: each
+        # goes once the runs that load it have exported (an update loads its base: that one is kept for them)
+        pending = {c for c, _, _ in procs[procs.index((codec, run, p)) + 1:]}
+        needed = {f for c in pending & set(manifest) for f in (manifest[c]["file"], manifest[c].get("base")) if f}
+        for file in weights_out.iterdir():
+            if file.name != "manifest.json" and file.name not in needed and (shipped / file.name).exists() and \
+                    file.read_bytes() == (shipped / file.name).read_bytes():
+                file.unlink()
 
 
 if __name__ == "__main__":

@@ -98,6 +98,8 @@ def test_checkerboard_pass_is_exact_at_the_non_anchors(k, h, w):
     assert (ref.abs() == CLIP * 2 ** ACT_BITS).any() or k == 1  # the clip is reached (large inputs)
     with pytest.raises(ValueError, match="stride-1"):
         IntegerNetwork(IntegerConv(6, 10, 3, 2)).exact_checkerboard(x)
+    with pytest.raises(ValueError, match="odd size"):
+        IntegerNetwork(IntegerConv(6, 10, 4)).exact_checkerboard(x)
     with pytest.raises(ValueError, match="one IntegerConv"):
         IntegerNetwork(IntegerConv(6, 6, 3), torch.nn.ReLU(), IntegerConv(6, 6, 3)).exact_checkerboard(x)
 

@@ -296,6 +296,12 @@ def test_an_update_ships_as_differences_from_its_base_and_loads_as_their_sum(tin
     # exporting a whole file again replaces the update
     assert main(["export", str(tmp_path / "run")]) == 0
     assert not update.exists() and weights.manifest()["balle2017"]["file"] == base.name
+    # a file another codec's update loads from is never replaced
+    weights.write("other", weights.shipped_state("balle2017"), {"codec": "other"}, base=base.name)
+    assert weights.manifest()["other"]["base"] == base.name
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run")]) == 1
+    assert "base of another codec's update" in capsys.readouterr().err
 
 
 def test_int8_storage_round_trips_exactly_down_to_near_dead_channels():

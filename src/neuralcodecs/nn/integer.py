@@ -96,10 +96,11 @@ class IntegerConv(nn.Module):
         ones over twice the channels, at a quarter of the positions (2.8x fewer products, and no product with
         the zeros). The same products are summed, as integers below 2^53, so the result is exact()'s."""
         c = self.conv
-        if isinstance(c, nn.ConvTranspose2d) or c.stride != (1, 1) or c.kernel_size[0] != c.kernel_size[1]:
-            raise ValueError("exact_checkerboard needs a square stride-1 convolution")
-        n, cin, h, w = x_int.shape
         r = c.kernel_size[0] // 2
+        if (isinstance(c, nn.ConvTranspose2d) or c.stride != (1, 1) or c.kernel_size != (2 * r + 1,) * 2
+                or c.padding != (r, r) or c.dilation != (1, 1) or c.groups != 1):
+            raise ValueError("exact_checkerboard needs a square stride-1 convolution of odd size, 'same' padding")
+        n, cin, h, w = x_int.shape
         reach = (r + 1) // 2  # half-resolution offsets -reach..reach
         x = F.pad(x_int, (0, w % 2, 0, h % 2))  # whole 2x2 blocks (the padding is zero, as off the image)
         weight = self._weight_int().to(x.device)

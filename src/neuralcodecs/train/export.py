@@ -38,7 +38,7 @@ def export(run: Path, kodak: str | None = None, command: str = "", workers: int 
     steps = state.get("init_steps", 0) + state["step"]  # a run started from shipped weights counts theirs too
     entry = {"codec": cfg.codec, "settings": cfg.settings, "lmbdas": list(model.lmbdas), "steps": steps,
              "data": cfg.data, "batch": cfg.batch, "crop": cfg.crop, "command": command,
-             **({"storage": "int8"} if int8 else {}), **({"base": base} if base else {}),
+             **({"storage": "int8"} if int8 else {}),
              **({"averaged": [str(run / "checkpoint.pt"), *map(str, average)]} if average else {})}
     return write_measured(cfg.codec, model.state_dict(), entry, kodak, run / "kodak", workers, int8=int8, base=base)
 

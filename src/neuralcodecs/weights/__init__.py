@@ -150,6 +150,8 @@ def round_to_update(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor
                     if torch.equal(loaded, v.float()):
                         break
                     v.copy_(loaded)
+                else:
+                    raise ValueError(f"{k}: its differences from the base do not settle on a grid")
 
 
 def round_to_int8(state: dict[str, torch.Tensor]) -> None:
@@ -197,9 +199,16 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = Fal
     directory = weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
     plain, packed, update = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz", update_path(name)
-    path, others = (update, ()) if base else ((packed, (plain, update)) if xz else (plain, (packed, update)))
+    path, others = (update, (plain, packed)) if base else ((packed, (plain, update)) if xz else (plain, (packed, update)))
+    others = tuple(p for p in others if p.name != base)  # an update's base stays
+    full = manifest()
+    used = {e.get("base") for codec, e in full.items() if codec != name}
+    if path.name in used or any(p.name in used and p.exists() for p in others):
+        raise ValueError(f"{path.name} or a file it replaces is the base of another codec's update")
     stored, meta, base_state = export_state(state), {}, None
     if base:
+        if int8:
+            raise ValueError("an update stores differences from its base: it cannot be in 8 bits as well")
         if "base" in _read(directory / base)[1]:
             raise ValueError(f"{base} is an update itself: give the file it updates")
         base_state = read_state(directory / base)
@@ -221,8 +230,8 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = Fal
     path.write_bytes(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if xz or base else data)
     for other in others:
         other.unlink(missing_ok=True)
-    full = manifest()
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                  **entry, "fingerprint": fingerprint(loaded).hex()}  # of the weights as they load
+                  **{k: v for k, v in entry.items() if k != "base"}, **({"base": base} if base else {}),
+                  "fingerprint": fingerprint(loaded).hex()}  # of the weights as they load
     (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return path
