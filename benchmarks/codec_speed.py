@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -174,17 +175,30 @@ def main(argv: list[str] | None = None) -> None:
     # codecs not timed now keep their rows from the same images: a slow one (coconet encodes for
     # minutes) need not run again because another changed
     earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    # (the same folder however it was named: a relative --data or the default's absolute path)
+    machine = {"python": platform.python_version(), "platform": platform.platform(),
+               "processor": platform.processor() or platform.machine(), **cpu()}
+    # (the same folder however it was named: a relative --data or the default's absolute path; and the same kind
+    # of CPU: rows timed on another would mix machines in one table)
     if (earlier and Path(earlier["data"]).resolve() == Path(data).resolve()
-            and earlier.get("torch_threads") == TORCH_THREADS):
+            and earlier.get("torch_threads") == TORCH_THREADS and earlier.get("machine") == machine):
         timed = {r["codec"] for r in results}
         results = [r for r in earlier["results"] if r["codec"] not in timed] + results
     doc = {"data": str(data), "images": len(images), "torch_threads": TORCH_THREADS,
-           "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                       "processor": platform.processor() or platform.machine()},
+           "machine": machine,
            "neuralcodecs": nc.__version__, "results": results}
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
+
+
+def cpu() -> dict:
+    """The CPU's model, whether it has AVX-512, and its cores: the machines this runs on differ in these, and
+    the learned codecs' convolutions run about twice as fast with AVX-512."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+
+    def field(key: str) -> str:
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
+
+    return {"cpu": field("model name"), "avx512": "avx512f" in field("flags").split(), "cores": os.cpu_count()}
 
 
 if __name__ == "__main__":
