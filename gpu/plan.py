@@ -65,19 +65,14 @@ EXTRA = [
 ]
 
 
-def last_step(run: Path) -> int:
-    """The step of a run's checkpoint (its log's last row: the log is written with each checkpoint)."""
-    rows = (run / "log.csv").read_text().splitlines()[1:] if (run / "log.csv").exists() else []
-    return int(float(rows[-1].split(",")[0])) if rows else 0
-
-
-def export_options(codec: str, options: list[str], run: Path, manifest: dict) -> list[str]:
-    """How a run ships: a fine-tune (one that keeps snapshots) as the mean of its snapshots and last weights, an
-    update of the shipped file (of the file an update of them updates); any other whole, in 8 bits."""
+def export_options(codec: str, options: list[str], run: Path, step: int, manifest: dict) -> list[str]:
+    """How a run whose checkpoint is at `step` ships: a fine-tune (one that keeps snapshots) as the mean of its
+    snapshots and last weights, an update of the shipped file (of the file an update of them updates); any other
+    whole, in 8 bits."""
     if "--snapshot-every" not in options:
         return ["--int8"]
     entry = manifest[codec]
-    last = run / "snapshots" / f"step-{last_step(run):07d}.pt"  # a snapshot of the last weights would count twice
+    last = run / "snapshots" / f"step-{step:07d}.pt"  # a snapshot of the last weights would count twice
     snapshots = [str(p) for p in sorted((run / "snapshots").glob("*.pt")) if p != last]
     return ["--base", entry.get("base", entry["file"]), *(["--average", *snapshots] if snapshots else [])]
 
@@ -185,7 +180,7 @@ def main() -> None:
         # one after another (each rewrites the manifest; seconds each), plan.json rewritten after each, so that a
         # command killed at the deadline returns what finished
         if (run / "checkpoint.pt").exists():
-            how = export_options(codec, dict(queue)[codec], run, manifest)
+            how = export_options(codec, dict(queue)[codec], run, int(last.get("step", 0)), manifest)
             what = f"gpu/plan.py {codec}: {len(rows)} steps on the GPU in {train_seconds} s"
             if "--average" in how:  # the snapshots after the option, and the last weights
                 what += f", the mean of {len(how) - how.index('--average')} points"

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from .. import weights
-from .loop import TrainConfig, build_model
+from .loop import TrainConfig, build_model, trains_otherwise
 
 
 def export(run: Path, kodak: str | None = None, command: str = "", workers: int = 1, int8: bool = False,
@@ -51,7 +51,7 @@ def _member(path: Path, config: dict) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a training checkpoint (checkpoint.pt) nor a weights file")
-    other = [k for k in ("codec", "lmbda", "settings") if state["config"].get(k) != config[k]]
+    other = trains_otherwise(state["config"], config)
     if other:
         raise ValueError(f"cannot average {path}: it trained another {', '.join(other)} than the run")
     return state["model"]

@@ -91,6 +91,18 @@ def _autocast(cfg: TrainConfig):
     return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16)
 
 
+def trains_otherwise(config: dict, other: dict) -> list[str]:
+    """What two runs' configs (TrainConfig as dicts) train differently (codec, lambdas, settings): a run resumed,
+    or a checkpoint averaged with another run's, must train the same; the schedule may differ."""
+    return [k for k in ("codec", "lmbda", "settings") if config.get(k) != other.get(k)]
+
+
+def _save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
 def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.Generator, cfg: TrainConfig,
                     init_steps: int = 0) -> None:
     state = {"model": model.state_dict(), "opt": opt.state_dict(),
@@ -99,9 +111,7 @@ def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.G
              "cuda_rng": torch.cuda.get_rng_state(cfg.device) if cfg.device.startswith("cuda") else None,
              "config": dataclasses.asdict(cfg),
              "lmbdas": list(model.lmbdas)}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
+    _save(state, path)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -155,7 +165,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if ckpt.exists():
         state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
         # a resumed run may change its schedule (steps, lr, stage, crops, threads) but not what it trains
-        changed = [k for k in ("codec", "lmbda", "settings") if state["config"][k] != dataclasses.asdict(cfg)[k]]
+        changed = trains_otherwise(state["config"], dataclasses.asdict(cfg))
         if changed:
             raise ValueError(f"{ckpt} trains other {', '.join(changed)} ({', '.join(str(state['config'][k]) for k in changed)}): "
                              f"resume it with those, or choose another --out")
@@ -245,9 +255,7 @@ def save_snapshot(path: Path, model, step: int, cfg: TrainConfig) -> None:
     """The weights at this step with what `export --average` checks them by (no optimizer: a third of a
     checkpoint's bytes)."""
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "step": step, "config": dataclasses.asdict(cfg)}, tmp)
-    tmp.replace(path)
+    _save({"model": model.state_dict(), "step": step, "config": dataclasses.asdict(cfg)}, path)
 
 
 def _append_log(path: Path, log: dict[str, list], start: int) -> int:

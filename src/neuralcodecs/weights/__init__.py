@@ -138,13 +138,18 @@ def to_delta(v: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return q.reshape(v.shape), scale.half().reshape(-1, *[1] * (v.dim() - 1))
 
 
+def _delta_stored(k: str, v: torch.Tensor, base: dict[str, torch.Tensor]) -> bool:
+    """Whether tensor k of an update ships as differences: a large one (as in 8 bits) that its base also has."""
+    return _int8_stored(v) and k in base and base[k].shape == v.shape
+
+
 def round_to_update(state: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) -> None:
     """Replace, in place, every tensor that ships as a difference from `base` (a base file's read_state) by the
     weights it loads as. Storing those again must give the same differences (write checks it); the rounding of
     the addition can move a scale, so it repeats until nothing changes (once or twice)."""
     with torch.no_grad():
         for k, v in state.items():
-            if _int8_stored(v) and k in base and base[k].shape == v.shape:
+            if _delta_stored(k, v, base):
                 for _ in range(4):
                     loaded = _add_delta(base[k], *to_delta(v, base[k]))
                     if torch.equal(loaded, v.float()):
@@ -183,10 +188,6 @@ def fingerprint(state: dict[str, torch.Tensor]) -> bytes:
     return h.digest()[:8]
 
 
-def update_path(name: str) -> Path:
-    return weights_dir() / f"{name}.update.safetensors.xz"
-
-
 def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = False, int8: bool = False,
           base: str | None = None) -> Path:
     """Write `name`.safetensors (`name`.safetensors.xz with `xz`) and its manifest entry (sha256 of the file
@@ -198,7 +199,8 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = Fal
 
     directory = weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    plain, packed, update = directory / f"{name}.safetensors", directory / f"{name}.safetensors.xz", update_path(name)
+    plain, packed, update = (directory / f"{name}.{suffix}" for suffix in
+                             ("safetensors", "safetensors.xz", "update.safetensors.xz"))
     path, others = (update, (plain, packed)) if base else ((packed, (plain, update)) if xz else (plain, (packed, update)))
     others = tuple(p for p in others if p.name != base)  # an update's base stays
     full = manifest()
@@ -209,12 +211,13 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = Fal
     if base:
         if int8:
             raise ValueError("an update stores differences from its base: it cannot be in 8 bits as well")
-        if "base" in _read(directory / base)[1]:
+        base_stored, base_meta = _read(directory / base)
+        if "base" in base_meta:
             raise ValueError(f"{base} is an update itself: give the file it updates")
-        base_state = read_state(directory / base)
+        base_state = _as_loaded(base_stored)
         meta = {"base": base, "base_sha256": hashlib.sha256((directory / base).read_bytes()).hexdigest()}
-    large = [k for k, v in state.items() if (int8 or base) and _int8_stored(v)
-             and (not base or (k in base_state and base_state[k].shape == v.shape))]
+    large = [k for k, v in state.items()
+             if (_delta_stored(k, v, base_state) if base else int8 and _int8_stored(v))]
     for k in large:
         if base:
             stored[k + DELTA], stored[k + DELTA_SCALE] = to_delta(state[k], base_state[k])
@@ -231,7 +234,7 @@ def write(name: str, state: dict[str, torch.Tensor], entry: dict, xz: bool = Fal
     for other in others:
         other.unlink(missing_ok=True)
     full[name] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                  **{k: v for k, v in entry.items() if k != "base"}, **({"base": base} if base else {}),
+                  **entry, **({"base": base} if base else {}),
                   "fingerprint": fingerprint(loaded).hex()}  # of the weights as they load
     (directory / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     return path
