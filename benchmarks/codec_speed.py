@@ -7,10 +7,10 @@ Each codec runs at its default quality, or at the rate point --quality-index pic
 (low, middle, high or a number), with the --set settings (e.g. budget=60 for coconet, whose encoding
 takes its time budget). One untimed warm-up first (`Codec.warm_up`), so imports and table building are not
 counted; then every image is encoded and decoded once, timed with perf_counter. Torch gets 2 threads
-(learned codecs code on one of them, for bit-exact decoding: see learned.py). Prints a table and writes
-codec_speed.json, keeping the rows of codecs it did not time.
+(learned codecs run each convolution on one thread and cut their work into pieces that run side by side:
+threads.py). Prints a table and writes codec_speed.json, keeping the rows of codecs it did not time.
 
---stages also says where a transform codec's time goes (on the one thread its coding runs on): the analysis
+--stages also says where a transform codec's time goes (on the threads its coding runs on): the analysis
 g_a, the latent codec's compress and decompress, split into its integer networks (the exact entropy
 parameters: h_s, and for minnen2018 the context g_ctx and e) and the rest (the float hyper-analysis h_a,
 densities, range coding, the gain products), and the synthesis g_s; seconds per image in each row's
@@ -83,20 +83,22 @@ def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dic
     import torch
 
     from neuralcodecs.image import pad
-    from neuralcodecs.learned import one_thread
+    from neuralcodecs.threads import one_thread
     from neuralcodecs.nn.integer import IntegerNetwork
 
     codec = nc.create_codec(name, quality=quality, **(settings or {}))
     codec.warm_up(images[0])
     integer = [0.0]
-    exact = IntegerNetwork.exact
+    exact = {f: getattr(IntegerNetwork, f) for f in ("exact", "exact_checkerboard")}
 
-    def timed_exact(self, x):
-        t = time.perf_counter()
-        try:
-            return exact(self, x)
-        finally:
-            integer[0] += time.perf_counter() - t
+    def timed(f):
+        def run(self, x):
+            t = time.perf_counter()
+            try:
+                return exact[f](self, x)
+            finally:
+                integer[0] += time.perf_counter() - t
+        return run
 
     total: dict[str, float] = {}
 
@@ -104,7 +106,8 @@ def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dic
         total[key] = total.get(key, 0.0) + seconds / len(images)
 
     q = codec.config.quality - 1
-    IntegerNetwork.exact = timed_exact
+    for f in exact:
+        setattr(IntegerNetwork, f, timed(f))
     try:
         with one_thread(), torch.no_grad():
             for img in images:
@@ -127,7 +130,8 @@ def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dic
                 add("analysis g_a", t1 - t0)
                 add("synthesis g_s", t4 - t3)
     finally:
-        IntegerNetwork.exact = exact
+        for f, method in exact.items():
+            setattr(IntegerNetwork, f, method)
     return total
 
 

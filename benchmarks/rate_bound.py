@@ -20,7 +20,8 @@ import numpy as np
 import neuralcodecs as nc
 from neuralcodecs.eval import list_images
 from neuralcodecs.image import pad
-from neuralcodecs.learned import entropy_coded_codecs, one_thread
+from neuralcodecs.learned import entropy_coded_codecs
+from neuralcodecs.threads import one_thread
 from neuralcodecs.registry import get_entry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path

@@ -22,7 +22,7 @@ import numpy as np
 import neuralcodecs as nc
 from neuralcodecs.codecs.toderici2016 import BITS, ITERATIONS, TILE
 from neuralcodecs.eval import list_images
-from neuralcodecs.learned import one_thread
+from neuralcodecs.threads import one_thread
 from neuralcodecs.metrics import psnr, ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path

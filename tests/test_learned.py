@@ -1,6 +1,7 @@
 """Learned codecs: the one training loop, export and loading, fingerprints, and the bits of real files."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from neuralcodecs.cli import main
 from neuralcodecs.learned import LearnedCodec, entropy_coded_codecs
 from neuralcodecs.registry import get_entry
 
+ROOT = Path(__file__).resolve().parents[1]
 LEARNED = [n for n in nc.list_codecs(ready=True) if issubclass(get_entry(n).cls, LearnedCodec)]
 # those that code with entropy models of their own (jiang2017's rate is its host codec's file)
 ENTROPY_CODED = entropy_coded_codecs()
@@ -342,7 +344,7 @@ def test_one_thread_holds_in_every_thread_while_another_is_inside():
     codes on one thread; A closes first, and B is still on one thread; the count comes back when both closed."""
     import threading
 
-    from neuralcodecs.learned import one_thread
+    from neuralcodecs.threads import one_thread
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -384,3 +386,72 @@ def test_a_stop_is_agreed_on_the_runs_device(tiny_data, tmp_path, monkeypatch):
                         real(self, holds, "cpu"))
     _train(tiny_data, tmp_path / "run", 2)
     assert devices and all(d == "cpu" for d in devices) and len(devices) >= 4  # stop checks and finite-loss checks
+
+
+@pytest.mark.parametrize("name", ["balle2017", "theis2017"])
+def test_tiles_compute_what_the_whole_image_would(name, monkeypatch):
+    """The transforms' tiles (learned.py) see at least their reach around them: cut into 2x4 tiles of 64 pixels
+    and put together, g_a's latents and g_s's pixels are the whole image's, up to float rounding."""
+    from neuralcodecs.image import from_tensor, to_tensor
+
+    codec = nc.create_codec(name)
+    s = codec.latent_stride
+    x = np.ascontiguousarray(nc.load_image(ROOT / "samples" / "kodim23.png")[100:228, 200:456])
+    with torch.no_grad():
+        y_whole = codec.analysis(to_tensor(x))
+        x_whole = from_tensor(codec.synthesis(torch.round(y_whole)))
+        monkeypatch.setattr(codec, "tile", 64)
+        assert len(codec._tiles(128 // s, 256 // s)) == 8
+        y = codec._analyse(x)
+        x_hat = codec._synthesise(torch.round(y_whole))
+    assert torch.allclose(y, y_whole, atol=1e-4)
+    diff = np.abs(x_hat.astype(int) - x_whole)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_the_cut_depends_on_the_image_alone():
+    codec = nc.create_codec("balle2017")
+    assert codec._tiles(32, 48) == [(0, 32, 0, 24), (0, 32, 24, 48)]  # Kodak, 768x512: two halves
+    assert codec._tiles(48, 32) == [(0, 24, 0, 32), (24, 48, 0, 32)]
+    assert codec._tiles(31, 31) == [(0, 31, 0, 31)]  # 496x496: whole
+    tiles = codec._tiles(250, 160)  # 4000x2560 pixels: 4x3 tiles of at most 1024 pixels
+    assert len(tiles) == 12 and max(b - a for a, b, _, _ in tiles) * 16 <= 1024
+
+
+_DECODE_FILE = """
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+import neuralcodecs as nc
+np.save(sys.argv[3], nc.decode(open(sys.argv[2], "rb").read()))
+"""
+
+
+def test_decoding_in_tiles_gives_the_same_pixels_with_one_and_two_threads(tmp_path):
+    """A file whose image is cut in tiles decodes in fresh processes with 1 and 2 torch threads, and in this
+    one, to the same pixels."""
+    x = np.ascontiguousarray(nc.load_image(ROOT / "samples" / "kodim23.png")[:64, :576])
+    codec = nc.create_codec("minnen2018")
+    assert len(codec._tiles(64 // 16, 576 // 16)) == 2
+    data = codec.encode(x)
+    (tmp_path / "f.ncdc").write_bytes(data)
+    here = nc.decode(data)
+    for threads in (1, 2):
+        subprocess.run([sys.executable, "-c", _DECODE_FILE, str(threads), str(tmp_path / "f.ncdc"),
+                        str(tmp_path / "x.npy")], check=True)
+        assert np.array_equal(np.load(tmp_path / "x.npy"), here)
+
+
+def test_parallel_runs_each_piece_on_one_thread_in_the_callers_grad_mode():
+    from neuralcodecs.threads import coding_threads, one_thread, parallel
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert coding_threads() == 2
+        with one_thread():
+            assert coding_threads() == 2  # the caller's count, not the block's
+            with torch.no_grad():
+                seen = parallel(lambda i: (i, torch.get_num_threads(), torch.is_grad_enabled()), range(5))
+        assert seen == [(i, 1, False) for i in range(5)]
+    finally:
+        torch.set_num_threads(before)

@@ -1,6 +1,8 @@
 """GDN / IGDN (Ballé et al. 2016, 2017) and the gradient-friendly lower bound."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import pytest
 
@@ -126,3 +128,32 @@ def test_rejects_wrong_shape():
         GDN(3)(torch.randn(2, 4, 5, 5))
     with pytest.raises(ValueError):
         GDN(3)(torch.randn(3, 5, 5))
+
+
+def test_integer_convolutions_cut_among_threads_give_the_same_integers(monkeypatch):
+    """exact() cuts a large convolution's output channels among the coding threads (nn/integer.py): with every
+    convolution cut, the integers are those of the uncut ones; and the cached integer weights follow a change
+    of the weights."""
+    from neuralcodecs.nn import integer
+
+    torch.manual_seed(0)
+    net = integer.IntegerNetwork(integer.IntegerConv(16, 24, 5, 2, transposed=True), torch.nn.ReLU(),
+                                 integer.IntegerConv(24, 32, 3))
+    ctx = integer.IntegerNetwork(integer.IntegerConv(32, 48, 5))
+    z = torch.round(torch.randn(1, 16, 9, 7) * 2000) / 256
+    on_anchors = (torch.arange(10)[:, None] + torch.arange(9)) % 2 == 0
+    anchors = torch.round(torch.randn(1, 32, 10, 9) * 2000) / 256 * on_anchors
+    whole = net.exact(z), ctx.exact_checkerboard(anchors)
+    monkeypatch.setattr(integer, "PARALLEL_MACS", 0)
+    monkeypatch.setattr(integer, "coding_threads", lambda: 3)
+    cut = net.exact(z), ctx.exact_checkerboard(anchors)
+    assert all(torch.equal(a, b) for a, b in zip(whole, cut))
+    with torch.no_grad():
+        net[0].conv.weight.add_(1 / 64)
+        ctx[0].conv.weight.mul_(-1)
+    fresh = [integer.IntegerNetwork(*(copy.deepcopy(m) for m in n)) for n in (net, ctx)]
+    for f in fresh:
+        for m in f:
+            m.__dict__.pop("_exact_cache", None)
+    assert torch.equal(net.exact(z), fresh[0].exact(z)) and not torch.equal(net.exact(z), whole[0])
+    assert torch.equal(ctx.exact_checkerboard(anchors), fresh[1].exact_checkerboard(anchors))

@@ -2,11 +2,9 @@
 training (forward: reconstruction and estimated bits) apart from real coding (encode/decode)."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import threading
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -18,6 +16,7 @@ from .entropy.latent import LatentCodec
 from .entropy.model import EntropyModel
 from .image import from_tensor, to_tensor
 from .registry import get_entry, list_codecs
+from .threads import one_thread, parallel
 from .train.step import train_step
 
 
@@ -109,10 +108,10 @@ class LearnedCodec(Codec, nn.Module):
         self.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         self._fingerprint = fingerprint or weights.fingerprint(self.state_dict())
 
-    # -- real coding: one thread -----------------------------------------------------------------
-    # A convolution's float result depends on how the work is split across threads, and a change in the
-    # last bit can move a pixel across a rounding boundary: decoding must not depend on the caller's
-    # thread count, so coding runs on one thread (on 2 cores it is no slower: benchmarks/codec_speed.py).
+    # -- real coding: every convolution on one thread ------------------------------------------------
+    # Decoding must not depend on the caller's thread count (threads.py): coding runs each convolution on one
+    # thread, and the codecs that cut their work into pieces fixed by the image (VariableRateCodec's tiles, the
+    # integer networks' channels) run the pieces side by side on the caller's threads (threads.parallel).
     def encode(self, image: np.ndarray) -> bytes:
         with one_thread():
             return super().encode(image)
@@ -261,44 +260,67 @@ class VariableRateCodec(LearnedCodec):
         lmbda = torch.tensor(self.lmbdas, device=y.device)[q]
         return {"x_hat": x_hat, "bits": total, "lmbda": lmbda}
 
-    # -- real coding --------------------------------------------------------------------------------
-    # Large images run through the transforms in tiles, so memory stays bounded (a 12 Mpixel photo in one piece
-    # needs 2-4 GB of activations). A tile sees `margin` of real image around it, more than the transforms'
-    # receptive fields (g_a: 28 px for balle2017, 38 px for theis2017; g_s: 4-5 latents), and only its interior
-    # is kept. The tile size is a constant, not derived from the machine's memory, so every decoder computes
-    # the same pixels; images up to one tile plus its margins are coded whole, as they always were.
-    tile = 1024             # pixels per tile side (a multiple of every latent stride)
-    analysis_margin = 64    # pixels of context on each side of an analysis tile
-    synthesis_margin = 8    # latents of context on each side of a synthesis tile
+    # -- real coding ---------------------------------------------------------------------------------
+    # The transforms run in tiles: a cut of the image that depends on its size alone, never on the machine, so
+    # that the cores share one image (threads.parallel) and a large one stays in bounded memory (a 12 Mpixel
+    # photo in one piece needs 2-4 GB of activations). Each tile sees `margin` of real image around it, at
+    # least the transform's reach (measured: a latent of balle2017's g_a reads pixels 28 before to 13 after its
+    # own 16, and its g_s pixels read latents 1 before to 2 after; theis2017's overrides), and only its interior
+    # is kept, so the tiles compute what the whole image would, up to float rounding; and since the cut is fixed
+    # and every tile runs on one thread, every decoder computes the same pixels with any number of threads.
+    tile = 1024             # pixels per tile side at most (a multiple of every latent stride)
+    split = 512             # a longer side of at least this many pixels is cut in two, for two cores
+    analysis_margin = 32    # pixels of context on each side of an analysis tile (a multiple of latent_stride)
+    synthesis_margin = 3    # latents of context on each side of a synthesis tile
+
+    def _tiles(self, hl: int, wl: int) -> list[tuple[int, int, int, int]]:
+        """The tiles of an hl x wl latent grid, (row0, row1, col0, col1) in latents: each side cut into the
+        fewest near-equal parts of at most `tile` pixels, the longer one into two at least from `split` on."""
+        s = self.latent_stride
+        parts = [-(-n * s // self.tile) for n in (hl, wl)]
+        if parts == [1, 1] and max(hl, wl) * s >= self.split:
+            parts[int(wl > hl)] = 2
+        rows, cols = ([(n * i // k, n * (i + 1) // k) for i in range(k)] for n, k in zip((hl, wl), parts))
+        return [(a, b, c, d) for a, b in rows for c, d in cols]
 
     def _analyse(self, x: np.ndarray) -> Tensor:
-        """g_a of a padded uint8 image, in tiles if it is large."""
+        """g_a of a padded uint8 image, tile by tile (_tiles)."""
         h, w, _ = x.shape
-        s = self.latent_stride
-        rows, cols = _spans(h, self.tile, self.analysis_margin), _spans(w, self.tile, self.analysis_margin)
-        if len(rows) == len(cols) == 1:
-            return self.analysis(to_tensor(x).to(self.log_gain.device))
-        y = None
-        for a, b, ca, cb in rows:
-            for c, d, cc, cd in cols:
-                t = self.analysis(to_tensor(np.ascontiguousarray(x[ca:cb, cc:cd])).to(self.log_gain.device))
-                if y is None:
-                    y = t.new_empty((1, t.shape[1], h // s, w // s))
-                y[:, :, a // s:b // s, c // s:d // s] = t[:, :, (a - ca) // s:(b - ca) // s, (c - cc) // s:(d - cc) // s]
+        s, m, device = self.latent_stride, self.analysis_margin, self.log_gain.device
+
+        def tile(t: tuple[int, int, int, int]) -> Tensor:
+            a, b, c, d = t
+            ra, ca = max(0, a * s - m), max(0, c * s - m)
+            part = np.ascontiguousarray(x[ra:min(h, b * s + m), ca:min(w, d * s + m)])
+            return self.analysis(to_tensor(part).to(device))[:, :, a - ra // s:b - ra // s, c - ca // s:d - ca // s]
+
+        tiles = self._tiles(h // s, w // s)
+        parts = parallel(tile, tiles)
+        if len(parts) == 1:
+            return parts[0]
+        y = parts[0].new_empty((1, parts[0].shape[1], h // s, w // s))
+        for (a, b, c, d), part in zip(tiles, parts):
+            y[:, :, a:b, c:d] = part
         return y
 
     def _synthesise(self, y_hat: Tensor) -> np.ndarray:
-        """g_s of y_hat as a uint8 image, in tiles if it is large."""
+        """g_s of y_hat as a uint8 image, tile by tile (_tiles)."""
         _, _, hl, wl = y_hat.shape
-        s, tile = self.latent_stride, self.tile // self.latent_stride
-        rows, cols = _spans(hl, tile, self.synthesis_margin), _spans(wl, tile, self.synthesis_margin)
-        if len(rows) == len(cols) == 1:
-            return from_tensor(self.synthesis(y_hat))
+        s, m = self.latent_stride, self.synthesis_margin
+
+        def tile(t: tuple[int, int, int, int]) -> np.ndarray:
+            a, b, c, d = t
+            ra, ca = max(0, a - m), max(0, c - m)
+            part = from_tensor(self.synthesis(y_hat[:, :, ra:min(hl, b + m), ca:min(wl, d + m)]))
+            return part[(a - ra) * s:(b - ra) * s, (c - ca) * s:(d - ca) * s]
+
+        tiles = self._tiles(hl, wl)
+        parts = parallel(tile, tiles)
+        if len(parts) == 1:
+            return parts[0]
         out = np.empty((hl * s, wl * s, 3), np.uint8)
-        for a, b, ca, cb in rows:
-            for c, d, cc, cd in cols:
-                t = from_tensor(self.synthesis(y_hat[:, :, ca:cb, cc:cd]))
-                out[a * s:b * s, c * s:d * s] = t[(a - ca) * s:(b - ca) * s, (c - cc) * s:(d - cc) * s]
+        for (a, b, c, d), part in zip(tiles, parts):
+            out[a * s:b * s, c * s:d * s] = part
         return out
 
     def _latents(self, x: np.ndarray) -> Tensor:
@@ -379,14 +401,6 @@ class LatentRefinement:
         return self.y.detach()
 
 
-def _spans(n: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
-    """Tiles along an axis of length n: (start, stop) and the context (start, stop) computed around it.
-    One span covering everything when n fits in a tile and its margins."""
-    if n <= tile + 2 * margin:
-        return [(0, n, 0, n)]
-    return [(a, min(a + tile, n), max(0, a - margin), min(n, a + tile + margin)) for a in range(0, n, tile)]
-
-
 def entropy_coded_codecs() -> list[str]:
     """The ready learned codecs that say how many bits their files should take (estimate_bits: the information
     content under their entropy models, or the raw bits of those without one), to be checked against real files."""
@@ -394,25 +408,3 @@ def entropy_coded_codecs() -> list[str]:
     return [n for n in learned if hasattr(get_entry(n).cls, "estimate_bits")]
 
 
-_one_thread_lock = threading.Lock()
-_one_thread_blocks = [0, 1]  # [blocks open now (any Python thread), torch's thread count before the first]
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread inside the block (coding must not depend on the thread count), as before after.
-    Whether torch's thread count is one setting per process or per OS thread depends on its build and on the
-    thread, so every block sets it in its own thread, and only the last block to close (in any thread) restores
-    the count from before the first: a restore while another thread codes could change that thread's count."""
-    with _one_thread_lock:
-        if _one_thread_blocks[0] == 0:
-            _one_thread_blocks[1] = torch.get_num_threads()
-        _one_thread_blocks[0] += 1
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        with _one_thread_lock:
-            _one_thread_blocks[0] -= 1
-            if _one_thread_blocks[0] == 0:
-                torch.set_num_threads(_one_thread_blocks[1])

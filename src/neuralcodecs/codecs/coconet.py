@@ -44,7 +44,7 @@ from ..codec import progress as progress_bar
 from ..entropy.coder import Decoder, Encoder
 from ..errors import BitstreamError
 from ..image import save_image, to_tensor
-from ..learned import one_thread
+from ..threads import one_thread
 from ..registry import register
 from ..train.step import train_step
 
@@ -303,7 +303,7 @@ class CocoNet(Codec):
         out = np.empty((h * w, 3), np.uint8)
         # RENDER_BATCH pixel centres at a time, straight into the 8-bit output: memory stays a small multiple of
         # the output's, however large the grid a header (or `upsample`) asks for
-        with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
+        with one_thread():  # the same pixels whatever the caller's thread count (see threads.py)
             for start in range(0, h * w, RENDER_BATCH):
                 i = torch.arange(start, min(start + RENDER_BATCH, h * w))
                 rgb = net(torch.stack([xs[i % w], ys[i // w]], dim=-1))

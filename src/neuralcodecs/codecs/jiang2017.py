@@ -34,7 +34,8 @@ from torch.func import functional_call
 
 from ..codec import Command, HostedCodec
 from ..image import as_image, from_tensor, max_decode_pixels, padded_shape, save_image, to_tensor
-from ..learned import LearnedCodec, one_thread
+from ..learned import LearnedCodec
+from ..threads import one_thread
 from ..nn import conv
 from ..registry import create_codec, get_entry, register
 
@@ -233,7 +234,7 @@ class JPEGEnhance(HostedCodec, LearnedCodec):
         """Any ordinary JPEG file (bytes) -> its decoded image with artefacts reduced (gray stays gray, CMYK and
         YCCK become RGB). ValueError for anything else, or over the decoder pixel limit."""
         x = as_image(_read_jpeg(data))
-        with one_thread():  # the same pixels whatever the caller's thread count (see learned.py)
+        with one_thread():  # the same pixels whatever the caller's thread count (see threads.py)
             y = self.enhance(np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x)
         return np.round(y.mean(axis=2, keepdims=True)).astype(np.uint8) if x.shape[2] == 1 else y
 

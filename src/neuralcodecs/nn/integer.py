@@ -23,10 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..threads import coding_threads, parallel
+
 WEIGHT_BITS = 8   # weights on a grid of 1/256
 ACT_BITS = 8      # activations and biases on a grid of 1/256 (the quantization grid of the factorized z)
 CLIP = 2.0 ** 16  # activations clipped to +-CLIP
 WEIGHT_CLIP = 16.0 - 2.0 ** -WEIGHT_BITS
+# a checkerboard's 2x2 phases (row, column): the anchors (i + j even) and the rest
+_PHASES_IN, _PHASES_OUT = ((0, 0), (1, 1)), ((0, 1), (1, 0))
+PARALLEL_MACS = 10 ** 7  # an exact convolution of at least this many products is cut among the coding threads
 
 
 def _round_half_up(x: Tensor) -> Tensor:
@@ -68,8 +73,17 @@ class IntegerConv(nn.Module):
         b = quantize_activation(self.conv.bias)
         return quantize_activation(self._call(x, quantize_weight(self.conv.weight), b))
 
+    def _cached(self, name: str, make) -> Tensor:
+        """make(weight) for the current weights, kept until they change (in place: their version moves; or
+        replaced): coding would otherwise round and convert every weight again for each image."""
+        w, cache = self.conv.weight, self.__dict__.setdefault("_exact_cache", {})
+        hit = cache.get(name)
+        if hit is None or hit[0] is not w or hit[1] != w._version:
+            hit = cache[name] = (w, w._version, make(w.detach()))
+        return hit[2]
+
     def _weight_int(self) -> Tensor:
-        return torch.round(quantize_weight(self.conv.weight).double() * 2 ** WEIGHT_BITS)
+        return self._cached("weight", lambda w: torch.round(quantize_weight(w).double() * 2 ** WEIGHT_BITS))
 
     def _finish(self, acc: Tensor) -> Tensor:
         """The sums of products (float64 integers) -> the output: the bias added, rounded onto the grid, clipped."""
@@ -81,8 +95,10 @@ class IntegerConv(nn.Module):
     @torch.no_grad()
     def exact(self, x_int: Tensor) -> Tensor:
         """x_int: float64 integers (activations times 2^ACT_BITS) -> the same for the output."""
+        w = self._weight_int().to(x_int.device)
         with torch.backends.cudnn.flags(enabled=False):
-            return self._finish(self._call(x_int, self._weight_int().to(x_int.device), None))
+            return self._finish(_split_outputs(lambda part: self._call(x_int, part, None), w,
+                                               int(isinstance(self.conv, nn.ConvTranspose2d)), x_int))
 
     @torch.no_grad()
     def exact_checkerboard(self, x_int: Tensor) -> Tensor:
@@ -103,24 +119,39 @@ class IntegerConv(nn.Module):
         n, cin, h, w = x_int.shape
         reach = (r + 1) // 2  # half-resolution offsets -reach..reach
         x = F.pad(x_int, (0, w % 2, 0, h % 2))  # whole 2x2 blocks (the padding is zero, as off the image)
-        weight = self._weight_int().to(x.device)
-        cout = weight.shape[0]
-        phases_out, phases_in = ((0, 1), (1, 0)), ((0, 0), (1, 1))
+        k = self._cached("checkerboard", lambda _: self._phase_kernel(r, reach)).to(x.device)
+        cout = k.shape[0] // 2
+        anchors = torch.cat([x[:, :, qy::2, qx::2] for qy, qx in _PHASES_IN], dim=1)
+        with torch.backends.cudnn.flags(enabled=False):
+            acc = _split_outputs(lambda part: F.conv2d(anchors, part, None, 1, reach), k, 0, anchors)
+        out = x.new_zeros((n, cout, *x.shape[2:]))
+        for o, (py, px) in enumerate(_PHASES_OUT):
+            out[:, :, py::2, px::2] = self._finish(acc[:, o * cout:(o + 1) * cout])
+        return out[:, :, :h, :w]
+
+    def _phase_kernel(self, r: int, reach: int) -> Tensor:
+        """exact_checkerboard's kernel: the output phases from the input phases (_PHASES_OUT, _PHASES_IN)."""
+        weight = self._weight_int()
+        cout, cin = weight.shape[:2]
         k = weight.new_zeros((2 * cout, 2 * cin, 2 * reach + 1, 2 * reach + 1))
-        for o, (py, px) in enumerate(phases_out):
-            for i, (qy, qx) in enumerate(phases_in):
+        for o, (py, px) in enumerate(_PHASES_OUT):
+            for i, (qy, qx) in enumerate(_PHASES_IN):
                 for dy in range(-r, r + 1):
                     for dx in range(-r, r + 1):
                         if (py + dy) % 2 == qy and (px + dx) % 2 == qx:
                             k[o * cout:(o + 1) * cout, i * cin:(i + 1) * cin, (py + dy) // 2 + reach,
                               (px + dx) // 2 + reach] = weight[:, :, dy + r, dx + r]
-        anchors = torch.cat([x[:, :, qy::2, qx::2] for qy, qx in phases_in], dim=1)
-        with torch.backends.cudnn.flags(enabled=False):
-            acc = F.conv2d(anchors, k, None, 1, reach)
-        out = x.new_zeros((n, cout, *x.shape[2:]))
-        for o, (py, px) in enumerate(phases_out):
-            out[:, :, py::2, px::2] = self._finish(acc[:, o * cout:(o + 1) * cout])
-        return out[:, :, :h, :w]
+        return k
+
+
+def _split_outputs(conv, w: Tensor, dim: int, x: Tensor) -> Tensor:
+    """conv(w) of grid integers, w's output channels (its dimension `dim`) cut among the coding threads when
+    the products are many: each output is the same exact sum wherever it is computed, so the cut changes only
+    the speed (threads.py)."""
+    ways = coding_threads() if x.numel() // x.shape[1] * w.numel() >= PARALLEL_MACS else 1
+    if ways == 1:
+        return conv(w)
+    return torch.cat(parallel(conv, w.chunk(ways, dim)), dim=1)
 
 
 class IntegerNetwork(nn.Sequential):
