@@ -442,16 +442,29 @@ def test_decoding_in_tiles_gives_the_same_pixels_with_one_and_two_threads(tmp_pa
 
 
 def test_parallel_runs_each_piece_on_one_thread_in_the_callers_grad_mode():
+    import threading
+
     from neuralcodecs.threads import coding_threads, one_thread, parallel
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    start = threading.Barrier(2, timeout=10)
+
+    def piece(i):
+        if i < 2:
+            start.wait()  # the first two pieces run at the same time, in two threads
+        return i, threading.get_ident(), torch.get_num_threads(), torch.is_grad_enabled()
+
     try:
         assert coding_threads() == 2
+        with torch.no_grad():
+            seen = parallel(piece, range(5))
+        assert [s[0] for s in seen] == list(range(5)) and seen[0][1] != seen[1][1]
+        assert all(s[2:] == (1, False) for s in seen)
+        assert torch.get_num_threads() == 2
         with one_thread():
             assert coding_threads() == 2  # the caller's count, not the block's
-            with torch.no_grad():
-                seen = parallel(lambda i: (i, torch.get_num_threads(), torch.is_grad_enabled()), range(5))
-        assert seen == [(i, 1, False) for i in range(5)]
+            assert len({s[1] for s in parallel(piece, range(2))}) == 2
+        assert parallel(lambda i: threading.get_ident(), range(3), at_most=1) == [threading.get_ident()] * 3
     finally:
         torch.set_num_threads(before)

@@ -132,8 +132,7 @@ def test_rejects_wrong_shape():
 
 def test_integer_convolutions_cut_among_threads_give_the_same_integers(monkeypatch):
     """exact() cuts a large convolution's output channels among the coding threads (nn/integer.py): with every
-    convolution cut, the integers are those of the uncut ones; and the cached integer weights follow a change
-    of the weights."""
+    convolution cut, the integers are those of the uncut ones."""
     from neuralcodecs.nn import integer
 
     torch.manual_seed(0)
@@ -148,12 +147,35 @@ def test_integer_convolutions_cut_among_threads_give_the_same_integers(monkeypat
     monkeypatch.setattr(integer, "coding_threads", lambda: 3)
     cut = net.exact(z), ctx.exact_checkerboard(anchors)
     assert all(torch.equal(a, b) for a, b in zip(whole, cut))
-    with torch.no_grad():
-        net[0].conv.weight.add_(1 / 64)
-        ctx[0].conv.weight.mul_(-1)
-    fresh = [integer.IntegerNetwork(*(copy.deepcopy(m) for m in n)) for n in (net, ctx)]
-    for f in fresh:
-        for m in f:
+
+
+def test_the_cached_integer_weights_follow_the_weights():
+    """exact()'s integer weights are cached (nn/integer.py): after the weights change in place, get other
+    storage (.data replaced, as .to() and .half() do) or are replaced, the outputs are a fresh copy's."""
+    from neuralcodecs.nn import integer
+
+    torch.manual_seed(0)
+    net = integer.IntegerNetwork(integer.IntegerConv(16, 24, 5, 2, transposed=True), torch.nn.ReLU(),
+                                 integer.IntegerConv(24, 32, 3))
+    ctx = integer.IntegerNetwork(integer.IntegerConv(32, 48, 5))
+    z = torch.round(torch.randn(1, 16, 9, 7) * 2000) / 256
+    anchors = torch.round(torch.randn(1, 32, 10, 9) * 2000) / 256 * ((torch.arange(10)[:, None] + torch.arange(9)) % 2 == 0)
+
+    def fresh(n):
+        n = copy.deepcopy(n)
+        for m in n:
             m.__dict__.pop("_exact_cache", None)
-    assert torch.equal(net.exact(z), fresh[0].exact(z)) and not torch.equal(net.exact(z), whole[0])
-    assert torch.equal(ctx.exact_checkerboard(anchors), fresh[1].exact_checkerboard(anchors))
+        return n
+
+    changes = [lambda n: n[0].conv.weight.add_(1 / 64),
+               lambda n: setattr(n[0].conv.weight, "data", n[0].conv.weight.data * -2),
+               lambda n: setattr(n[0].conv, "weight", torch.nn.Parameter(n[0].conv.weight.detach() / 3))]
+    seen = [net.exact(z)]
+    for change in changes:
+        ctx.exact_checkerboard(anchors)  # cached before the change
+        with torch.no_grad():
+            change(net)
+            change(ctx)
+        seen.append(net.exact(z))
+        assert torch.equal(seen[-1], fresh(net).exact(z)) and not torch.equal(seen[-1], seen[-2])
+        assert torch.equal(ctx.exact_checkerboard(anchors), fresh(ctx).exact_checkerboard(anchors))

@@ -270,8 +270,9 @@ class VariableRateCodec(LearnedCodec):
     # and every tile runs on one thread, every decoder computes the same pixels with any number of threads.
     tile = 1024             # pixels per tile side at most (a multiple of every latent stride)
     split = 512             # a longer side of at least this many pixels is cut in two, for two cores
-    analysis_margin = 32    # pixels of context on each side of an analysis tile (a multiple of latent_stride)
+    analysis_margin = 32    # pixels of context on each side of an analysis tile (rounded up to whole latents)
     synthesis_margin = 3    # latents of context on each side of a synthesis tile
+    tiles_at_once = 2       # tiles computed at the same time, so the peak memory is bounded on any machine
 
     def _tiles(self, hl: int, wl: int) -> list[tuple[int, int, int, int]]:
         """The tiles of an hl x wl latent grid, (row0, row1, col0, col1) in latents: each side cut into the
@@ -286,19 +287,20 @@ class VariableRateCodec(LearnedCodec):
     def _analyse(self, x: np.ndarray) -> Tensor:
         """g_a of a padded uint8 image, tile by tile (_tiles)."""
         h, w, _ = x.shape
-        s, m, device = self.latent_stride, self.analysis_margin, self.log_gain.device
+        s, device = self.latent_stride, self.log_gain.device
+        hl, wl, m = h // s, w // s, -(-self.analysis_margin // s)  # in latents
 
         def tile(t: tuple[int, int, int, int]) -> Tensor:
             a, b, c, d = t
-            ra, ca = max(0, a * s - m), max(0, c * s - m)
-            part = np.ascontiguousarray(x[ra:min(h, b * s + m), ca:min(w, d * s + m)])
-            return self.analysis(to_tensor(part).to(device))[:, :, a - ra // s:b - ra // s, c - ca // s:d - ca // s]
+            ra, ca = max(0, a - m), max(0, c - m)
+            part = np.ascontiguousarray(x[ra * s:min(hl, b + m) * s, ca * s:min(wl, d + m) * s])
+            return self.analysis(to_tensor(part).to(device))[:, :, a - ra:b - ra, c - ca:d - ca]
 
-        tiles = self._tiles(h // s, w // s)
-        parts = parallel(tile, tiles)
+        tiles = self._tiles(hl, wl)
+        parts = parallel(tile, tiles, self.tiles_at_once)
         if len(parts) == 1:
             return parts[0]
-        y = parts[0].new_empty((1, parts[0].shape[1], h // s, w // s))
+        y = parts[0].new_empty((1, parts[0].shape[1], hl, wl))
         for (a, b, c, d), part in zip(tiles, parts):
             y[:, :, a:b, c:d] = part
         return y
@@ -315,7 +317,7 @@ class VariableRateCodec(LearnedCodec):
             return part[(a - ra) * s:(b - ra) * s, (c - ca) * s:(d - ca) * s]
 
         tiles = self._tiles(hl, wl)
-        parts = parallel(tile, tiles)
+        parts = parallel(tile, tiles, self.tiles_at_once)
         if len(parts) == 1:
             return parts[0]
         out = np.empty((hl * s, wl * s, 3), np.uint8)

@@ -67,8 +67,11 @@ class GaussianConditional(EntropyModel):
             tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
         self.register_buffer("table_counts", torch.cat(tables))
         self.register_buffer("table_half", half.to(torch.int32))
-        self._costs: np.ndarray | None = None  # symbol_bits' dense table, built on first use from the tables
-        self.register_load_state_dict_post_hook(lambda module, _keys: setattr(module, "_costs", None))
+        # built on first use from the tables, and again after a state loads: the coding tables as probabilities
+        # (_table) and symbol_bits' dense table of costs
+        self._pmfs: list[tuple[np.ndarray, int]] | None = None
+        self._costs: np.ndarray | None = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.__dict__.update(_pmfs=None, _costs=None))
 
     # -- training and the model's bits ----------------------------------------------------------------
     def forward(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -94,9 +97,12 @@ class GaussianConditional(EntropyModel):
                 yield i, order[bounds[i]:bounds[i + 1]]
 
     def _table(self, i: int) -> tuple[np.ndarray, int]:
-        sizes = 2 * self.table_half.long() + 2
-        start, half = int(sizes[:i].sum()), int(self.table_half[i])
-        return pmf_from_counts(self.table_counts[start:start + 2 * half + 2].cpu().numpy()), half
+        """Level i's probabilities (symbols -half..half, then the escape) and half."""
+        if self._pmfs is None:
+            counts, halves = self.table_counts.cpu().numpy(), self.table_half.cpu().numpy().astype(np.int64)
+            starts = np.concatenate([[0], np.cumsum(2 * halves + 2)])
+            self._pmfs = [(pmf_from_counts(counts[a:a + 2 * h + 2]), int(h)) for a, h in zip(starts, halves)]
+        return self._pmfs[i]
 
     @staticmethod
     def _symbols(y: Tensor, means: Tensor | None) -> np.ndarray:

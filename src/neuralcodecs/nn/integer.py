@@ -74,16 +74,23 @@ class IntegerConv(nn.Module):
         return quantize_activation(self._call(x, quantize_weight(self.conv.weight), b))
 
     def _cached(self, name: str, make) -> Tensor:
-        """make(weight) for the current weights, kept until they change (in place: their version moves; or
-        replaced): coding would otherwise round and convert every weight again for each image."""
-        w, cache = self.conv.weight, self.__dict__.setdefault("_exact_cache", {})
+        """make() as float64, for the current weights: kept as int16 (grid integers below 2^12) until the weights
+        change (in place, their version moves; replaced, or converted by .to() or .half(), the tensor or its
+        storage changes): coding would otherwise round every weight again for each image."""
+        w = self.conv.weight
+        key = (w, w._version, w.data_ptr(), w.dtype, w.device)
+        cache = self.__dict__.setdefault("_exact_cache", {})
         hit = cache.get(name)
-        if hit is None or hit[0] is not w or hit[1] != w._version:
-            hit = cache[name] = (w, w._version, make(w.detach()))
-        return hit[2]
+        if hit is None or hit[0][0] is not w or hit[0][1:] != key[1:]:
+            hit = cache[name] = (key, make().to(torch.int16))
+        return hit[1].double()
 
     def _weight_int(self) -> Tensor:
-        return self._cached("weight", lambda w: torch.round(quantize_weight(w).double() * 2 ** WEIGHT_BITS))
+        return self._cached("weight", self._round_weight)
+
+    def _round_weight(self) -> Tensor:
+        """The weights' grid integers (|w| < 2^12), float64."""
+        return torch.round(quantize_weight(self.conv.weight.detach()).double() * 2 ** WEIGHT_BITS)
 
     def _finish(self, acc: Tensor) -> Tensor:
         """The sums of products (float64 integers) -> the output: the bias added, rounded onto the grid, clipped."""
@@ -119,7 +126,7 @@ class IntegerConv(nn.Module):
         n, cin, h, w = x_int.shape
         reach = (r + 1) // 2  # half-resolution offsets -reach..reach
         x = F.pad(x_int, (0, w % 2, 0, h % 2))  # whole 2x2 blocks (the padding is zero, as off the image)
-        k = self._cached("checkerboard", lambda _: self._phase_kernel(r, reach)).to(x.device)
+        k = self._cached("checkerboard", lambda: self._phase_kernel(r, reach)).to(x.device)
         cout = k.shape[0] // 2
         anchors = torch.cat([x[:, :, qy::2, qx::2] for qy, qx in _PHASES_IN], dim=1)
         with torch.backends.cudnn.flags(enabled=False):
@@ -131,7 +138,7 @@ class IntegerConv(nn.Module):
 
     def _phase_kernel(self, r: int, reach: int) -> Tensor:
         """exact_checkerboard's kernel: the output phases from the input phases (_PHASES_OUT, _PHASES_IN)."""
-        weight = self._weight_int()
+        weight = self._round_weight()
         cout, cin = weight.shape[:2]
         k = weight.new_zeros((2 * cout, 2 * cin, 2 * reach + 1, 2 * reach + 1))
         for o, (py, px) in enumerate(_PHASES_OUT):
@@ -146,12 +153,13 @@ class IntegerConv(nn.Module):
 
 def _split_outputs(conv, w: Tensor, dim: int, x: Tensor) -> Tensor:
     """conv(w) of grid integers, w's output channels (its dimension `dim`) cut among the coding threads when
-    the products are many: each output is the same exact sum wherever it is computed, so the cut changes only
-    the speed (threads.py)."""
-    ways = coding_threads() if x.numel() // x.shape[1] * w.numel() >= PARALLEL_MACS else 1
+    the products are many and the CPU computes them: each output is the same exact sum wherever it is computed,
+    so the cut changes only the speed (threads.py)."""
+    many = x.numel() // x.shape[1] * w.numel() >= PARALLEL_MACS
+    ways = min(coding_threads(), 8) if many and x.device.type == "cpu" else 1
     if ways == 1:
         return conv(w)
-    return torch.cat(parallel(conv, w.chunk(ways, dim)), dim=1)
+    return torch.cat(parallel(conv, [part.contiguous() for part in w.chunk(ways, dim)]), dim=1)
 
 
 class IntegerNetwork(nn.Sequential):
