@@ -24,6 +24,7 @@ import torch
 T = TypeVar("T")
 R = TypeVar("R")
 
+MAX_THREADS = 8  # threads one parallel() call starts at most: beyond, pieces get too small to pay
 _lock = threading.Lock()
 _blocks = [0, 1]  # [one_thread blocks open now (any Python thread), torch's thread count before the first]
 
@@ -59,7 +60,7 @@ def coding_threads() -> int:
         return max(1, _blocks[1] if _blocks[0] else torch.get_num_threads())
 
 
-def parallel(fn: Callable[[T], R], items: Iterable[T], at_most: int = 8) -> list[R]:
+def parallel(fn: Callable[[T], R], items: Iterable[T], at_most: int = MAX_THREADS) -> list[R]:
     """[fn(item) for item in items], in up to coding_threads() Python threads and at most `at_most` (torch
     releases the GIL in its operations), each inside one_thread() and in the caller's grad mode (thread-local
     in torch). A caller whose pieces are large in memory passes a small `at_most`: as many pieces as threads are

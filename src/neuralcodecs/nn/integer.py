@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..threads import coding_threads, parallel
+from ..threads import MAX_THREADS, coding_threads, parallel
 
 WEIGHT_BITS = 8   # weights on a grid of 1/256
 ACT_BITS = 8      # activations and biases on a grid of 1/256 (the quantization grid of the factorized z)
@@ -156,7 +156,7 @@ def _split_outputs(conv, w: Tensor, dim: int, x: Tensor) -> Tensor:
     the products are many and the CPU computes them: each output is the same exact sum wherever it is computed,
     so the cut changes only the speed (threads.py)."""
     many = x.numel() // x.shape[1] * w.numel() >= PARALLEL_MACS
-    ways = min(coding_threads(), 8) if many and x.device.type == "cpu" else 1
+    ways = min(coding_threads(), MAX_THREADS) if many and x.device.type == "cpu" else 1
     if ways == 1:
         return conv(w)
     return torch.cat(parallel(conv, [part.contiguous() for part in w.chunk(ways, dim)]), dim=1)
