@@ -92,10 +92,10 @@ def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dic
     exact = {f: getattr(IntegerNetwork, f) for f in ("exact", "exact_checkerboard")}
 
     def timed(f):
-        def run(self, x):
+        def run(self, x, **kw):
             t = time.perf_counter()
             try:
-                return exact[f](self, x)
+                return exact[f](self, x, **kw)
             finally:
                 integer[0] += time.perf_counter() - t
         return run

@@ -468,3 +468,47 @@ def test_parallel_runs_each_piece_on_one_thread_in_the_callers_grad_mode():
         assert parallel(lambda i: threading.get_ident(), range(3), at_most=1) == [threading.get_ident()] * 3
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["balle2017", "minnen2018"])
+def test_the_encoder_stage_trains_only_what_no_decoder_reads(name):
+    """Stage "encoder": a step moves g_a (and a hyperprior's h_a) and nothing a decoder reads, the entropy
+    models' quantiles included; stage "all" trains everything again."""
+    from neuralcodecs.train.step import train_step
+
+    torch.manual_seed(0)
+    m = get_entry(name).cls.for_training(name=name).train()
+    m.set_stage("encoder")
+    assert all(e.hard for e in m.latent_codec.entropy_models())
+    encoder = ("g_a.", "latent_codec.h_a.")
+    assert {n.startswith(encoder) for n, p in m.named_parameters() if p.requires_grad} == {True}
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    aux = list(m.aux_parameters())
+    opt = torch.optim.Adam([p for p in m.parameters() if all(p is not a for a in aux)], lr=1e-3)
+    train_step(m, torch.rand(2, 3, 64, 64), opt, torch.optim.Adam(aux, lr=1e-2))
+    moved = {k.split(".")[0] + (".h_a" if ".h_a." in k else "") for k, v in m.state_dict().items()
+             if not torch.equal(v, before[k])}
+    assert moved == ({"g_a", "latent_codec.h_a"} if name == "minnen2018" else {"g_a"})
+    m.set_stage("all")
+    assert all(p.requires_grad for p in m.parameters())
+    assert not any(e.hard for e in m.latent_codec.entropy_models())
+
+
+def test_hard_training_gives_the_coded_values_bits_and_a_gradient():
+    """EntropyModel.hard: in training, the bits of the values coding gives (eval mode's), and a gradient of
+    those bits with respect to y (straight through the rounding); with noise, other bits."""
+    from neuralcodecs.entropy.gaussian import GaussianConditional
+
+    torch.manual_seed(0)
+    g = GaussianConditional()
+    y = (torch.randn(1, 4, 8, 8) * 3).requires_grad_(True)
+    index, mu = torch.full((1, 4, 8, 8), 30.0), torch.randn(1, 4, 8, 8)
+    coded, bits = g.eval()(y, index, mu)
+    g.train()
+    g.hard = True
+    hard, hard_bits = g(y, index, mu)
+    assert torch.equal(hard, coded) and torch.allclose(hard_bits, bits)
+    hard_bits.sum().backward()
+    assert y.grad.abs().sum() > 0
+    g.hard = False
+    assert not torch.allclose(g(y, index, mu)[1], bits)

@@ -149,6 +149,22 @@ def test_integer_convolutions_cut_among_threads_give_the_same_integers(monkeypat
     assert all(torch.equal(a, b) for a, b in zip(whole, cut))
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_integer_networks_skip_trailing_zero_channels_exactly(transposed):
+    """exact(x, trailing_zeros=k) of x without its last k channels (zeros) is exact() of the whole input, also
+    through a ReLU before the first convolution; a channel count that does not add up is refused."""
+    from neuralcodecs.nn import integer
+
+    torch.manual_seed(1)
+    net = integer.IntegerNetwork(torch.nn.ReLU(), integer.IntegerConv(20, 24, 3, 2 if transposed else 1, transposed),
+                                 torch.nn.ReLU(), integer.IntegerConv(24, 8, 1))
+    x = torch.round(torch.randn(1, 12, 6, 5) * 3000) / 256
+    whole = net.exact(torch.cat([x, torch.zeros(1, 8, 6, 5)], dim=1))
+    assert torch.equal(net.exact(x, trailing_zeros=8), whole)
+    with pytest.raises(ValueError):
+        net.exact(x, trailing_zeros=7)
+
+
 def test_the_cached_integer_weights_follow_the_weights():
     """exact()'s integer weights are cached (nn/integer.py): after the weights change in place, get other
     storage (.data replaced, as .to() and .half() do) or are replaced, the outputs are a fresh copy's."""

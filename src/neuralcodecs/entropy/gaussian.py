@@ -75,11 +75,12 @@ class GaussianConditional(EntropyModel):
 
     # -- training and the model's bits ----------------------------------------------------------------
     def forward(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(y_tilde, bits): y + U(-1/2, 1/2) in training, round(y - mu) + mu in eval mode; float32."""
+        """(y_tilde, bits): y + U(-1/2, 1/2) in training (`hard`: round(y - mu) + mu, gradient straight
+        through), round(y - mu) + mu in eval mode; float32."""
         with torch.autocast(device_type=y.device.type, enabled=False):
             y, mu = y.float(), (means.float() if means is not None else torch.zeros_like(y, dtype=torch.float32))
             if self.training:
-                y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+                y_tilde = self.relaxed(y, mu)
             else:
                 y_tilde = torch.round(y - mu) + mu
             return y_tilde, bits_of(_bin_mass(y_tilde - mu, scale_of(index.float())))
@@ -90,7 +91,7 @@ class GaussianConditional(EntropyModel):
         flat = index.detach().reshape(-1).cpu().numpy().astype(np.int64)
         if flat.size and (flat.min() < 0 or flat.max() >= LEVELS):
             raise ValueError(f"scale indexes must be in [0, {LEVELS})")
-        order = np.argsort(flat, kind="stable")
+        order = np.argsort(flat.astype(np.uint8), kind="stable")  # LEVELS <= 256: numpy's radix sort, 10x faster
         bounds = np.searchsorted(flat[order], np.arange(LEVELS + 1))
         for i in range(LEVELS):
             if bounds[i] < bounds[i + 1]:
@@ -150,5 +151,6 @@ class GaussianConditional(EntropyModel):
             w = int(self.table_half.max()) + 1
             k = np.arange(-w, w + 1)
             self._costs = np.stack([symbol_bits(k, -half, pmf) for pmf, half in map(self._table, range(LEVELS))])
-        w = (self._costs.shape[1] - 1) // 2
-        return self._costs[index, np.clip(s, -w, w) + w]
+        cols = self._costs.shape[1]
+        w = (cols - 1) // 2
+        return np.take(self._costs.ravel(), index * cols + (np.clip(s, -w, w) + w))  # 2x a 2-d fancy index

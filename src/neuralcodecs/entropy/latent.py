@@ -47,7 +47,7 @@ from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
 from .coder import Decoder, Encoder, pmf_from_counts
-from .model import EntropyModel, bits_of
+from .model import EntropyModel, bits_of, round_ste
 from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
 
 # Forward adaptation: a channel's choice k steps away from "as the model says" (another rate point's table,
@@ -88,11 +88,6 @@ def _adapt(cost: np.ndarray, own: int, side: np.ndarray) -> tuple[np.ndarray | N
 GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 
 
-def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
-    """round(y - offset) + offset, gradient straight through (exact values forward)."""
-    return torch.round(y - offset) + offset + (y - y.detach())
-
-
 class _BinMass(nn.Module):
     """density._bin_mass as a module's forward, so functional_call can run it on other (batched) parameters."""
 
@@ -107,7 +102,7 @@ class _BinMass(nn.Module):
 def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
     """Sample i of y (NCHW) under the density of its rate point q[i]: (y_hat, bits). Training: y_hat is round(y)
     around each point's quantization offset with the gradient passed straight through, the bits those of
-    y + uniform noise. Eval: y rounded around the stored medians, as decoding gives it, and its bits. All points' densities run as ONE batched evaluation: each parameter is
+    y + uniform noise (of y_hat itself where the densities are `hard`). Eval: y rounded around the stored medians, as decoding gives it, and its bits. All points' densities run as ONE batched evaluation: each parameter is
     stacked over the points and gathered per sample, and the density's own bin mass runs on those batched
     parameters (torch.func.functional_call), so a step launches the operators of one density, not one per
     rate point in the batch."""
@@ -118,16 +113,14 @@ def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Ten
         params = {f"density.{name}": torch.stack([dict(p.named_parameters())[name] for p in priors])[q]
                   for name, _ in first.named_parameters()}
         if first.training:
-            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            offset = torch.stack([p.quantization_offset() for p in priors])[q].view(b, c, 1, 1)
+            y_tilde = first.relaxed(y, offset)
         else:
             m = torch.stack([p.medians for p in priors]).to(y.device)[q].view(b, c, 1, 1)
             y_tilde = torch.round(y - m) + m
         mass = torch.func.functional_call(_BinMass(first), params, (y_tilde.reshape(b, c, 1, h * w),))
         bits = bits_of(mass).reshape(b, c, h, w)
-        if not first.training:
-            return y_tilde, bits
-        offset = torch.stack([p.quantization_offset() for p in priors])[q].view(b, c, 1, 1)
-        return _round_ste(y, offset), bits
+        return (round_ste(y, offset) if first.training else y_tilde), bits
 
 
 class LatentCodec(nn.Module):
@@ -141,6 +134,10 @@ class LatentCodec(nn.Module):
 
     def entropy_models(self) -> list[EntropyModel]:
         return [m for m in self.modules() if isinstance(m, EntropyModel)]
+
+    def encoder_modules(self) -> list[nn.Module]:
+        """The networks only the encoder runs (a decoder reads nothing they compute but what the strings hold)."""
+        return []
 
     def update_tables(self, log_gain: Tensor) -> None:
         """Rebuild what coding reads and training does not (the entropy models' integer tables; in a subclass,
@@ -252,6 +249,9 @@ class HyperpriorLatentCodec(LatentCodec):
         self.gaussian = GaussianConditional()
         self.forward_adaptive = forward_adaptive
 
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.h_a]
+
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
     _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
 
@@ -305,7 +305,7 @@ class HyperpriorLatentCodec(LatentCodec):
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y, log_gain)), q)
         _, y_bits = self.gaussian(y, self.h_s(z_hat) + self._shift(log_gain))
-        return _round_ste(y), {"y": y_bits, "z": z_bits}
+        return round_ste(y), {"y": y_bits, "z": z_bits}
 
     def _z_hat(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, Tensor]:
         z = self.h_a(self._hyper_input(y, log_gain))
@@ -421,17 +421,19 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         mu0, index = self.e(torch.cat([psi, ctx], dim=1)).chunk(2, dim=1)
         return self._times_real(mu0, log_gain), index + shift
 
-    def _params_exact(self, psi: Tensor, ctx: Tensor, shift: Tensor, gain: Tensor, where: Tensor
+    def _params_exact(self, psi: Tensor, ctx: Tensor | None, shift: Tensor, gain: Tensor, where: Tensor
                       ) -> tuple[Tensor, Tensor]:
         """Coding: (means in y's gained units on the 2^-8 grid, float32; int64 scale indexes) from psi and
-        ctx on the grid, `shift` exact (_shift), `gain` the point's gain grid row (_grid). e is 1x1
-        convolutions, so it runs only at the positions `where` (1, 1, H, W) selects, the half of the
-        checkerboard a pass codes; the other positions get zeros, which no pass reads."""
-        x = torch.cat([psi, ctx], dim=1)
+        ctx on the grid (None: no context, zeros, whose products e skips), `shift` exact (_shift), `gain` the
+        point's gain grid row (_grid). e is 1x1 convolutions, so it runs only at the positions `where`
+        (1, 1, H, W) selects, the half of the checkerboard a pass codes; the other positions get zeros, which no
+        pass reads."""
+        x = psi if ctx is None else torch.cat([psi, ctx], dim=1)
+        zeros = self.g_ctx[0].conv.out_channels if ctx is None else 0
         sel = where[0, 0].bool()
         out = torch.zeros((x.shape[0], self.e[-1].conv.out_channels, *x.shape[2:]), dtype=torch.float64,
                           device=x.device)
-        out[:, :, sel] = self.e.exact(x[:, :, sel][..., None])[..., 0]
+        out[:, :, sel] = self.e.exact(x[:, :, sel][..., None], trailing_zeros=zeros)[..., 0]
         mu0, index = out.chunk(2, dim=1)
         mu = self._times_exact(mu0, gain)
         return (mu / 2 ** ACT_BITS).float(), self._to_index(index + shift.to(index.device))
@@ -442,21 +444,19 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         a = checkerboard(*y.shape[2:], device=y.device)
         no_ctx = torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels])
         mu_a, index_a = self._params_real(psi, no_ctx, shift, log_gain)
-        y_hat_a = _round_ste(y - mu_a) + mu_a
+        y_hat_a = round_ste(y - mu_a) + mu_a
         ctx = self.g_ctx(self._times_real(y_hat_a * a, -log_gain))
         mu_n, index_n = self._params_real(psi, ctx, shift, log_gain)
         mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
         _, y_bits = self.gaussian(y, index, mu)
-        return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
+        return round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
 
     def _anchor_params(self, z_hat: Tensor, shape, shift: Tensor, q: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         psi = self.h_s.exact(z_hat) / 2 ** ACT_BITS
         if tuple(psi.shape[2:]) != tuple(shape[2:]):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(psi.shape)} for y of {tuple(shape)}")
         a = checkerboard(*shape[2:], device=psi.device).bool().expand(shape)
-        no_ctx = torch.zeros((shape[0], self.g_ctx[0].conv.out_channels, *shape[2:]), dtype=psi.dtype,
-                             device=psi.device)
-        mu, index = self._params_exact(psi, no_ctx, shift, self._grid(self.gain_grid, q), a[:1, :1])
+        mu, index = self._params_exact(psi, None, shift, self._grid(self.gain_grid, q), a[:1, :1])
         return psi, a, mu, index
 
     def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor, shift: Tensor, q: int) -> tuple[Tensor, Tensor]:

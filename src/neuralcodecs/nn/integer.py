@@ -93,19 +93,26 @@ class IntegerConv(nn.Module):
         return torch.round(quantize_weight(self.conv.weight.detach()).double() * 2 ** WEIGHT_BITS)
 
     def _finish(self, acc: Tensor) -> Tensor:
-        """The sums of products (float64 integers) -> the output: the bias added, rounded onto the grid, clipped."""
+        """The sums of products (float64 integers, overwritten) -> the output: the bias added, rounded onto the
+        grid, clipped."""
         b = torch.round(quantize_activation(self.conv.bias).double() * 2 ** ACT_BITS)
-        acc = acc + b.to(acc.device).view(1, -1, 1, 1) * 2 ** WEIGHT_BITS
-        out = torch.floor((acc + 2 ** (WEIGHT_BITS - 1)) / 2 ** WEIGHT_BITS)  # exact: a power-of-two division
-        return out.clamp(-CLIP * 2 ** ACT_BITS, CLIP * 2 ** ACT_BITS)
+        # in place (acc is the convolution's own output): a large tensor allocated per step costs more than the
+        # arithmetic; integers below 2^53 and a power-of-two division, so exact in any order
+        acc.add_((b * 2 ** WEIGHT_BITS + 2 ** (WEIGHT_BITS - 1)).to(acc.device).view(1, -1, 1, 1))
+        return acc.div_(2 ** WEIGHT_BITS).floor_().clamp_(-CLIP * 2 ** ACT_BITS, CLIP * 2 ** ACT_BITS)
 
     @torch.no_grad()
-    def exact(self, x_int: Tensor) -> Tensor:
-        """x_int: float64 integers (activations times 2^ACT_BITS) -> the same for the output."""
+    def exact(self, x_int: Tensor, trailing_zeros: int = 0) -> Tensor:
+        """x_int: float64 integers (activations times 2^ACT_BITS) -> the same for the output. With
+        `trailing_zeros`, x_int lacks the input's last channels, all zeros: their products (zero) are skipped."""
         w = self._weight_int().to(x_int.device)
+        dim = int(isinstance(self.conv, nn.ConvTranspose2d))  # the weight's dimension of output channels
+        if x_int.shape[1] + trailing_zeros != w.shape[1 - dim]:
+            raise ValueError(f"{x_int.shape[1]} input channels and {trailing_zeros} zeros for {w.shape[1 - dim]}")
+        if trailing_zeros:
+            w = w.narrow(1 - dim, 0, x_int.shape[1]).contiguous()
         with torch.backends.cudnn.flags(enabled=False):
-            return self._finish(_split_outputs(lambda part: self._call(x_int, part, None), w,
-                                               int(isinstance(self.conv, nn.ConvTranspose2d)), x_int))
+            return self._finish(_split_outputs(lambda part: self._call(x_int, part, None), w, dim, x_int))
 
     @torch.no_grad()
     def exact_checkerboard(self, x_int: Tensor) -> Tensor:
@@ -176,12 +183,16 @@ class IntegerNetwork(nn.Sequential):
             raise ValueError("integer network input is not on the 2^-ACT_BITS grid")
         return h.clamp(-CLIP * 2 ** ACT_BITS, CLIP * 2 ** ACT_BITS)
 
-    def exact(self, x: Tensor) -> Tensor:
+    def exact(self, x: Tensor, trailing_zeros: int = 0) -> Tensor:
         """x on the activation grid (any float dtype) -> the output on it, float64 in units of 2^-ACT_BITS.
-        Raises ValueError if x is not on the grid (its values must come from the decoder's own integers)."""
-        h = self._grid(x)
+        Raises ValueError if x is not on the grid (its values must come from the decoder's own integers).
+        `trailing_zeros`: x lacks the input's last channels, all zeros (IntegerConv.exact skips them)."""
+        h, zeros = self._grid(x), trailing_zeros
         for layer in self:
-            h = layer.exact(h) if isinstance(layer, IntegerConv) else torch.relu(h)
+            if isinstance(layer, IntegerConv):
+                h, zeros = layer.exact(h, zeros), 0
+            else:
+                h = torch.relu(h)  # zeros stay zeros
         return h
 
     def exact_checkerboard(self, x: Tensor) -> Tensor:
