@@ -202,7 +202,11 @@ def cpu() -> dict:
     def field(key: str) -> str:
         return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
 
-    return {"cpu": field("model name"), "avx512": "avx512f" in field("flags").split(), "cores": os.cpu_count()}
+    # the instruction sets PyTorch, oneDNN and MKL were held to, if any (such a run times other kernels)
+    limits = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+              if k in os.environ}
+    return {"cpu": field("model name"), "avx512": "avx512f" in field("flags").split(), "cores": os.cpu_count(),
+            **({"isa_limits": limits} if limits else {})}
 
 
 if __name__ == "__main__":

@@ -196,16 +196,8 @@ class VariableRateCodec(LearnedCodec):
     `latent_codec`, and call `_init_gains`.
 
     Training (forward): each sample of a batch gets one of `train_points`, cycling so they train equally.
-
-    Stages: "all" trains everything; "encoder" only what no decoder reads, the analyses (g_a and a latent
-    codec's `encoder_modules`, e.g. a hyperprior's h_a), with the rounding coding does in place of training's
-    noise (EntropyModel.hard; Guo et al., ICML 2021, "Soft then Hard"): files coded with the new weights decode
-    with the decoder as it was, bit for bit. The encoder is an amortized guess of the latents that fit each image
-    (LatentRefinement finds better ones per image); training it alone, on a decoder that no longer moves, for the
-    quantizer it is really coded with, closes part of that gap at no cost to the decoder.
     """
 
-    stages = ("all", "encoder")
     latent_stride = 16  # pixels per latent along each axis
     latent_codec: LatentCodec
     free_settings = ("quality", "forward_adaptive")  # every one has forward_adaptive_setting()
@@ -216,14 +208,6 @@ class VariableRateCodec(LearnedCodec):
     def __init__(self, config: Any, name: str | None = None, lmbdas: tuple[float, ...] | None = None):
         check_number("refine", config.refine, 0, math.inf, meaning="a number of steps (0: none)")
         super().__init__(config, name, lmbdas)
-
-    def set_stage(self, stage: str) -> None:
-        super().set_stage(stage)
-        encoder = {id(p) for m in (self.g_a, *self.latent_codec.encoder_modules()) for p in m.parameters()}
-        for p in self.parameters():
-            p.requires_grad_(stage != "encoder" or id(p) in encoder)
-        for m in self.latent_codec.entropy_models():  # the encoder fits the rounding it is coded with
-            m.hard = stage == "encoder"
 
     def _init_gains(self, channels: int, gain0: float) -> None:
         k = len(self.lmbdas)

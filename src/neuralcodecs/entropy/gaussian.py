@@ -75,12 +75,11 @@ class GaussianConditional(EntropyModel):
 
     # -- training and the model's bits ----------------------------------------------------------------
     def forward(self, y: Tensor, index: Tensor, means: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(y_tilde, bits): y + U(-1/2, 1/2) in training (`hard`: round(y - mu) + mu, gradient straight
-        through), round(y - mu) + mu in eval mode; float32."""
+        """(y_tilde, bits): y + U(-1/2, 1/2) in training, round(y - mu) + mu in eval mode; float32."""
         with torch.autocast(device_type=y.device.type, enabled=False):
             y, mu = y.float(), (means.float() if means is not None else torch.zeros_like(y, dtype=torch.float32))
             if self.training:
-                y_tilde = self.relaxed(y, mu)
+                y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             else:
                 y_tilde = torch.round(y - mu) + mu
             return y_tilde, bits_of(_bin_mass(y_tilde - mu, scale_of(index.float())))

@@ -47,7 +47,7 @@ from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
 from .coder import Decoder, Encoder, pmf_from_counts
-from .model import EntropyModel, bits_of, round_ste
+from .model import EntropyModel, bits_of
 from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
 
 # Forward adaptation: a channel's choice k steps away from "as the model says" (another rate point's table,
@@ -88,6 +88,11 @@ def _adapt(cost: np.ndarray, own: int, side: np.ndarray) -> tuple[np.ndarray | N
 GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 
 
+def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
+    """round(y - offset) + offset, gradient straight through (exact values forward)."""
+    return torch.round(y - offset) + offset + (y - y.detach())
+
+
 class _BinMass(nn.Module):
     """density._bin_mass as a module's forward, so functional_call can run it on other (batched) parameters."""
 
@@ -102,7 +107,7 @@ class _BinMass(nn.Module):
 def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
     """Sample i of y (NCHW) under the density of its rate point q[i]: (y_hat, bits). Training: y_hat is round(y)
     around each point's quantization offset with the gradient passed straight through, the bits those of
-    y + uniform noise (of y_hat itself where the densities are `hard`). Eval: y rounded around the stored medians, as decoding gives it, and its bits. All points' densities run as ONE batched evaluation: each parameter is
+    y + uniform noise. Eval: y rounded around the stored medians, as decoding gives it, and its bits. All points' densities run as ONE batched evaluation: each parameter is
     stacked over the points and gathered per sample, and the density's own bin mass runs on those batched
     parameters (torch.func.functional_call), so a step launches the operators of one density, not one per
     rate point in the batch."""
@@ -113,14 +118,16 @@ def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Ten
         params = {f"density.{name}": torch.stack([dict(p.named_parameters())[name] for p in priors])[q]
                   for name, _ in first.named_parameters()}
         if first.training:
-            offset = torch.stack([p.quantization_offset() for p in priors])[q].view(b, c, 1, 1)
-            y_tilde = first.relaxed(y, offset)
+            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         else:
             m = torch.stack([p.medians for p in priors]).to(y.device)[q].view(b, c, 1, 1)
             y_tilde = torch.round(y - m) + m
         mass = torch.func.functional_call(_BinMass(first), params, (y_tilde.reshape(b, c, 1, h * w),))
         bits = bits_of(mass).reshape(b, c, h, w)
-        return (round_ste(y, offset) if first.training else y_tilde), bits
+        if not first.training:
+            return y_tilde, bits
+        offset = torch.stack([p.quantization_offset() for p in priors])[q].view(b, c, 1, 1)
+        return _round_ste(y, offset), bits
 
 
 class LatentCodec(nn.Module):
@@ -134,10 +141,6 @@ class LatentCodec(nn.Module):
 
     def entropy_models(self) -> list[EntropyModel]:
         return [m for m in self.modules() if isinstance(m, EntropyModel)]
-
-    def encoder_modules(self) -> list[nn.Module]:
-        """The networks only the encoder runs (a decoder reads nothing they compute but what the strings hold)."""
-        return []
 
     def update_tables(self, log_gain: Tensor) -> None:
         """Rebuild what coding reads and training does not (the entropy models' integer tables; in a subclass,
@@ -249,9 +252,6 @@ class HyperpriorLatentCodec(LatentCodec):
         self.gaussian = GaussianConditional()
         self.forward_adaptive = forward_adaptive
 
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.h_a]
-
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
     _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
 
@@ -305,7 +305,7 @@ class HyperpriorLatentCodec(LatentCodec):
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y, log_gain)), q)
         _, y_bits = self.gaussian(y, self.h_s(z_hat) + self._shift(log_gain))
-        return round_ste(y), {"y": y_bits, "z": z_bits}
+        return _round_ste(y), {"y": y_bits, "z": z_bits}
 
     def _z_hat(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, Tensor]:
         z = self.h_a(self._hyper_input(y, log_gain))
@@ -444,12 +444,12 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         a = checkerboard(*y.shape[2:], device=y.device)
         no_ctx = torch.zeros_like(psi[:, :self.g_ctx[0].conv.out_channels])
         mu_a, index_a = self._params_real(psi, no_ctx, shift, log_gain)
-        y_hat_a = round_ste(y - mu_a) + mu_a
+        y_hat_a = _round_ste(y - mu_a) + mu_a
         ctx = self.g_ctx(self._times_real(y_hat_a * a, -log_gain))
         mu_n, index_n = self._params_real(psi, ctx, shift, log_gain)
         mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
         _, y_bits = self.gaussian(y, index, mu)
-        return round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
+        return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
 
     def _anchor_params(self, z_hat: Tensor, shape, shift: Tensor, q: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         psi = self.h_s.exact(z_hat) / 2 ** ACT_BITS

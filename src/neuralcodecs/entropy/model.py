@@ -23,28 +23,9 @@ def bits_of(likelihoods: Tensor) -> Tensor:
     return -torch.log2(lower_bound(likelihoods, LIKELIHOOD_BOUND))
 
 
-def round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
-    """round(y - offset) + offset, gradient straight through (exact values forward)."""
-    return torch.round(y - offset) + offset + (y - y.detach())
-
-
 class EntropyModel(nn.Module):
     """Base of the entropy models. `update_tables()` rebuilds the coding tables from learned parameters (the
     training loop calls it when training ends); `aux_loss()` trains only `aux_parameters()`."""
-
-    # What training puts in place of rounding (`relaxed`). False: y + uniform noise, whose bits are a smooth
-    # stand-in for the coded ones, which trains every part well. True ("hard"): y rounded as coding rounds it,
-    # the gradient passed straight through, and the bits of those very values; with the decoder and the
-    # densities held fixed, this lets an encoder fit the quantizer it is really coded with (Guo, Zhang, Feng,
-    # Chen, "Soft then Hard: Rethinking the Quantization in Neural Image Compression", ICML 2021;
-    # VariableRateCodec's "encoder" stage).
-    hard = False
-
-    def relaxed(self, y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
-        """Training's stand-in for round(y - offset) + offset (`hard`)."""
-        if self.hard:
-            return round_ste(y, offset)
-        return y + torch.empty_like(y).uniform_(-0.5, 0.5)
 
     def update_tables(self) -> None:
         pass

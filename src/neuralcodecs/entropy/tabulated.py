@@ -126,19 +126,15 @@ class TabulatedDensity(EntropyModel):
     def forward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """y (NCHW) -> (y_tilde, bits), both float32.
 
-        Training: y_tilde = y + U(-1/2, 1/2) (or, `hard`, y rounded around the medians now). Eval: y_tilde =
-        round(y - m) + m with the stored medians m, exactly what `decompress(compress(y))` returns once the
-        tables are up to date.
+        Training: y_tilde = y + U(-1/2, 1/2). Eval: y_tilde = round(y - m) + m with the stored medians
+        m, exactly what `decompress(compress(y))` returns once the tables are up to date.
         """
         self._check(y)
         # float32 also under autocast: bfloat16 cannot even represent y + u for |y| > 128, and the
         # tail probabilities need the precision.
         with torch.autocast(device_type=y.device.type, enabled=False):
             y = y.float()
-            if self.training:
-                y_tilde = self.relaxed(y, self.quantization_offset().view(1, -1, 1, 1))
-            else:
-                y_tilde = self.quantize(y)
+            y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else self.quantize(y)
             return y_tilde, self.bits(y_tilde)
 
     # -- coding tables ----------------------------------------------------------------------------

@@ -35,10 +35,9 @@ def train_step(model: Any, batch: Any, opt: torch.optim.Optimizer, aux_opt: torc
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
-    aux = [p for g in aux_opt.param_groups for p in g["params"]] if aux_opt is not None else []
-    if any(p.requires_grad for p in aux):  # a stage may freeze them with the densities they bound
+    if aux_opt is not None:
         aux_opt.zero_grad(set_to_none=True)
         model.aux_loss().backward()
-        ranks.average(aux)
+        ranks.average([p for g in aux_opt.param_groups for p in g["params"]])
         aux_opt.step()
     return {k: float(v.detach()) for k, v in out.items()}
