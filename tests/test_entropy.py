@@ -332,3 +332,17 @@ def test_range_coder_reaches_the_information_bound(shared):
     bound = information_bits(symbols, pmf)
     assert bound - 0.002 * n <= 8 * len(data) <= bound + 0.002 * n + 64
     assert np.array_equal(Decoder(data).categorical(n, pmf), symbols)
+
+
+def test_scale_indexes_out_of_the_table_are_refused():
+    """GaussianConditional groups the scale indexes as bytes after checking their range: -1, LEVELS and 256
+    (which a byte would wrap to 0) are refused."""
+    from neuralcodecs.entropy.gaussian import LEVELS, GaussianConditional
+
+    g = GaussianConditional()
+    y = torch.zeros(1, 1, 2, 2)
+    for bad in (-1, LEVELS, 256):
+        index = torch.full((1, 1, 2, 2), 3, dtype=torch.int64)
+        index[0, 0, 1, 1] = bad
+        with pytest.raises(ValueError, match="scale indexes"):
+            g.compress(y, index)

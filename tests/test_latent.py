@@ -254,6 +254,23 @@ def test_checkerboard_refuses_to_code_before_its_gain_grids_are_built():
         assert len(m.latent_codec.compress(y, 3, m.log_gain[[3]])) == 3
 
 
+def test_the_anchor_pass_without_context_is_the_pass_with_a_zero_context():
+    """_params_exact(psi, None) skips e's products with the (zero) context and gives the same means and indexes
+    as the context's zeros written out."""
+    from neuralcodecs.codecs.minnen2018 import Minnen2018
+    from neuralcodecs.entropy.latent import checkerboard
+
+    torch.manual_seed(3)
+    m = Minnen2018.for_training(name="minnen2018")
+    m.update_tables()
+    lc = m.latent_codec
+    psi = torch.round(torch.randn(1, lc.h_s[-1].conv.out_channels, 6, 5) * 3000) / 256
+    zeros = torch.zeros(1, lc.g_ctx[0].conv.out_channels, 6, 5)
+    shift, gain, where = lc._shift(m.log_gain[[2]], exact=True), lc._grid(lc.gain_grid, 2), checkerboard(6, 5)
+    skipped, written = lc._params_exact(psi, None, shift, gain, where), lc._params_exact(psi, zeros, shift, gain, where)
+    assert all(torch.equal(a, b) for a, b in zip(skipped, written))
+
+
 _DECODE = """
 import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))

@@ -468,3 +468,17 @@ def test_parallel_runs_each_piece_on_one_thread_in_the_callers_grad_mode():
         assert parallel(lambda i: threading.get_ident(), range(3), at_most=1) == [threading.get_ident()] * 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_first_coding_converts_the_transforms_to_channels_last_and_later_ones_change_nothing(photo):
+    """Coding runs g_a and g_s channels-last (VariableRateCodec._channels_last): the first coding converts their
+    weights, and after that no coding replaces a parameter's storage (a cached decoder is shared by threads)."""
+    codec = nc.create_codec("balle2017", quality=3)
+    data = codec.encode(photo)
+    params = [p for m in (codec.g_a, codec.g_s) for p in m.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in params)
+    storage = [p.data_ptr() for p in params]
+    codec.encode(photo)
+    header, _, chunks = codec_module.open_file(data)
+    codec.decode_file(header, chunks)
+    assert [p.data_ptr() for p in params] == storage

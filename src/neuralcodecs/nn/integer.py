@@ -107,7 +107,7 @@ class IntegerConv(nn.Module):
         `trailing_zeros`, x_int lacks the input's last channels, all zeros: their products (zero) are skipped."""
         w = self._weight_int().to(x_int.device)
         dim = int(isinstance(self.conv, nn.ConvTranspose2d))  # the weight's dimension of output channels
-        if x_int.shape[1] + trailing_zeros != w.shape[1 - dim]:
+        if trailing_zeros < 0 or x_int.shape[1] + trailing_zeros != w.shape[1 - dim]:
             raise ValueError(f"{x_int.shape[1]} input channels and {trailing_zeros} zeros for {w.shape[1 - dim]}")
         if trailing_zeros:
             w = w.narrow(1 - dim, 0, x_int.shape[1]).contiguous()
