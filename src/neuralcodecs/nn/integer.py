@@ -121,41 +121,62 @@ class IntegerConv(nn.Module):
 
         Split into the four phases of 2x2 blocks, the anchors are phases (0, 0) and (1, 1) and the outputs wanted
         phases (0, 1) and (1, 0); a tap d of the kernel takes an output of phase p from the input of phase
-        (p + d) mod 2 at offset floor((p + d) / 2) of the half-resolution grid. So one convolution of the two
-        anchor phases with a kernel of those taps gives both output phases: a 5x5 kernel's 25 taps become 3x3
-        ones over twice the channels, at a quarter of the positions (2.8x fewer products, and no product with
-        the zeros). The same products are summed, as integers below 2^53, so the result is exact()'s."""
+        (p + d) mod 2 at offset floor((p + d) / 2) of the half-resolution grid. For each output phase and anchor
+        phase those offsets fill a rectangle (a 5x5 kernel's taps: 3x2 or 2x3), so each output phase is two
+        convolutions at a quarter of the positions with only the taps that reach an anchor (a 5x5 kernel's 12 of
+        25: 4.2x fewer products, none with the zeros). The same products are summed, as integers below 2^53, so
+        the result is exact()'s."""
         c = self.conv
         r = c.kernel_size[0] // 2
         if (isinstance(c, nn.ConvTranspose2d) or c.stride != (1, 1) or c.kernel_size != (2 * r + 1,) * 2
                 or c.padding != (r, r) or c.dilation != (1, 1) or c.groups != 1):
             raise ValueError("exact_checkerboard needs a square stride-1 convolution of odd size, 'same' padding")
-        n, cin, h, w = x_int.shape
-        reach = (r + 1) // 2  # half-resolution offsets -reach..reach
+        n, _, h, w = x_int.shape
         x = F.pad(x_int, (0, w % 2, 0, h % 2))  # whole 2x2 blocks (the padding is zero, as off the image)
-        k = self._cached("checkerboard", lambda: self._phase_kernel(r, reach)).to(x.device)
-        cout = k.shape[0] // 2
-        anchors = torch.cat([x[:, :, qy::2, qx::2] for qy, qx in _PHASES_IN], dim=1)
+        anchors = [x[:, :, qy::2, qx::2] for qy, qx in _PHASES_IN]
+        # padded per tap rectangle: output (u, v) of the pair's convolution reads offsets y0..y1, x0..x1
+        pairs = [[(self._cached(f"checkerboard{o}{i}", lambda: self._phase_kernel(r, p, q)).to(x.device),
+                   F.pad(anchors[i], (-x0, x1, -y0, y1)))
+                  for i, q in enumerate(_PHASES_IN) for taps, (y0, y1, x0, x1) in [_phase_taps(r, p, q)] if taps]
+                 for o, p in enumerate(_PHASES_OUT)]
+        # the pieces: each output phase, its output channels cut in `per` parts where more threads code (threads.py)
+        macs = sum(k.numel() for pair in pairs for k, _ in pair) * anchors[0][0, 0].numel()
+        ways = min(coding_threads(), MAX_THREADS) if macs >= PARALLEL_MACS and x.device.type == "cpu" else 1
+        per = max(1, ways // len(_PHASES_OUT))
+
+        def piece(cut: tuple[int, int]) -> Tensor:
+            o, part = cut
+            acc = x.new_zeros((n, c.out_channels, *anchors[0].shape[2:])).chunk(per, dim=1)[part]
+            for k, a in pairs[o]:  # none for a 1x1 kernel: no tap reaches an anchor
+                acc = acc + F.conv2d(a, k.chunk(per, dim=0)[part].contiguous())
+            return acc
+
+        cuts = [(o, part) for o in range(len(_PHASES_OUT)) for part in range(per)]
         with torch.backends.cudnn.flags(enabled=False):
-            acc = _split_outputs(lambda part: F.conv2d(anchors, part, None, 1, reach), k, 0, anchors)
-        out = x.new_zeros((n, cout, *x.shape[2:]))
-        for o, (py, px) in enumerate(_PHASES_OUT):
-            out[:, :, py::2, px::2] = self._finish(acc[:, o * cout:(o + 1) * cout])
+            parts = parallel(piece, cuts) if ways > 1 else [piece(cut) for cut in cuts]
+        out = x.new_zeros((n, c.out_channels, *x.shape[2:]))
+        for o, p in enumerate(_PHASES_OUT):
+            out[:, :, p[0]::2, p[1]::2] = self._finish(torch.cat(parts[o * per:(o + 1) * per], dim=1))
         return out[:, :, :h, :w]
 
-    def _phase_kernel(self, r: int, reach: int) -> Tensor:
-        """exact_checkerboard's kernel: the output phases from the input phases (_PHASES_OUT, _PHASES_IN)."""
+    def _phase_kernel(self, r: int, p: tuple[int, int], q: tuple[int, int]) -> Tensor:
+        """exact_checkerboard's kernel from anchor phase q to output phase p: the taps of _phase_taps."""
         weight = self._round_weight()
-        cout, cin = weight.shape[:2]
-        k = weight.new_zeros((2 * cout, 2 * cin, 2 * reach + 1, 2 * reach + 1))
-        for o, (py, px) in enumerate(_PHASES_OUT):
-            for i, (qy, qx) in enumerate(_PHASES_IN):
-                for dy in range(-r, r + 1):
-                    for dx in range(-r, r + 1):
-                        if (py + dy) % 2 == qy and (px + dx) % 2 == qx:
-                            k[o * cout:(o + 1) * cout, i * cin:(i + 1) * cin, (py + dy) // 2 + reach,
-                              (px + dx) // 2 + reach] = weight[:, :, dy + r, dx + r]
+        taps, (y0, y1, x0, x1) = _phase_taps(r, p, q)
+        k = weight.new_zeros((*weight.shape[:2], y1 - y0 + 1, x1 - x0 + 1))
+        for dy, dx in taps:
+            k[:, :, (p[0] + dy) // 2 - y0, (p[1] + dx) // 2 - x0] = weight[:, :, dy + r, dx + r]
         return k
+
+
+def _phase_taps(r: int, p: tuple[int, int], q: tuple[int, int]) -> tuple[list, tuple[int, int, int, int]]:
+    """The taps (dy, dx) of a (2r+1)^2 kernel that take an output of phase p from an input of phase q, and the
+    rectangle y0..y1, x0..x1 of half-resolution offsets floor((p + d) / 2) they fill (every one of it; none and
+    an empty rectangle where no tap does)."""
+    taps = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+            if (p[0] + dy) % 2 == q[0] and (p[1] + dx) % 2 == q[1]]
+    oy, ox = [(p[0] + dy) // 2 for dy, _ in taps], [(p[1] + dx) // 2 for _, dx in taps]
+    return taps, (min(oy, default=0), max(oy, default=-1), min(ox, default=0), max(ox, default=-1))
 
 
 def _split_outputs(conv, w: Tensor, dim: int, x: Tensor) -> Tensor:
