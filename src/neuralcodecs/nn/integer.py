@@ -134,26 +134,28 @@ class IntegerConv(nn.Module):
         n, _, h, w = x_int.shape
         x = F.pad(x_int, (0, w % 2, 0, h % 2))  # whole 2x2 blocks (the padding is zero, as off the image)
         anchors = [x[:, :, qy::2, qx::2] for qy, qx in _PHASES_IN]
-        # padded per tap rectangle: output (u, v) of the pair's convolution reads offsets y0..y1, x0..x1
-        pairs = [[(self._cached(f"checkerboard{o}{i}", lambda: self._phase_kernel(r, p, q)).to(x.device),
-                   F.pad(anchors[i], (-x0, x1, -y0, y1)))
-                  for i, q in enumerate(_PHASES_IN) for taps, (y0, y1, x0, x1) in [_phase_taps(r, p, q)] if taps]
-                 for o, p in enumerate(_PHASES_OUT)]
-        # the pieces: each output phase, its output channels cut in `per` parts where more threads code (threads.py)
-        macs = sum(k.numel() for pair in pairs for k, _ in pair) * anchors[0][0, 0].numel()
-        ways = min(coding_threads(), MAX_THREADS) if macs >= PARALLEL_MACS and x.device.type == "cpu" else 1
+        pairs = []  # per output phase: (kernel, anchor phase padded so output (u, v) reads offsets y0..y1, x0..x1)
+        for o, p in enumerate(_PHASES_OUT):
+            pairs.append([])
+            for i, q in enumerate(_PHASES_IN):
+                taps, (y0, y1, x0, x1) = _phase_taps(r, p, q)
+                if taps:  # none for a 1x1 kernel: no tap reaches an anchor
+                    k = self._cached(f"checkerboard{o}{i}", lambda: self._phase_kernel(r, p, q)).to(x.device)
+                    pairs[-1].append((k, F.pad(anchors[i], (-x0, x1, -y0, y1))))
+        # the pieces: each output phase, its output channels cut in `per` parts where more threads code
+        ways = _coding_ways(sum(k.numel() for pair in pairs for k, _ in pair) * anchors[0][0, 0].numel(), x)
         per = max(1, ways // len(_PHASES_OUT))
 
         def piece(cut: tuple[int, int]) -> Tensor:
             o, part = cut
             acc = x.new_zeros((n, c.out_channels, *anchors[0].shape[2:])).chunk(per, dim=1)[part]
-            for k, a in pairs[o]:  # none for a 1x1 kernel: no tap reaches an anchor
+            for k, a in pairs[o]:
                 acc = acc + F.conv2d(a, k.chunk(per, dim=0)[part].contiguous())
             return acc
 
         cuts = [(o, part) for o in range(len(_PHASES_OUT)) for part in range(per)]
         with torch.backends.cudnn.flags(enabled=False):
-            parts = parallel(piece, cuts) if ways > 1 else [piece(cut) for cut in cuts]
+            parts = parallel(piece, cuts, ways) if ways > 1 else [piece(cut) for cut in cuts]
         out = x.new_zeros((n, c.out_channels, *x.shape[2:]))
         for o, p in enumerate(_PHASES_OUT):
             out[:, :, p[0]::2, p[1]::2] = self._finish(torch.cat(parts[o * per:(o + 1) * per], dim=1))
@@ -179,12 +181,17 @@ def _phase_taps(r: int, p: tuple[int, int], q: tuple[int, int]) -> tuple[list, t
     return taps, (min(oy, default=0), max(oy, default=-1), min(ox, default=0), max(ox, default=-1))
 
 
+def _coding_ways(macs: int, x: Tensor) -> int:
+    """Among how many threads an exact convolution of `macs` products on x's device is cut: the coding threads
+    (at most MAX_THREADS) for many products on the CPU, else 1."""
+    return min(coding_threads(), MAX_THREADS) if macs >= PARALLEL_MACS and x.device.type == "cpu" else 1
+
+
 def _split_outputs(conv, w: Tensor, dim: int, x: Tensor) -> Tensor:
     """conv(w) of grid integers, w's output channels (its dimension `dim`) cut among the coding threads when
     the products are many and the CPU computes them: each output is the same exact sum wherever it is computed,
     so the cut changes only the speed (threads.py)."""
-    many = x.numel() // x.shape[1] * w.numel() >= PARALLEL_MACS
-    ways = min(coding_threads(), MAX_THREADS) if many and x.device.type == "cpu" else 1
+    ways = _coding_ways(x.numel() // x.shape[1] * w.numel(), x)
     if ways == 1:
         return conv(w)
     return torch.cat(parallel(conv, [part.contiguous() for part in w.chunk(ways, dim)]), dim=1)
