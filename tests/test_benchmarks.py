@@ -100,3 +100,21 @@ def test_latent_refinement_reads_savings_off_the_codecs_own_curve(tmp_path):
     assert row["plain_bytes"] == len(nc.create_codec("balle2018", quality=5).encode(crop))
     assert row["bytes"] == len(nc.create_codec("balle2018", quality=5, refine=3).encode(crop))
     assert -1 < row["saving"] < 1
+
+
+def test_entropy_gap_measures_the_codecs_own_bits(tmp_path):
+    import neuralcodecs as nc
+
+    _script("entropy_gap").main(["--data", str(ROOT / "samples"), "--out", str(tmp_path), "--codec", "minnen2018",
+                                 "--qualities", "2", "--limit", "1"])
+    bits = json.loads((tmp_path / "entropy_gap.json").read_text())["bits"]["2"]
+    # the tabulated variant is what the codec codes: y, z and the shifts of forward adaptation are the codec's
+    # estimate (up to the coding tables' 16-bit rounding)
+    image = nc.load_image(ROOT / "samples" / "kodim23.png")  # 768 x 512: nothing cut
+    estimate = nc.create_codec("minnen2018", quality=2).estimate_bits(image)
+    assert bits["shifts"] > 0
+    assert abs(bits["y_tabulated"] + bits["z"] + bits["shifts"] - estimate) < 0.002 * estimate
+    # the other scales are the same model rounded otherwise: close to it, not equal
+    assert 0 < abs(bits["y_predicted_scale"] / bits["y_tabulated"] - 1) < 0.02
+    assert 0 < abs(bits["y_half_step_tables"] / bits["y_tabulated"] - 1) < 0.02
+    assert bits["z_adapted"] > 0
