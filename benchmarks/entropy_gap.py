@@ -61,9 +61,8 @@ def measure(codec, image: np.ndarray, q: int) -> dict[str, float]:
         r = r + torch.from_numpy(delta).view(1, -1, 1, 1)
     r = r.clamp(0, LEVELS - 1)
     s = torch.round(y - mu) if mu is not None else torch.round(y)
-    z_codec = FactorizedLatentCodec.__new__(FactorizedLatentCodec)  # the z tables with forward adaptation
-    torch.nn.Module.__init__(z_codec)
-    z_codec.priors, z_codec.forward_adaptive = lc.z_priors, True
+    z_codec = FactorizedLatentCodec(torch.nn.Identity, 0, forward_adaptive=True)  # z's tables, adaptively chosen
+    z_codec.priors = lc.z_priors
     return {"y_tabulated": y_bits(s, index), "y_predicted_scale": y_bits(s, r),
             "y_half_step_tables": y_bits(s, torch.floor(r * 2 + 0.5) / 2),
             "z": lc.z_priors[q].estimate_bits(z), "z_adapted": z_codec.estimate_bits(z, q, log_gain),
