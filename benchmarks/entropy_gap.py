@@ -26,47 +26,33 @@ import numpy as np
 import torch
 
 import neuralcodecs as nc
-from neuralcodecs.entropy.gaussian import LEVELS, _bin_mass, scale_of
+from neuralcodecs.entropy.gaussian import LEVELS
 from neuralcodecs.entropy.latent import FactorizedLatentCodec
-from neuralcodecs.entropy.model import bits_of
 from neuralcodecs.eval import list_images
-from neuralcodecs.nn.integer import ACT_BITS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
 from codec_speed import default_data  # noqa: E402
 
 
-def y_bits(s: torch.Tensor, index: torch.Tensor) -> float:
-    return float(bits_of(_bin_mass(s, scale_of(index.float()))).sum())
-
-
 @torch.no_grad()
 def measure(codec, image: np.ndarray, q: int) -> dict[str, float]:
     lc = codec.latent_codec
-    real = []  # the scale indexes before rounding, as the passes compute them (anchors, then the rest)
-    rounding = lc._to_index
-    lc._to_index = lambda out: (real.append(out / 2 ** ACT_BITS), rounding(out))[1]
-    try:
-        log_gain = codec.log_gain[[q]]
-        y = codec._analyse(image) * log_gain.exp()[:, :, None, None]
-        coding = lc._coding(y, q, log_gain)
-    finally:
-        del lc._to_index
-    if len(coding) == 6:  # a checkerboard context: means, and the indexes of two passes
-        z, a, mu, index, delta, shifts = coding
-        r = torch.where(a, real[0], real[1])
-    else:  # a scale hyperprior
-        (z, index, delta, shifts), mu, r = coding, None, real[0]
-    if delta is not None:
-        r = r + torch.from_numpy(delta).view(1, -1, 1, 1)
-    r = r.clamp(0, LEVELS - 1)
-    s = torch.round(y - mu) if mu is not None else torch.round(y)
-    z_codec = FactorizedLatentCodec(torch.nn.Identity, 0, forward_adaptive=True)  # z's tables, adaptively chosen
-    z_codec.priors = lc.z_priors
-    return {"y_tabulated": y_bits(s, index), "y_predicted_scale": y_bits(s, r),
-            "y_half_step_tables": y_bits(s, torch.floor(r * 2 + 0.5) / 2),
-            "z": lc.z_priors[q].estimate_bits(z), "z_adapted": z_codec.estimate_bits(z, q, log_gain),
-            "shifts": shifts}
+    log_gain = codec.log_gain[[q]]
+    y = codec._analyse(image) * log_gain.exp()[:, :, None, None]
+    c = lc._coding(y, q, log_gain)
+    predicted = c.predicted.float()
+    if c.delta is not None:
+        predicted = predicted + torch.from_numpy(c.delta).view(1, -1, 1, 1)
+    predicted = predicted.clamp(0, LEVELS - 1)
+
+    def y_bits(index: torch.Tensor) -> float:  # the Gaussian bin masses of round(y - mu) (eval mode)
+        return float(lc.gaussian(y, index, c.mu)[1].sum())
+
+    z_codec = FactorizedLatentCodec(lc.z_priors, forward_adaptive=True)  # z's tables, adaptively chosen
+    return {"y_tabulated": y_bits(c.index), "y_predicted_scale": y_bits(predicted),
+            "y_half_step_tables": y_bits(torch.floor(predicted * 2 + 0.5) / 2),
+            "z": lc.z_priors[q].estimate_bits(c.z), "z_adapted": z_codec.estimate_bits(c.z, q, log_gain),
+            "shifts": c.shift_bits}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from neuralcodecs.train.loop import TrainConfig, build_model
+from neuralcodecs.train.loop import TrainConfig, build_model, make_optimizers
 from neuralcodecs.train.step import train_step
 
 
@@ -23,15 +23,15 @@ def time_step(codec: str, batch: int, crop: int, bf16: bool, channels_last: bool
               steps: int) -> tuple[float, int]:
     """Median seconds of one train_step, and the operators it launches."""
     torch.manual_seed(0)
-    model = build_model(TrainConfig(codec=codec, data=[], out="", steps=0))
+    cfg = TrainConfig(codec=codec, data=[], out="", steps=0)
+    model = build_model(cfg)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     # smooth random fields: latents of photo-like statistics (white noise would be an unusual workload)
     x = torch.nn.functional.interpolate(torch.rand(batch, 3, crop // 8, crop // 8), size=(crop, crop), mode="bilinear")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    aux = torch.optim.Adam(list(model.aux_parameters()), lr=1e-3) if list(model.aux_parameters()) else None
+    opt, aux = make_optimizers(model, cfg)  # the training loop's
     autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     model.train()
     if compile_:

@@ -41,19 +41,16 @@ EXPORT_RESERVE = 75
 QUEUE = [
     ("toderici2017", ["--crop", "64", "--batch", "32", "--lr", "5e-4", "--init", "shipped"]),
     ("toderici2016", ["--crop", "32", "--batch", "128", "--lr", "5e-4", "--init", "shipped"]),
-    # fine-tuning at the rate its CPU training ended with: 1e-4 (1e-3 for the densities) on one H100 for 3.6k
-    # steps (2026-12-06) left it worse on Kodak (-46.9 % against jpeg where the shipped weights give -49.0 %)
+    # at the learning rates of its CPU fine-tunes: ten times these left it worse (README, "Training on a lent GPU")
     ("minnen2018", ["--crop", "256", "--batch", "16", "--lr", "1e-5", "--entropy-lr", "1e-4", "--init", "shipped",
                     "--snapshot-every", "250"]),
 ]
 # A run that keeps snapshots (`--snapshot-every`) is a fine-tune of its shipped weights: its export ships the mean
-# of its snapshots and its last weights (`export --average`: on the CPU, the mean of 26 points of two 1e-5 runs
-# gave -49.23 %, as good as their best point, -49.21 %, where another point had fallen to -48.2 %; the shipped
-# minnen2018 gives -49.0 %: the device cannot measure which point to keep) as an update of the shipped file (`export --base`: ~2 MB of
-# 4-bit differences, where a new file would add 7-14 MB to a repository that keeps every version). The others
-# ship whole, in 8 bits.
-# At their targets already (balle2018 -47.1 % against jpeg, balle2017 -41.5 %, theis2017 -31.6 %): `--codec NAME`
-# trains them instead (`gpu/travel.py slim --codec NAME` keeps their weights), at the learning rates their CPU
+# of its snapshots and its last weights (`export --average`: a fine-tune at a low rate wanders around its minimum,
+# the mean does not, and the device cannot measure which point to keep; README, "Weight averaging") as an update
+# of the shipped file (`export --base`: ~2 MB of 4-bit differences, where a new file would add 7-14 MB to a
+# repository that keeps every version). The others ship whole, in 8 bits.
+# At their targets already (README, "Results on Kodak"): `--codec NAME` trains them instead (`gpu/travel.py slim --codec NAME` keeps their weights), at the learning rates their CPU
 # fine-tuning runs with.
 EXTRA = [
     ("balle2018", ["--crop", "256", "--batch", "16", "--lr", "1e-5", "--entropy-lr", "1e-4", "--init", "shipped",
@@ -89,6 +86,11 @@ def needed_weights(queue: list) -> set[str]:
     """The codecs whose shipped weights the queue starts from: its own and those `--init codec:NAME` names."""
     inits = [a[a.index("--init") + 1].split(",") for _, a in queue if "--init" in a]
     return {c for c, _ in queue} | {s[6:] for sources in inits for s in sources if s.startswith("codec:")}
+
+
+def weight_files(entry: dict) -> list[str]:
+    """The files a manifest entry loads: its own, and the base file an update of it loads with."""
+    return [f for f in (entry["file"], entry.get("base")) if f]
 
 
 def install_wheels(site: Path, env: dict) -> None:
@@ -136,9 +138,8 @@ def main() -> None:
     weights_out.mkdir(exist_ok=True)
     (weights_out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for name in needed_weights(queue) & set(manifest):
-        for file in (manifest[name]["file"], manifest[name].get("base")):  # an update loads with its base file
-            if file:
-                (weights_out / file).write_bytes((shipped / file).read_bytes())
+        for file in weight_files(manifest[name]):
+            (weights_out / file).write_bytes((shipped / file).read_bytes())
     # seconds of it: files encoded here with the shipped weights, for gpu/cross_device.py check back home
     subprocess.run([sys.executable, str(ROOT / "gpu" / "cross_device.py"), "encode", "--out", str(out)],
                    env=shipped_env, cwd=ROOT, check=False)
@@ -199,7 +200,7 @@ def main() -> None:
         # and must not take the device's 8 files from the exports if the command is killed at its deadline: each
         # goes once the runs that load it have exported (an update loads its base: that one is kept for them)
         pending = {c for c, _, _ in procs[procs.index((codec, run, p)) + 1:]}
-        needed = {f for c in pending & set(manifest) for f in (manifest[c]["file"], manifest[c].get("base")) if f}
+        needed = {f for c in pending & set(manifest) for f in weight_files(manifest[c])}
         for file in weights_out.iterdir():
             if file.name != "manifest.json" and file.name not in needed and (shipped / file.name).exists() and \
                     file.read_bytes() == (shipped / file.name).read_bytes():

@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "gpu"))
+from plan import needed_weights, select, weight_files  # noqa: E402  (the sibling script; it imports no package)
+
 LIMIT = 64 * 2 ** 20
 CARRY = (".whl", "gpu-data")
 LEFT_BEHIND = ("results/", "docs/", "tests/", "benchmarks/")  # tracked folders the device never reads
@@ -42,17 +45,13 @@ def cross_device_codecs() -> tuple[str, ...]:
 def needed_codecs(codecs: list[str] | None = None) -> set[str]:
     """The codecs whose shipped weights the device reads: those the plan's runs start from (its QUEUE, or
     `plan.py --codec`'s codecs) and those gpu/cross_device.py encodes with before training."""
-    sys.path.insert(0, str(ROOT / "gpu"))
-    from plan import needed_weights, select
-
     return needed_weights(select(codecs)) | set(cross_device_codecs())
 
 
 def left_behind(codecs: list[str] | None = None) -> list[str]:
     """Tracked files the device does not need: LEFT_BEHIND's and the weights of codecs it does not read."""
     manifest = json.loads((ROOT / WEIGHTS / "manifest.json").read_text())
-    keep = {WEIGHTS + f for c in needed_codecs(codecs) if c in manifest  # an update loads with its base file
-            for f in (manifest[c]["file"], manifest[c].get("base")) if f}
+    keep = {WEIGHTS + f for c in needed_codecs(codecs) if c in manifest for f in weight_files(manifest[c])}
     return [f for f in _git("ls-files", "-z").split("\0") if f and (
         f.startswith(LEFT_BEHIND) or (f.startswith(WEIGHTS) and "/" not in f[len(WEIGHTS):]
                                        and not f.endswith((".json", ".py")) and f not in keep))]

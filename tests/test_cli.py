@@ -8,15 +8,7 @@ import pytest
 
 import neuralcodecs as nc
 from neuralcodecs.cli import main
-
-SLOW_TO_ENCODE = {"coconet"}  # as in test_codecs.py: encoding fits a network; tests/test_coconet.py covers it
-
-
-@pytest.fixture
-def png(tmp_path, photo):
-    path = tmp_path / "in.png"
-    nc.save_image(path, photo)
-    return path
+from conftest import SLOW_TO_ENCODE
 
 
 @pytest.mark.parametrize("name", [n for n in nc.list_codecs(ready=True) if n not in SLOW_TO_ENCODE])

@@ -12,13 +12,6 @@ from neuralcodecs import container
 from neuralcodecs.cli import main
 
 
-@pytest.fixture
-def png(tmp_path, photo):
-    path = tmp_path / "in.png"
-    nc.save_image(path, photo)
-    return path
-
-
 def _one_line_error(capsys, *words):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err

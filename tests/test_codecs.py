@@ -5,15 +5,12 @@ import pytest
 import neuralcodecs as nc
 from neuralcodecs.metrics import mse
 from neuralcodecs.registry import get_entry
+from conftest import SLOW_TO_ENCODE
 from make_golden import FAST  # tests/golden (conftest.py puts it on the path)
 
 # Learned codecs are registered before their first weights ship; the contract is checked on the ones that
 # can code, and the codecs waiting for weights are named here so that none can drop out unnoticed.
 WAITING_FOR_WEIGHTS = {"jiang2017-jpeg2000", "jiang2017-heif"}
-# Codecs whose encoder is an optimization (coconet fits a network per image): their contract runs with
-# `make test-all`, with make_golden's quick settings (FAST: an iteration cap, not the clock, ends the fit, so
-# two encodes agree); tests/test_coconet.py checks them by default with small settings.
-SLOW_TO_ENCODE = {"coconet"}
 READY = nc.list_codecs(ready=True)
 
 

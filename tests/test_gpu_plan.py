@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "gpu"))
 
-from plan import QUEUE  # noqa: E402
+from plan import QUEUE, weight_files  # noqa: E402
 
 
 def test_dry_run_of_the_whole_plan(tmp_path):
@@ -66,7 +66,7 @@ def test_what_travels_to_a_lent_gpu_fits_after_slim():
     manifest = json.loads((ROOT / WEIGHTS / "manifest.json").read_text())
     # the queue's weights and those cross_device.py encodes with (a GPU run once lost its check to a missing one)
     assert {"minnen2018", "balle2018", *(c for c, _ in QUEUE)} <= needed_codecs()
-    needed = {WEIGHTS + f for c in needed_codecs() for f in (manifest[c]["file"], manifest[c].get("base")) if f}
+    needed = {WEIGHTS + f for c in needed_codecs() for f in weight_files(manifest[c])}
     assert needed | {WEIGHTS + "manifest.json", "gpu/plan.py", "gpu/cross_device.py", "samples/kodim23.png",
                      "src/neuralcodecs/cli.py"} <= set(kept)
     assert any(f.startswith(WEIGHTS) and f.endswith(".safetensors") for f in gone)  # it does leave weights behind

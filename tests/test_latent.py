@@ -193,7 +193,7 @@ def test_hyperprior_scales_follow_the_rate_points_gain(hyperprior):
         log_gain[0], log_gain[1] = 0.5, 0.5 + 10 * LOG_STEP  # the second point: ten table steps finer
         z = [lc._z_hat(y0 * log_gain[[i]].exp()[:, :, None, None], i, log_gain[[i]])[1] for i in (0, 1)]
         assert torch.allclose(z[0], z[1])
-        index = [lc._index(z[0], log_gain[[i]]) for i in (0, 1)]
+        index = [lc._to_index(lc._index_grid(z[0], log_gain[[i]])) for i in (0, 1)]
         inside = (index[0] > 0) & (index[1] < LEVELS - 1)
         assert bool(inside.any()) and bool((index[1] - index[0])[inside].eq(10).all())
         trained = lc._shift(log_gain)[:, :, 0, 0] * 2 ** ACT_BITS
@@ -401,7 +401,7 @@ def test_hyperprior_shifts_round_trip_and_never_cost_more(name, photo):
         estimate, fixed = lc.estimate_bits(y, q, shifted.log_gain[[q]]), plain.estimate_bits(x)
         assert abs(8 * sum(map(len, strings)) - estimate) <= 0.01 * estimate + 128
         assert estimate <= fixed + 1 + 1e-6 and (estimate < fixed) == adapts
-        assert (lc._coding(y, q, shifted.log_gain[[q]])[-2] is not None) == adapts
+        assert (lc._coding(y, q, shifted.log_gain[[q]]).delta is not None) == adapts
         expected = plain.latent_codec.decompress(plain.latent_codec.compress(y, q, plain.log_gain[[q]]), tuple(y.shape),
                                                  q, plain.log_gain[[q]])
         assert torch.equal(lc.decompress(strings, tuple(y.shape), q, shifted.log_gain[[q]]), expected)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from . import container, weights
 from .codec import ENCODER_ONLY, FILE_DEFAULT, Codec, check_number
 from .entropy.latent import LatentCodec
-from .entropy.model import EntropyModel
+from .entropy.model import EntropyModel, entropy_models
 from .image import from_tensor, to_tensor
 from .registry import get_entry, list_codecs
 from .threads import one_thread, parallel
@@ -141,15 +141,13 @@ class LearnedCodec(Codec, nn.Module):
                 "mse": mse.mean().detach()}
 
     # -- entropy models -------------------------------------------------------------------------
-    def entropy_models(self) -> list[nn.Module]:
-        return [m for m in self.modules() if isinstance(m, EntropyModel)]
+    def entropy_models(self) -> list[EntropyModel]:
+        return entropy_models(self)
 
     def entropy_parameters(self) -> list[nn.Parameter]:
-        """What models the rate (the densities, and a latent codec's networks that predict them, such as a
-        hyperprior's h_a and h_s): training gives them their own learning rate (TrainConfig.entropy_lr)."""
-        latent = getattr(self, "latent_codec", None)
-        modules = [latent] if latent is not None else self.entropy_models()
-        return list(dict.fromkeys(p for m in modules for p in m.parameters()))
+        """What models the rate (here the entropy models; VariableRateCodec: its latent codec): training gives
+        them their own learning rate (TrainConfig.entropy_lr)."""
+        return list(dict.fromkeys(p for m in self.entropy_models() for p in m.parameters()))
 
     def update_tables(self) -> None:
         """Rebuild the integer coding tables from the learned densities (the training loop does, at its end)."""
@@ -228,6 +226,10 @@ class VariableRateCodec(LearnedCodec):
         # derives from the rate points' gains
         self.latent_codec.update_tables(self.log_gain.detach())
 
+    def entropy_parameters(self) -> list[nn.Parameter]:
+        # the densities and the networks that predict them (a hyperprior's h_a, h_s, context): the latent codec
+        return list(self.latent_codec.parameters())
+
     def _gains(self, q: Tensor) -> tuple[Tensor, Tensor]:
         return self.log_gain[q].exp()[:, :, None, None], self.log_inv_gain[q].exp()[:, :, None, None]
 
@@ -288,8 +290,8 @@ class VariableRateCodec(LearnedCodec):
         return [(a, b, c, d) for a, b in rows for c, d in cols]
 
     def _channels_last(self) -> None:
-        """Coding runs the transforms in channels-last layout, where the CPU's convolutions are fastest (measured
-        on a Kodak image, one thread: minnen2018's g_s 0.166 -> 0.124 s, g_a 0.088 -> 0.081 s); training picks
+        """Coding runs the transforms in channels-last layout, where the CPU's convolutions are fastest (README,
+        "Results on Kodak": where the time goes); training picks
         its own (TrainConfig.channels_last). The first call converts the weights (new storage), under a lock and
         checked again inside it: a cached decoder serves every thread, and none may convolve with a weight
         another is replacing; once converted, nothing changes."""

@@ -85,6 +85,5 @@ class Balle2017(VariableRateCodec):
         super().__init__(config, name, lmbdas)
         n, m = config.N, config.M
         self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
-        self.latent_codec = FactorizedLatentCodec(lambda: FactorizedPrior(m), len(self.lmbdas),
-                                                  config.forward_adaptive)
+        self.latent_codec = FactorizedLatentCodec([FactorizedPrior(m) for _ in self.lmbdas], config.forward_adaptive)
         self._init_gains(m, GAIN0)

@@ -49,5 +49,5 @@ class Minnen2018(Balle2018):
         g_ctx = IntegerNetwork(IntegerConv(m, 2 * m, 5, 1))
         e = IntegerNetwork(IntegerConv(4 * m, 640, 1), nn.ReLU(), IntegerConv(640, 512, 1), nn.ReLU(),
                            IntegerConv(512, 2 * m, 1))
-        return CheckerboardLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, 2 * m), g_ctx, e, n, len(self.lmbdas),
-                                       FactorizedPrior, forward_adaptive)
+        return CheckerboardLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, 2 * m), g_ctx, e,
+                                       [FactorizedPrior(n) for _ in self.lmbdas], forward_adaptive)

@@ -108,7 +108,7 @@ class Theis2017(VariableRateCodec):
                                  _subpixel(n, n // 2), nn.LeakyReLU(0.2), _subpixel(n // 2, 3))
         # an untrained g_a gives coefficients of std ~0.09 on normalized photos: start with gains that make
         # the top rate point's about 3.5 (see balle2017 for why a unit step on tiny latents stalls training)
-        self.latent_codec = FactorizedLatentCodec(lambda: GaussianScaleMixture(m), len(self.lmbdas),
+        self.latent_codec = FactorizedLatentCodec([GaussianScaleMixture(m) for _ in self.lmbdas],
                                                   config.forward_adaptive)
         self._init_gains(m, gain0=20.0)
         # incremental training: how many steps of stage "transforms" have run (saved, so resume is exact)

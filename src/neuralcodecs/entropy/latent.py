@@ -37,7 +37,7 @@ straight through, and the rate sees y + uniform noise (Minnen & Singh 2020's mix
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .gaussian import LEVELS, LOG_STEP, GaussianConditional
 from .coder import Decoder, Encoder, pmf_from_counts
-from .model import EntropyModel, bits_of
+from .model import EntropyModel, bits_of, entropy_models
 from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
 
 # Forward adaptation: a channel's choice k steps away from "as the model says" (another rate point's table,
@@ -55,6 +55,7 @@ from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_c
 # ~ 0.3^k (the ratio chosen for the factorized codecs on training photos, README; reused for the shifts), from
 # integer weights 3^k * 10^(K - k), so that encoder and decoder build the same floats (coder.pmf_from_counts)
 SHIFTS = 4  # a channel's scale indexes move by at most this many steps
+GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 _FLAG = np.array([0.5, 0.5])  # whether a string holds choices
 
 
@@ -85,7 +86,6 @@ def _adapt(cost: np.ndarray, own: int, side: np.ndarray) -> tuple[np.ndarray | N
         return None, 1.0
     choice = total.argmin(axis=0)
     return choice, 1.0 + float(side[choice].sum())
-GAIN_BITS = 16  # rate points' gains on a grid of 2^-16 where coding multiplies by them (CheckerboardLatentCodec)
 
 
 def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
@@ -130,6 +130,18 @@ def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Ten
         return _round_ste(y, offset), bits
 
 
+class Coding(NamedTuple):
+    """What a hyperprior's encoder codes y with (HyperpriorLatentCodec._coding)."""
+    z: Tensor                   # the side information, before rounding
+    index: Tensor               # y's scale indexes, int64, forward adaptation's shifts applied: what is coded
+    predicted: Tensor           # the networks' scale indexes before rounding to the table (real-valued, the
+                                # rate point's shift added, forward adaptation's not): what the tables approximate
+    mu: Tensor | None           # y's means (None: zero-mean, a scale hyperprior)
+    anchors: Tensor | None      # the values of the first pass (None: one pass)
+    delta: np.ndarray | None    # forward adaptation's shifts (None: none written)
+    shift_bits: float           # the bits of the shifts' code
+
+
 class LatentCodec(nn.Module):
     """Base: see the module docstring. `n_strings` is how many strings (chunks) compress() returns."""
 
@@ -140,7 +152,7 @@ class LatentCodec(nn.Module):
             raise BitstreamError(f"corrupted file: {len(strings)} chunks where this codec writes {self.n_strings}")
 
     def entropy_models(self) -> list[EntropyModel]:
-        return [m for m in self.modules() if isinstance(m, EntropyModel)]
+        return entropy_models(self)
 
     def update_tables(self, log_gain: Tensor) -> None:
         """Rebuild what coding reads and training does not (the entropy models' integer tables; in a subclass,
@@ -167,9 +179,10 @@ class FactorizedLatentCodec(LatentCodec):
     the channels coded with rate point q's tables alone, the papers' codec.
     """
 
-    def __init__(self, make_prior: Callable[[], TabulatedDensity], points: int, forward_adaptive: bool = False):
+    def __init__(self, priors: Sequence[TabulatedDensity], forward_adaptive: bool = False):
+        """priors: one density per rate point (modules another codec holds are shared, not copied)."""
         super().__init__()
-        self.priors = nn.ModuleList(make_prior() for _ in range(points))
+        self.priors = nn.ModuleList(priors)
         self.forward_adaptive = forward_adaptive
 
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -244,11 +257,12 @@ class HyperpriorLatentCodec(LatentCodec):
 
     n_strings = 2
 
-    def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, z_channels: int, points: int,
-                 make_prior: Callable[[int], TabulatedDensity], forward_adaptive: bool = False):
+    def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, z_priors: Sequence[TabulatedDensity],
+                 forward_adaptive: bool = False):
+        """z_priors: z's density per rate point."""
         super().__init__()
         self.h_a, self.h_s = h_a, h_s
-        self.z_priors = nn.ModuleList(make_prior(z_channels) for _ in range(points))
+        self.z_priors = nn.ModuleList(z_priors)
         self.gaussian = GaussianConditional()
         self.forward_adaptive = forward_adaptive
 
@@ -294,10 +308,15 @@ class HyperpriorLatentCodec(LatentCodec):
         """Grid integers (units of 2^-ACT_BITS) -> integer scale indexes in [0, LEVELS), int64."""
         return torch.floor((out + 2 ** (ACT_BITS - 1)) / 2 ** ACT_BITS).clamp(0, LEVELS - 1).long()
 
-    def _index(self, z_hat: Tensor, log_gain: Tensor) -> Tensor:
-        """Integer scale indexes from z_hat, exactly (int64)."""
+    def _index_grid(self, z_hat: Tensor, log_gain: Tensor) -> Tensor:
+        """The scale indexes from z_hat before rounding (_to_index), exactly: grid integers, float64."""
         out = self.h_s.exact(z_hat)
-        return self._to_index(out + self._shift(log_gain, exact=True).to(out.device))
+        return out + self._shift(log_gain, exact=True).to(out.device)
+
+    def _z_shape(self, shape: tuple[int, ...], q: int) -> tuple[int, int, int, int]:
+        """z's shape for y of `shape` (h_a: two stride-2 convolutions, hyper_analysis)."""
+        n, _, h, w = shape
+        return n, self.z_priors[q].channels, h // 4, w // 4
 
     def _hyper_input(self, y: Tensor, log_gain: Tensor) -> Tensor:
         return y.abs() * torch.exp(-log_gain)[:, :, None, None]  # a scale hyperprior only needs magnitudes
@@ -311,37 +330,35 @@ class HyperpriorLatentCodec(LatentCodec):
         z = self.h_a(self._hyper_input(y, log_gain))
         return z, self.z_priors[q].quantize(z)  # what decompress returns
 
-    def _coding(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, Tensor, np.ndarray | None, float]:
-        """z, the scale indexes y is coded with (shifted), the shifts (None: none written) and their bits."""
+    def _coding(self, y: Tensor, q: int, log_gain: Tensor) -> Coding:
         z, z_hat = self._z_hat(y, q, log_gain)
-        index = self._index(z_hat, log_gain)
+        grid = self._index_grid(z_hat, log_gain)
+        index = self._to_index(grid)
         delta, bits = self._choose_shifts(y, index, None) if self.forward_adaptive else (None, 0.0)
-        return z, self._shifted(index, delta), delta, bits
+        return Coding(z, self._shifted(index, delta), grid / 2 ** ACT_BITS, None, None, delta, bits)
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
-        z, index, delta, _ = self._coding(y, q, log_gain)
+        c = self._coding(y, q, log_gain)
         enc = Encoder()
         if self.forward_adaptive:
-            self._write_shifts(enc, delta)
-        self.gaussian.encode(enc, y, index)
-        return [self.z_priors[q].compress(z), enc.to_bytes()]
+            self._write_shifts(enc, c.delta)
+        self.gaussian.encode(enc, y, c.index)
+        return [self.z_priors[q].compress(c.z), enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
-        n, c, h, w = shape
-        z_shape = (n, self.z_priors[q].channels, h // 4, w // 4)
-        z_hat = self.z_priors[q].decompress(strings[0], z_shape)
-        index = self._index(z_hat, log_gain)
+        z_hat = self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
+        index = self._to_index(self._index_grid(z_hat, log_gain))
         if tuple(index.shape) != tuple(shape):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(index.shape)} for y of {shape}")
         dec = Decoder(strings[1])
         if self.forward_adaptive:
-            index = self._shifted(index, self._read_shifts(dec, c))
+            index = self._shifted(index, self._read_shifts(dec, shape[1]))
         return self.gaussian.decode(dec, index)
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
-        z, index, _, shift_bits = self._coding(y, q, log_gain)
-        return self.z_priors[q].estimate_bits(z) + shift_bits + self.gaussian.estimate_bits(y, index)
+        c = self._coding(y, q, log_gain)
+        return self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.gaussian.estimate_bits(y, c.index)
 
 
 def checkerboard(h: int, w: int, device=None) -> Tensor:
@@ -378,11 +395,10 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     n_strings = 3
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
-                 z_channels: int, points: int, make_prior: Callable[[int], TabulatedDensity],
-                 forward_adaptive: bool = False):
-        super().__init__(h_a, h_s, z_channels, points, make_prior, forward_adaptive)
+                 z_priors: Sequence[TabulatedDensity], forward_adaptive: bool = False):
+        super().__init__(h_a, h_s, z_priors, forward_adaptive)
         self.g_ctx, self.e = g_ctx, e
-        channels = g_ctx[0].conv.in_channels
+        points, channels = len(self.z_priors), g_ctx[0].conv.in_channels
         self.register_buffer("gain_grid", torch.zeros((points, channels), dtype=torch.int64))  # 0: not built
         self.register_buffer("inv_gain_grid", torch.zeros((points, channels), dtype=torch.int64))
 
@@ -423,7 +439,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
 
     def _params_exact(self, psi: Tensor, ctx: Tensor | None, shift: Tensor, gain: Tensor, where: Tensor
                       ) -> tuple[Tensor, Tensor]:
-        """Coding: (means in y's gained units on the 2^-8 grid, float32; int64 scale indexes) from psi and
+        """Coding: (means in y's gained units on the 2^-8 grid, float32; scale indexes before rounding, grid
+        integers in float64 (_to_index rounds them)) from psi and
         ctx on the grid (None: no context, zeros, whose products e skips), `shift` exact (_shift), `gain` the
         point's gain grid row (_grid). e is 1x1 convolutions, so it runs only at the positions `where`
         (1, 1, H, W) selects, the half of the checkerboard a pass codes; the other positions get zeros, which no
@@ -436,7 +453,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         out[:, :, sel] = self.e.exact(x[:, :, sel][..., None], trailing_zeros=zeros)[..., 0]
         mu0, index = out.chunk(2, dim=1)
         mu = self._times_exact(mu0, gain)
-        return (mu / 2 ** ACT_BITS).float(), self._to_index(index + shift.to(index.device))
+        return (mu / 2 ** ACT_BITS).float(), index + shift.to(index.device)
 
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y, log_gain)), q)
@@ -456,8 +473,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         if tuple(psi.shape[2:]) != tuple(shape[2:]):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(psi.shape)} for y of {tuple(shape)}")
         a = checkerboard(*shape[2:], device=psi.device).bool().expand(shape)
-        mu, index = self._params_exact(psi, None, shift, self._grid(self.gain_grid, q), a[:1, :1])
-        return psi, a, mu, index
+        mu, grid = self._params_exact(psi, None, shift, self._grid(self.gain_grid, q), a[:1, :1])
+        return psi, a, mu, grid
 
     def _nonanchor_params(self, psi: Tensor, y_hat_a: Tensor, shift: Tensor, q: int) -> tuple[Tensor, Tensor]:
         """y_hat_a: the decoded anchors (zeros elsewhere), gained units, on the 2^-8 grid."""
@@ -466,42 +483,42 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         return self._params_exact(psi, ctx, shift, self._grid(self.gain_grid, q),
                                   1 - checkerboard(*psi.shape[2:], device=psi.device))
 
-    def _coding(self, y: Tensor, q: int, log_gain: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, np.ndarray | None, float]:
-        """z, the anchors' mask, y's means and (shifted) scale indexes over both halves, the shifts (None: none
-        written) and their bits: what the strings code (1: the shifts and the anchors, 2: the rest)."""
+    def _coding(self, y: Tensor, q: int, log_gain: Tensor) -> Coding:
+        """Means and indexes over both halves: what the strings code (1: the shifts and the anchors, 2: the rest)."""
         z, z_hat = self._z_hat(y, q, log_gain)
         shift = self._shift(log_gain, exact=True)
-        psi, a, mu, index = self._anchor_params(z_hat, y.shape, shift, q)
+        psi, a, mu, grid = self._anchor_params(z_hat, y.shape, shift, q)
         y_hat_a = torch.where(a, torch.round(y - mu) + mu, torch.zeros_like(y))
-        mu_n, index_n = self._nonanchor_params(psi, y_hat_a, shift, q)
-        mu, index = torch.where(a, mu, mu_n), torch.where(a, index, index_n)
+        mu_n, grid_n = self._nonanchor_params(psi, y_hat_a, shift, q)
+        mu, grid = torch.where(a, mu, mu_n), torch.where(a, grid, grid_n)
+        index = self._to_index(grid)
         delta, bits = self._choose_shifts(y, index, mu) if self.forward_adaptive else (None, 0.0)
-        return z, a, mu, self._shifted(index, delta), delta, bits
+        return Coding(z, self._shifted(index, delta), grid / 2 ** ACT_BITS, mu, a, delta, bits)
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
-        z, a, mu, index, delta, _ = self._coding(y, q, log_gain)
+        c = self._coding(y, q, log_gain)
+        a, index, mu = c.anchors, c.index, c.mu
         enc = Encoder()
         if self.forward_adaptive:
-            self._write_shifts(enc, delta)
+            self._write_shifts(enc, c.delta)
         self.gaussian.encode(enc, y[a], index[a], mu[a])
-        return [self.z_priors[q].compress(z), enc.to_bytes(), self.gaussian.compress(y[~a], index[~a], mu[~a])]
+        return [self.z_priors[q].compress(c.z), enc.to_bytes(), self.gaussian.compress(y[~a], index[~a], mu[~a])]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
-        n, c, h, w = shape
-        z_hat = self.z_priors[q].decompress(strings[0], (n, self.z_priors[q].channels, h // 4, w // 4))
+        z_hat = self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
         shift = self._shift(log_gain, exact=True)
-        psi, a, mu, index = self._anchor_params(z_hat, shape, shift, q)
+        psi, a, mu, grid = self._anchor_params(z_hat, shape, shift, q)
         dec = Decoder(strings[1])
-        delta = self._read_shifts(dec, c) if self.forward_adaptive else None
+        delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
         y_hat = torch.zeros(shape, device=psi.device)
-        y_hat[a] = self.gaussian.decode(dec, self._shifted(index, delta)[a], mu[a])
-        mu_n, index_n = self._nonanchor_params(psi, y_hat, shift, q)
-        y_hat[~a] = self.gaussian.decompress(strings[2], self._shifted(index_n, delta)[~a], mu_n[~a])
+        y_hat[a] = self.gaussian.decode(dec, self._shifted(self._to_index(grid), delta)[a], mu[a])
+        mu_n, grid_n = self._nonanchor_params(psi, y_hat, shift, q)
+        y_hat[~a] = self.gaussian.decompress(strings[2], self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
         return y_hat
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
-        z, a, mu, index, _, shift_bits = self._coding(y, q, log_gain)
-        return (self.z_priors[q].estimate_bits(z) + shift_bits + self.gaussian.estimate_bits(y[a], index[a], mu[a])
+        c = self._coding(y, q, log_gain)
+        a, index, mu = c.anchors, c.index, c.mu
+        return (self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.gaussian.estimate_bits(y[a], index[a], mu[a])
                 + self.gaussian.estimate_bits(y[~a], index[~a], mu[~a]))

@@ -23,6 +23,11 @@ def bits_of(likelihoods: Tensor) -> Tensor:
     return -torch.log2(lower_bound(likelihoods, LIKELIHOOD_BOUND))
 
 
+def entropy_models(module: nn.Module) -> list["EntropyModel"]:
+    """The entropy models inside a module (a codec, a latent codec), in module order."""
+    return [m for m in module.modules() if isinstance(m, EntropyModel)]
+
+
 class EntropyModel(nn.Module):
     """Base of the entropy models. `update_tables()` rebuilds the coding tables from learned parameters (the
     training loop calls it when training ends); `aux_loss()` trains only `aux_parameters()`."""

@@ -28,6 +28,7 @@ from ..threads import MAX_THREADS, coding_threads, parallel
 WEIGHT_BITS = 8   # weights on a grid of 1/256
 ACT_BITS = 8      # activations and biases on a grid of 1/256 (the quantization grid of the factorized z)
 CLIP = 2.0 ** 16  # activations clipped to +-CLIP
+MAX_TERMS = 2 ** 13  # products summed into one output (the bound above)
 WEIGHT_CLIP = 16.0 - 2.0 ** -WEIGHT_BITS
 # a checkerboard's 2x2 phases (row, column): the anchors (i + j even) and the rest
 _PHASES_IN, _PHASES_OUT = ((0, 0), (1, 1)), ((0, 1), (1, 0))
@@ -59,6 +60,8 @@ class IntegerConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, k: int, stride: int = 1, transposed: bool = False):
         super().__init__()
+        if cin * k * k > MAX_TERMS:
+            raise ValueError(f"an integer conv sums at most {MAX_TERMS} products per output, not {cin} x {k}x{k}")
         cls = nn.ConvTranspose2d if transposed else nn.Conv2d
         extra = {"output_padding": stride - 1} if transposed else {}
         self.conv = cls(cin, cout, k, stride=stride, padding=k // 2, **extra)

@@ -13,10 +13,10 @@ from .loop import TrainConfig, build_model, trains_otherwise
 
 def export(run: Path, kodak: str | None = None, command: str = "", workers: int = 1, int8: bool = False,
            average: Sequence[Path] = (), base: str | None = None) -> Path:
-    """Write the run's weights where they load from (weights.weights_dir()), then measure them on Kodak; with
-    `int8`, the large tensors in 8 bits (weights module docstring); with `average`, the mean of the run's
-    parameters and those of these checkpoints / weights files (average_parameters); with `base` (a file in the
-    weights folder), as an update of that file (its large tensors as 4-bit differences from the base's)."""
+    """Write the run's weights where they load from (weights.weights_dir()), then, given `kodak`, measure them
+    there; with `int8`, the large tensors in 8 bits (weights module docstring); with `average`, the mean of the
+    run's parameters and those of these checkpoints / weights files (average_parameters); with `base` (a file in
+    the weights folder), as an update of that file (its large tensors as 4-bit differences from the base's)."""
     if int8 and base:
         raise ValueError("an update stores differences from its base file: --int8 and --base exclude each other")
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)

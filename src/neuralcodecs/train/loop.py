@@ -58,7 +58,7 @@ class TrainConfig:
     lr_drop_step: int | None = None  # lr / 10 from this step on (the usual last phase)
     seed: int = 0
     device: str = "cpu"
-    # bfloat16 autocast: off by default because on this CPU it made a step much slower than float32
+    # bfloat16 autocast: off by default, slower than float32 on a CPU without fast bf16 kernels
     # (benchmarks/train_step.py; README: "Learned codecs: training and weights"); worth trying on a GPU
     bf16: bool = False
     channels_last: bool = True
@@ -103,6 +103,18 @@ def _save(obj: dict, path: Path) -> None:
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
+def make_optimizers(model, cfg: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
+    """Adam over two groups, the rest and the entropy parameters (the training loop sets each group's lr every
+    step), and Adam on the aux parameters (the densities' quantiles, at aux_lr; None: the model has none)."""
+    aux = list(model.aux_parameters())
+    aux_ids = {id(p) for p in aux}
+    density = [p for p in model.entropy_parameters() if id(p) not in aux_ids]
+    rest = aux_ids | {id(p) for p in density}
+    opt = torch.optim.Adam([{"params": [p for p in model.parameters() if id(p) not in rest]}, {"params": density}],
+                           lr=cfg.lr)
+    return opt, (torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None)
+
+
 def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.Generator, cfg: TrainConfig,
                     init_steps: int = 0) -> None:
     state = {"model": model.state_dict(), "opt": opt.state_dict(),
@@ -134,14 +146,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model.set_stage(cfg.stage or model.stages[0])
     if cfg.unroll is not None:
         model.set_unroll(cfg.unroll)
-    aux = list(model.aux_parameters())
-    aux_ids = {id(p) for p in aux}
-    density = [p for p in model.entropy_parameters() if id(p) not in aux_ids]
-    rest = aux_ids | {id(p) for p in density}
-    opt = torch.optim.Adam([{"params": [p for p in model.parameters() if id(p) not in rest]}, {"params": density}],
-                           lr=cfg.lr)
+    opt, aux_opt = make_optimizers(model, cfg)
     base_lrs = (cfg.lr, cfg.entropy_lr or cfg.lr)  # the lr drop divides both
-    aux_opt = torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None  # entropy models without quantiles have none
     step = 0
     init_steps = 0  # training steps the initial weights had already had (the manifest knows, for shipped ones)
     if cfg.init and not ckpt.exists():

@@ -83,21 +83,28 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 INT8_MIN_SIZE = 4096  # smaller tensors (biases, GDN and density parameters, gains) stay fp16: bytes they save are few
 SCALE = ":scale"
+DELTA, DELTA_SCALE = ":delta", ":delta_scale"  # an update's differences from its base file (to_delta)
+DELTA_LIMIT = 7  # 4-bit differences: what they cost in bytes and dB is measured in the README ("Weight averaging")
 
 
 def _int8_stored(v: torch.Tensor) -> bool:
     return v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE
 
 
-def to_int8(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 values, fp16 scale per slice of the first dimension: a convolution's output channels, a transposed
-    one's input channels) of a weight tensor, symmetric, max |value| -> 127. The scale is at least fp16's
+def _quantize_slices(v: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values in [-limit, limit], fp16 scale per slice of the first dimension: a convolution's output
+    channels, a transposed one's input channels), symmetric, max |value| -> limit. The scale is at least fp16's
     smallest normal number, 2^-14 (a subnormal one would not recompute exactly), so that applied to its own
     product it gives the same pair back and exporting twice changes nothing; near-dead slices get coarse steps."""
-    flat = v.detach().float().reshape(v.shape[0], -1)
-    scale = (flat.abs().amax(dim=1) / 127).half().float().clamp_min(2.0 ** -14)
-    q = torch.round(flat / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    flat = v.reshape(v.shape[0], -1)
+    scale = (flat.abs().amax(dim=1) / limit).half().float().clamp_min(2.0 ** -14)
+    q = torch.round(flat / scale[:, None]).clamp(-limit, limit).to(torch.int8)
     return q.reshape(v.shape), scale.half().reshape(-1, *[1] * (v.dim() - 1))
+
+
+def to_int8(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A weight tensor in 8 bits: _quantize_slices to +-127."""
+    return _quantize_slices(v.detach().float(), 127)
 
 
 def _from_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -121,21 +128,13 @@ def _as_loaded(stored: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | 
 
 
 # -- updates: differences from a base file ------------------------------------------------------------------
-DELTA, DELTA_SCALE = ":delta", ":delta_scale"
-DELTA_LIMIT = 7  # 4-bit differences: on a weight-averaging update, 0.04 % more bytes and 0.001 dB (README)
-
-
 def _add_delta(base: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return base.float() + _from_int8(q, scale)  # one fp32 addition of exact values: the same on every machine
 
 
 def to_delta(v: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(int8 differences in [-DELTA_LIMIT, DELTA_LIMIT], fp16 scale per slice of the first dimension) of v from
-    base, max |difference| -> DELTA_LIMIT steps (the scale at least 2^-14, as to_int8's)."""
-    d = (v.detach().float() - base.float()).reshape(v.shape[0], -1)
-    scale = (d.abs().amax(dim=1) / DELTA_LIMIT).half().float().clamp_min(2.0 ** -14)
-    q = torch.round(d / scale[:, None]).clamp(-DELTA_LIMIT, DELTA_LIMIT).to(torch.int8)
-    return q.reshape(v.shape), scale.half().reshape(-1, *[1] * (v.dim() - 1))
+    """v's differences from base, _quantize_slices to +-DELTA_LIMIT."""
+    return _quantize_slices(v.detach().float() - base.float(), DELTA_LIMIT)
 
 
 def _delta_stored(k: str, v: torch.Tensor, base: dict[str, torch.Tensor]) -> bool:
