@@ -113,7 +113,7 @@ def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dic
             for img in images:
                 x = pad(img, codec.pad_to)
                 t0 = time.perf_counter()
-                y = codec._latents(x)
+                y = codec.latents(x)
                 t1 = time.perf_counter()
                 integer[0] = 0.0
                 chunks = codec.latent_codec.compress(y, q, codec.log_gain[[q]])

@@ -60,7 +60,7 @@ def encode(out: Path) -> None:
     for name in CODECS:
         for q in QUALITIES:
             m = model(name, q, device)
-            y = m._latents(x)
+            y = m.latents(x)
             chunks = m.latent_codec.compress(y, q - 1, m.log_gain[[q - 1]])
             # the encoder's y_hat: what the decoder must reproduce (the file's own decode on this device)
             y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), q - 1, m.log_gain[[q - 1]])

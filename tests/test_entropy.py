@@ -226,7 +226,7 @@ def test_channel_bits_are_symbol_bits_per_channel_and_follow_new_tables(trained)
     prior, sample = trained
     y = torch.round(sample(1, 16, 16, seed=8))
     y.view(-1)[[3, 77, 500]] = torch.tensor([900.0, -(2.0 ** 33), 250.0])
-    counts, offsets, _, medians = prior._tables()
+    counts, offsets, _, medians = prior.tables()
     s = channel_symbols(y, medians)
     want = [symbol_bits(s[c], int(offsets[c]), pmf_from_counts(counts[c])).sum() for c in range(len(s))]
     assert channel_bits(s, prior.costs(), offsets).tolist() == want
@@ -283,7 +283,7 @@ def test_compress_builds_missing_tables_and_round_trips(density):
 def test_tail_likelihoods_do_not_cancel(density, far):
     model = density(1).double()
     v = torch.tensor([[[-far, far]]], dtype=torch.float64)
-    mass = model._bin_mass(v)
+    mass = model.bin_mass(v)
     # far in either tail c(v + 1/2) - c(v - 1/2) is tiny but positive, not 0 (or 1 - 1)
     assert (mass > 0).all() and (mass < 1e-10).all()
 

@@ -138,7 +138,7 @@ def test_hyperprior_bytes_match_estimate_and_round_trip(hyperprior, photo):
     estimate = hyperprior.estimate_bits(x)
     assert abs(8 * sum(map(len, chunks)) - estimate) <= 0.01 * estimate + 128
     with torch.no_grad():
-        y = hyperprior._latents(x)
+        y = hyperprior.latents(x)
         q = hyperprior.config.quality - 1
         y_hat = hyperprior.latent_codec.decompress(chunks, tuple(y.shape), q, hyperprior.log_gain[[q]])
     assert torch.equal(y_hat, torch.round(y))
@@ -165,7 +165,7 @@ def test_eval_forward_is_what_decoding_gives_and_coding_keeps_training_mode(hype
     x = pad(photo, 64)
     q = hyperprior.config.quality - 1
     with torch.no_grad():
-        y = hyperprior._latents(x)
+        y = hyperprior.latents(x)
         lc = hyperprior.latent_codec
         z = lc.h_a(lc._hyper_input(y, hyperprior.log_gain[[q]]))
         decoded = lc.z_priors[q].decompress(lc.compress(y, q, hyperprior.log_gain[[q]])[0], tuple(z.shape))
@@ -294,7 +294,7 @@ def test_checkerboard_round_trip_is_exact_in_other_processes(photo, tmp_path):
     m.eval()
     x = pad(photo[:64, :128], 64)  # y of 4x8 latents
     with torch.no_grad():
-        y = m._latents(x)
+        y = m.latents(x)
         chunks = m.latent_codec.compress(y, 6, m.log_gain[[6]])
         y_hat = m.latent_codec.decompress(chunks, tuple(y.shape), 6, m.log_gain[[6]])
     assert len(chunks) == 3 and float((y_hat - y).abs().max()) <= 0.5
@@ -346,7 +346,7 @@ def test_forward_adaptive_choice_round_trips_and_never_costs_more(name, photo):
     assert lc.forward_adaptive  # the default
     for image, adapts in ((photo, True), (photo[:16, :16], False)):
         with torch.no_grad():
-            y = codec._latents(codec._prepare(image))
+            y = codec.latents(codec._prepare(image))
         data = lc.compress(y, q, codec.log_gain[[q]])[0]
         choice, tables, estimate = lc._choose(y, q)
         adapted = choice is not None
@@ -396,7 +396,7 @@ def test_hyperprior_shifts_round_trip_and_never_cost_more(name, photo):
     for image, adapts in ((whole, True), (photo[:16, :16], False)):
         x = shifted._prepare(image)
         with torch.no_grad():
-            y = shifted._latents(x)
+            y = shifted.latents(x)
         strings = lc.compress(y, q, shifted.log_gain[[q]])
         estimate, fixed = lc.estimate_bits(y, q, shifted.log_gain[[q]]), plain.estimate_bits(x)
         assert abs(8 * sum(map(len, strings)) - estimate) <= 0.01 * estimate + 128

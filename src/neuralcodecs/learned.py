@@ -351,7 +351,7 @@ class VariableRateCodec(LearnedCodec):
             out[a * s:b * s, c * s:d * s] = part
         return out
 
-    def _latents(self, x: np.ndarray) -> Tensor:
+    def latents(self, x: np.ndarray) -> Tensor:
         """The scaled latents of a padded image at this codec's rate point (refined, with `refine` steps)."""
         gain, _ = self._gains(torch.tensor([self.config.quality - 1], device=self.log_gain.device))
         y = self._analyse(x) * gain
@@ -360,12 +360,12 @@ class VariableRateCodec(LearnedCodec):
     @torch.no_grad()
     def encode_chunks(self, x: np.ndarray) -> list[bytes]:
         q = self.config.quality - 1
-        return self.latent_codec.compress(self._latents(x), q, self.log_gain[[q]])
+        return self.latent_codec.compress(self.latents(x), q, self.log_gain[[q]])
 
     @torch.no_grad()
     def estimate_bits(self, x: np.ndarray) -> float:
         q = self.config.quality - 1
-        return self.latent_codec.estimate_bits(self._latents(x), q, self.log_gain[[q]])
+        return self.latent_codec.estimate_bits(self.latents(x), q, self.log_gain[[q]])
 
     @property
     def n_chunks(self) -> int:

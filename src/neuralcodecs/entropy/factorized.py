@@ -74,7 +74,7 @@ class FactorizedPrior(TabulatedDensity):
                 x = x + torch.tanh(p(self.factors[k])) * torch.tanh(x)
         return x
 
-    def _bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
+    def bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
         """c(v + 1/2) - c(v - 1/2) for v of shape (C, 1, M), without cancellation in the tails."""
         lower = self._logits_cumulative(v - 0.5, detach)
         upper = self._logits_cumulative(v + 0.5, detach)

@@ -64,7 +64,7 @@ class GaussianScaleMixture(TabulatedDensity):
         scales = lower_bound(torch.exp(log_scales), SCALE_BOUND)
         return scales[..., None], torch.softmax(logits, dim=-1)[..., None]
 
-    def _bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
+    def bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
         """P(v - 1/2 < x < v + 1/2) for v of shape (C, 1, M), without cancellation in the tails."""
         scales, weights = self._scales_and_weights(v, detach)
         # Above 0 both CDF values approach 1 and their difference loses all precision; there the same

@@ -94,14 +94,14 @@ def _round_ste(y: Tensor, offset: Tensor | float = 0.0) -> Tensor:
 
 
 class _BinMass(nn.Module):
-    """density._bin_mass as a module's forward, so functional_call can run it on other (batched) parameters."""
+    """density.bin_mass as a module's forward, so functional_call can run it on other (batched) parameters."""
 
     def __init__(self, density: TabulatedDensity):
         super().__init__()
         self.density = density
 
     def forward(self, v: Tensor) -> Tensor:
-        return self.density._bin_mass(v)
+        return self.density.bin_mass(v)
 
 
 def _per_point(priors: nn.ModuleList, y: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
@@ -196,8 +196,8 @@ class FactorizedLatentCodec(LatentCodec):
     def _choose(self, y: Tensor, q: int) -> tuple[np.ndarray | None, list, float]:
         """(each channel's rate point, or None where choices do not pay (a tiny image); every point's tables;
         the bits of it all)."""
-        tables = [p._tables() for p in self.priors]
-        cost = np.stack([channel_bits(p._symbols(y, t[3]), p.costs(), t[1]) for p, t in zip(self.priors, tables)])
+        tables = [p.tables() for p in self.priors]
+        cost = np.stack([channel_bits(p.symbols(y, t[3]), p.costs(), t[1]) for p, t in zip(self.priors, tables)])
         choice, side = _adapt(cost, q, -np.log2(self.choice_pmf(q)))
         own = np.full(cost.shape[1], q) if choice is None else choice
         return choice, tables, side + float(cost[own, np.arange(cost.shape[1])].sum())
@@ -223,10 +223,10 @@ class FactorizedLatentCodec(LatentCodec):
         self.check_strings(strings)
         if not self.forward_adaptive:
             return self.priors[q].decompress(strings[0], shape)
-        shape = self.priors[q]._check_shape(shape)
+        shape = self.priors[q].check_shape(shape)
         dec = Decoder(strings[0])
         choice = _read_choices(dec, shape[1], self.choice_pmf(q))
-        counts, offsets, medians = self._chosen(choice, q, [p._tables() for p in self.priors])
+        counts, offsets, medians = self._chosen(choice, q, [p.tables() for p in self.priors])
         return decode_channels(dec, shape, counts, offsets, medians).to(self.priors[q].table_medians.device)
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:

@@ -52,7 +52,7 @@ class TabulatedDensity(EntropyModel):
 
     A subclass defines its density through three methods, all per channel (C = `channels`):
 
-      _bin_mass(v, detach=False) -> Tensor
+      bin_mass(v, detach=False) -> Tensor
           P(v - 1/2 < x < v + 1/2) for v of shape (C, 1, M), in v's dtype and on v's device (move the
           parameters there), detached from them if `detach`. Must not cancel in the tails: far from the
           median the mass is tiny but must stay positive.
@@ -84,7 +84,7 @@ class TabulatedDensity(EntropyModel):
         self.register_load_state_dict_post_hook(_build_missing_tables)
 
     # -- what the density provides (see the class docstring) ----------------------------------------
-    def _bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
+    def bin_mass(self, v: Tensor, detach: bool = False) -> Tensor:
         raise NotImplementedError
 
     def _tail_mass(self, below: Tensor, above: Tensor) -> Tensor:
@@ -106,7 +106,7 @@ class TabulatedDensity(EntropyModel):
         """-log2 of the probability mass of the unit bin around each value of y_hat (NCHW)."""
         n, c, h, w = y_hat.shape
         v = y_hat.float().transpose(0, 1).reshape(c, 1, -1)
-        return bits_of(self._bin_mass(v).reshape(c, n, h, w).transpose(0, 1))
+        return bits_of(self.bin_mass(v).reshape(c, n, h, w).transpose(0, 1))
 
     def quantization_offset(self) -> Tensor:
         """Each channel's median now, float32 (C,) on the module's device: training rounds around it as
@@ -159,7 +159,7 @@ class TabulatedDensity(EntropyModel):
         v = (m[:, None] + k)[:, None, :]
 
         # Everything below runs on the CPU in float64 (the density moves its parameters to v).
-        mass = self._bin_mass(v, detach=True)[:, 0, :]
+        mass = self.bin_mass(v, detach=True)[:, 0, :]
         tail = self._tail_mass(m + lo - 0.5, m + hi + 0.5)
 
         probs = torch.zeros(self.channels, int(n.max()) + 1, dtype=torch.float64)
@@ -176,7 +176,7 @@ class TabulatedDensity(EntropyModel):
         self.table_medians = medians.to(torch.int32).to(device)
         self._costs = None
 
-    def _tables(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    def tables(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         """(per-channel integer counts, offsets, sizes, float32 medians) as CPU arrays; builds if missing."""
         if bool((self.table_sizes == 0).any()):
             self.update_tables()
@@ -192,12 +192,12 @@ class TabulatedDensity(EntropyModel):
         if y.dim() != 4 or y.shape[1] != self.channels:
             raise ValueError(f"expected NCHW with {self.channels} channels, got shape {tuple(y.shape)}")
 
-    def _symbols(self, y: Tensor, medians: np.ndarray) -> np.ndarray:
+    def symbols(self, y: Tensor, medians: np.ndarray) -> np.ndarray:
         """round(y - m) per channel as int64, shape (C, N*H*W); same float32 arithmetic as forward()."""
         self._check(y)
         return channel_symbols(y, medians)
 
-    def _check_shape(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
+    def check_shape(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
         n, c, h, w = (int(d) for d in shape)
         if c != self.channels or min(n, h, w) < 0:
             raise ValueError(f"shape {tuple(shape)} does not fit a density with {self.channels} channels")
@@ -205,28 +205,28 @@ class TabulatedDensity(EntropyModel):
 
     def compress(self, y: Tensor) -> bytes:
         """Entropy-code round(y - m) of y (NCHW, any N); `decompress` needs the same shape."""
-        counts, offsets, sizes, medians = self._tables()
+        counts, offsets, sizes, medians = self.tables()
         enc = Encoder()
-        encode_channels(enc, self._symbols(y, medians), counts, offsets)
+        encode_channels(enc, self.symbols(y, medians), counts, offsets)
         return enc.to_bytes()
 
     def decompress(self, data: bytes, shape: Sequence[int]) -> Tensor:
         """bytes from `compress` and the latent shape (N, C, H, W) -> y_hat, float32 on the module's device."""
-        shape = self._check_shape(shape)
-        counts, offsets, sizes, medians = self._tables()
+        shape = self.check_shape(shape)
+        counts, offsets, sizes, medians = self.tables()
         y_hat = decode_channels(Decoder(data), shape, counts, offsets, medians)
         return y_hat.to(self.table_medians.device)
 
     def estimate_bits(self, y: Tensor) -> float:
         """Bits the tables assign to round(y - m), escapes included: what `compress` should produce."""
-        _, offsets, _, medians = self._tables()
-        return float(channel_bits(self._symbols(y, medians), self.costs(), offsets).sum())
+        _, offsets, _, medians = self.tables()
+        return float(channel_bits(self.symbols(y, medians), self.costs(), offsets).sum())
 
     def costs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """channel_costs of the tables, built on first use and again after the tables change (update_tables,
         load_state_dict)."""
         if self._costs is None:
-            self._costs = channel_costs(self._tables()[0])
+            self._costs = channel_costs(self.tables()[0])
         return self._costs
 
 
