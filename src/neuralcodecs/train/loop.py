@@ -126,6 +126,50 @@ def save_checkpoint(path: Path, model, opt, aux_opt, step: int, rng: np.random.G
     _save(state, path)
 
 
+def initialize(model, cfg: TrainConfig) -> int:
+    """A new run from earlier weights (`--init`; e.g. the shipped ones when a machine lost its runs/; the optimizer
+    starts fresh): several sources, comma-separated, apply in order, each over what the ones before it loaded.
+    Returns the training steps the weights had already had (the manifest knows, for shipped ones; else 0)."""
+    init_steps = 0
+    for source in cfg.init.split(","):
+        if source.startswith("codec:"):
+            # another codec's shipped weights, where names and shapes match (e.g. balle2018 from balle2017's
+            # transforms and gains); the rest keeps what it had
+            # (as that codec loads them, so a module's load hooks map an older layout's names)
+            own = model.state_dict()
+            taken = {k: v for k, v in create_codec(source[6:]).state_dict().items()
+                     if k in own and own[k].shape == v.shape}
+            model.load_state_dict({**own, **taken})
+            print(f"{len(taken)} of {len(own)} tensors from {source[6:]}'s weights")
+        else:
+            model.load_weights(weights.shipped_state(cfg.codec) if source == "shipped" else weights.read_state(source))
+        if source == "shipped":
+            init_steps = weights.manifest()[cfg.codec].get("steps", 0)
+    print(f"initialized from {cfg.init}")
+    return init_steps
+
+
+def resume_from(ckpt: Path, model, opt, aux_opt, rng: np.random.Generator, cfg: TrainConfig) -> tuple[int, int]:
+    """Load a checkpoint's weights, optimizers and random states; returns (its step, its init_steps). A resumed
+    run may change its schedule (steps, lr, stage, crops, threads) but not what it trains."""
+    state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+    changed = trains_otherwise(state["config"], dataclasses.asdict(cfg))
+    if changed:
+        raise ValueError(f"{ckpt} trains other {', '.join(changed)} ({', '.join(str(state['config'][k]) for k in changed)}): "
+                         f"resume it with those, or choose another --out")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    if aux_opt:
+        aux_opt.load_state_dict(state["aux_opt"])
+    rng.bit_generator.state = state["rng"]
+    # map_location moved every tensor to the device, the CPU generator's state too; it must come back
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") is not None and cfg.device.startswith("cuda"):  # training noise drawn on the GPU
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), cfg.device)
+    print(f"resumed {ckpt} at step {state['step']}")
+    return state["step"], state.get("init_steps", 0)
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,44 +192,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         model.set_unroll(cfg.unroll)
     opt, aux_opt = make_optimizers(model, cfg)
     base_lrs = (cfg.lr, cfg.entropy_lr or cfg.lr)  # the lr drop divides both
-    step = 0
-    init_steps = 0  # training steps the initial weights had already had (the manifest knows, for shipped ones)
-    if cfg.init and not ckpt.exists():
-        # a new run from earlier weights (e.g. the shipped ones when a machine lost its runs/): fresh optimizer.
-        # Several sources, comma-separated, apply in order, each over what the ones before it loaded.
-        for source in cfg.init.split(","):
-            if source.startswith("codec:"):
-                # another codec's shipped weights, where names and shapes match (e.g. balle2018 from balle2017's
-                # transforms and gains); the rest keeps what it had
-                # (as that codec loads them, so a module's load hooks map an older layout's names)
-                own = model.state_dict()
-                taken = {k: v for k, v in create_codec(source[6:]).state_dict().items()
-                         if k in own and own[k].shape == v.shape}
-                model.load_state_dict({**own, **taken})
-                print(f"{len(taken)} of {len(own)} tensors from {source[6:]}'s weights")
-            else:
-                model.load_weights(weights.shipped_state(cfg.codec) if source == "shipped" else weights.read_state(source))
-            if source == "shipped":
-                init_steps = weights.manifest()[cfg.codec].get("steps", 0)
-        print(f"initialized from {cfg.init}")
+    step, init_steps = 0, 0  # init_steps: the training steps the initial weights had already had
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
-        # a resumed run may change its schedule (steps, lr, stage, crops, threads) but not what it trains
-        changed = trains_otherwise(state["config"], dataclasses.asdict(cfg))
-        if changed:
-            raise ValueError(f"{ckpt} trains other {', '.join(changed)} ({', '.join(str(state['config'][k]) for k in changed)}): "
-                             f"resume it with those, or choose another --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if aux_opt:
-            aux_opt.load_state_dict(state["aux_opt"])
-        step, rng.bit_generator.state = state["step"], state["rng"]
-        init_steps = state.get("init_steps", 0)
-        # map_location moved every tensor to the device, the CPU generator's state too; it must come back
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and cfg.device.startswith("cuda"):  # training noise drawn on the GPU
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), cfg.device)
-        print(f"resumed {ckpt} at step {step}")
+        step, init_steps = resume_from(ckpt, model, opt, aux_opt, rng, cfg)
+    elif cfg.init:
+        init_steps = initialize(model, cfg)
     if ranks.world > 1:
         # the same weights everywhere, and each process its own crops and noise from here on (seeded by rank and
         # step: a resumed data-parallel run draws other crops than one never stopped, unlike a single process)
