@@ -21,6 +21,7 @@ checkpoints stay in --work (the device returns at most 8 files).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -172,8 +173,8 @@ def main() -> None:
     report = {"seconds": args.seconds, "train_seconds": train_seconds, "dry_run": args.dry_run, "runs": {}}
     for codec, run, p in procs:
         code = p.wait()
-        rows = (run / "log.csv").read_text().splitlines()[1:] if (run / "log.csv").exists() else []
-        last = dict(zip(["step", "loss", "bpp", "psnr"], map(float, rows[-1].split(",")))) if rows else {}
+        rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []
+        last = {k: float(v) for k, v in rows[-1].items()} if rows else {}
         # timeout's 124: it ran to the limit; otherwise it ended (or failed) early, and its own time counts
         seconds = train_seconds if code == 124 else time.time() - t_train
         entry = {"exit": code, "steps": len(rows), "steps_per_s": round(len(rows) / max(seconds, 1e-9), 2),
