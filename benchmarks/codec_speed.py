@@ -70,7 +70,7 @@ def time_codec(name: str, quality: Any, images: list[np.ndarray], settings: dict
         t2 = time.perf_counter()
         enc.append(t1 - t0)
         dec.append(t2 - t1)
-        bpp.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+        bpp.append(nc.metrics.bpp(len(data), *img.shape[:2]))
     pixels = float(np.mean([img.shape[0] * img.shape[1] for img in images]))
     return {"codec": name, "quality": quality, "settings": settings or {}, "images": len(images),
             "encode_s": float(np.mean(enc)), "decode_s": float(np.mean(dec)),
@@ -125,7 +125,7 @@ def time_stages(name: str, quality: Any, images: list[np.ndarray], settings: dic
                 t3 = time.perf_counter()
                 add("decode integer networks", integer[0])
                 add("decode latent codec, the rest", t3 - t2 - integer[0])
-                codec._synthesise(y_hat * codec._gains(torch.tensor([q]))[1])
+                codec.image_of(y_hat, q)
                 t4 = time.perf_counter()
                 add("analysis g_a", t1 - t0)
                 add("synthesis g_s", t4 - t3)

@@ -20,7 +20,7 @@ import numpy as np
 
 import neuralcodecs as nc
 from neuralcodecs.eval import list_images
-from neuralcodecs.metrics import psnr
+from neuralcodecs.metrics import bpp as bits_per_pixel, psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / ".." / "shared" / "reference" / "compressai-kodak" / "jpeg.json"
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         for path in list_images(a.data):
             x = nc.load_image(path)
             jpg = codec.encode_native(x)
-            bpp.append(8 * len(jpg) / (x.shape[0] * x.shape[1]))
+            bpp.append(bits_per_pixel(len(jpg), *x.shape[:2]))
             ours.append(psnr(x, nc.decode(codec.encode(x))))
             f = Path(tmp) / "x.jpg"
             f.write_bytes(jpg)

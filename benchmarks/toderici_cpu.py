@@ -30,7 +30,7 @@ from neuralcodecs.image import load_image, to_tensor
 from neuralcodecs.train.loop import TrainConfig, build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
-from codec_speed import default_data  # noqa: E402
+from codec_speed import cpu, default_data  # noqa: E402
 
 # (codec, iterations unrolled per step, crop, batch): the GPU runs' crops (toderici2016 codes 32x32 tiles,
 # toderici2017 trained on 64x64) with all 16 iterations, then fewer iterations, then (toderici2017) smaller crops
@@ -125,14 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "toderici_cpu.json").write_text(json.dumps(
         {"minutes": args.minutes, "lr": args.lr, "eval": str(args.eval or default_data()), "rows": rows,
-         "cpu": _cpu_model()}, indent=1))
-
-
-def _cpu_model() -> str:
-    try:
-        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
+         "cpu": cpu()["cpu"] or "unknown"}, indent=1))
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ def cmd_demo(args) -> None:
     from .eval.report import build_report
     from .eval.sweep import keep_crop
     from .image import save_image, write_atomic
-    from .registry import create_codec, list_codecs
+    from .registry import create_codec, get_entry, list_codecs
 
     image = load_image(args.image, alpha="flatten")
     h, w = image.shape[:2]
@@ -271,8 +271,7 @@ def cmd_demo(args) -> None:
           f"({metrics.bpp(int(target), h, w):.3f} bpp)")
     print(f"{'codec':12s} {'quality':>7s} {'bytes':>7s} {'bpp':>6s} {'PSNR':>6s} {'MS-SSIM':>7s} {'enc s':>6s} {'dec s':>6s}")
     for name in names:
-        codec_cls = create_codec(name)
-        sizes = {q: len(create_codec(name, quality=q).encode(image)) for q in type(codec_cls).qualities}
+        sizes = {q: len(create_codec(name, quality=q).encode(image)) for q in get_entry(name).cls.qualities}
         quality = min(sizes, key=lambda q: abs(sizes[q] - target))
         codec = create_codec(name, quality=quality)
         t0 = time.perf_counter()

@@ -375,9 +375,14 @@ class VariableRateCodec(LearnedCodec):
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
         h, w, _ = shape
         q = self.config.quality - 1
-        _, inv_gain = self._gains(torch.tensor([q], device=self.log_gain.device))
         s = self.latent_stride
-        y_hat = self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q, self.log_gain[[q]])
+        return self.image_of(self.latent_codec.decompress(chunks, (1, self.log_gain.shape[1], h // s, w // s), q,
+                                                          self.log_gain[[q]]), q)
+
+    @torch.no_grad()
+    def image_of(self, y_hat: Tensor, q: int) -> np.ndarray:
+        """The padded uint8 image that latents y_hat (gained units of rate point q) decode to."""
+        _, inv_gain = self._gains(torch.tensor([q], device=self.log_gain.device))
         return self._synthesise(y_hat.to(inv_gain.device) * inv_gain)
 
 

@@ -48,10 +48,9 @@ from ..threads import one_thread
 from ..registry import register
 from ..train.step import train_step
 
-# (width, depth, Adam learning rate) per quality; at 10 bits a weight costs ~9.4 bits after entropy coding.
-# Wider sine networks need a lower learning rate to fit stably within a 300 s budget (at 1e-3 the widest ones
-# collapsed on some Kodak images), and positional encoding into fewer, wider sine layers measured no better;
-# the measurements are in the README.
+# (width, depth, Adam learning rate) per quality. Wider sine networks need a lower learning rate to fit stably
+# within a 300 s budget (at the narrow ones' rate the widest collapsed on some images), and positional encoding
+# into fewer, wider sine layers measured no better; the measurements are in the README.
 PRESETS = ((12, 8, 1e-3), (16, 8, 1e-3), (20, 10, 1e-3), (28, 10, 1e-3), (36, 10, 5e-4), (48, 10, 3e-4))
 W0 = 30.0  # SIREN's first-layer frequency
 QAT_FRACTION = 0.15  # the last part of fitting sees the quantized weights
@@ -137,7 +136,7 @@ class CocoNet(Codec):
         lr: float | None = field(default=None, metadata=ENCODER_ONLY)  # Adam's; None: the size's (PRESETS)
         # pixels per step, drawn at random (fewer: noisier steps; more: fewer steps in the budget; README)
         batch: int = field(default=1 << 12, metadata=ENCODER_ONLY)
-        # torch.compile fuses the sines: 1.5x faster steps for ~10 s of compiling
+        # torch.compile fuses the sines: faster steps after seconds of compiling (README)
         compile: bool = field(default=True, metadata=ENCODER_ONLY)
         seed: int = field(default=0, metadata=ENCODER_ONLY)
 
@@ -190,7 +189,7 @@ class CocoNet(Codec):
         opt = torch.optim.Adam(net.parameters(), lr=base_lr)
         g = torch.Generator().manual_seed(cfg.seed)
         # random pixel batches: many cheap steps fit faster than few whole-image ones on a CPU
-        # compiling costs ~10 s, twice (again for the quantized phase): more than a short budget can win back
+        # compiling costs seconds, twice (again for the quantized phase): more than a short budget can win back
         compile_ = cfg.compile and cfg.budget >= COMPILE_MIN_BUDGET
         objective = PixelFit(torch.compile(net) if compile_ else net, self.levels)
         total, qat_start, steps, start = cfg.iterations, None, None, time.monotonic()

@@ -38,6 +38,7 @@ from ..learned import LearnedCodec
 from ..threads import one_thread
 from ..nn import conv
 from ..registry import create_codec, get_entry, register
+from .classical import HEIF
 
 HOSTS = ("jpeg", "jpeg2000", "heif")
 
@@ -188,7 +189,7 @@ class Jiang2017HEIF(Jiang2017):
         quality: float = 33
         host: str = "heif"
 
-    qualities: ClassVar[tuple] = (5, 12, 19, 26, 33, 40, 47, 54, 61)
+    qualities: ClassVar[tuple] = HEIF.qualities  # the host's rate points
 
 
 @register("jiang2017-enhance")

@@ -233,7 +233,6 @@ class Prakash2017(HostedCodec, Codec):
                 raise ValueError(f"prakash2017 roi is a path (or empty), got {self.roi!r}")
 
     qualities: ClassVar[tuple] = (5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95)
-    host_name = "jpeg"
 
     def importance(self, x: np.ndarray) -> np.ndarray:
         """The map this codec spends bits by: the user's ROI image, or the classifier's."""

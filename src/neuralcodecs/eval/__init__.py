@@ -4,7 +4,8 @@
     evaluate(["jpeg", "webp"], "kodak/", "out/rd", workers=4)   # per_image.csv, <codec>.json, bd.*, rd.png
     plot(["out/rd/jpeg.json"], "rd.png", references=["compressai-kodak/bpg_444_x265_ycbcr.json"])
 
-Modules: sweep (the jobs and files), bd (BD-rate, BD-PSNR, RD-AUC), references (curve files), figures (rd.png).
+Modules: sweep (the jobs and files), bd (BD-rate, BD-PSNR, RD-AUC), references (curve files), figures (rd.png), report
+(index.html).
 """
 from .bd import bd, bd_table, common_interval, efficient_points, psnr_at, rd_auc
 from .figures import draw_rd, plot

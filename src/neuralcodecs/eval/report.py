@@ -18,10 +18,12 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..image import write_atomic
 from ..metrics import ms_ssim_from_db
 from .bd import bd_table, common_interval
 from .figures import families
 from .references import Curve, load_references, make_curve
+from .sweep import json_safe
 
 CROP = 256  # side of the decoded crops `eval --crops` keeps (the centre of the image)
 
@@ -114,7 +116,7 @@ def build_report(results: Sequence[str | Path], out: str | Path, references: Seq
                          "`neuralcodecs eval`")
     refs = _reference_curves(references)
     page = out / "index.html"
-    if page.exists() and not force:
+    if page.exists() and not force:  # refused before the work (write_atomic checks again as it writes)
         raise FileExistsError(f"{page} exists (use --force to overwrite)")
     bd_rows: list[dict[str, Any]] = []
     anchor_doc = next((c for c in ours if c["name"] == anchor), None)
@@ -123,21 +125,13 @@ def build_report(results: Sequence[str | Path], out: str | Path, references: Seq
         bd_rows = bd_table(_as_curve(anchor_doc), [(c, "ours") for c in curves] +
                            [(_as_curve(r), "reference") for r in refs], common_interval(curves))
     data = {"title": title or f"{folders[0].name}: rate-distortion", "anchor": anchor if anchor_doc else None,
-            "curves": ours + refs, "bd": [{k: _jsonable(v) for k, v in r.items()} for r in bd_rows],
+            "curves": ours + refs, "bd": json_safe(bd_rows),
             "crops": crops}
-    out.mkdir(parents=True, exist_ok=True)
     # "</" cannot appear inside the JSON script block, or the browser would end the block there
     blob = json.dumps(data, allow_nan=False).replace("</", "<\\/")
-    tmp = page.with_suffix(".tmp")
-    tmp.write_text(_PAGE.replace("__TITLE__", html.escape(data["title"])).replace("__DATA__", blob), encoding="utf-8")
-    tmp.replace(page)
+    text = _PAGE.replace("__TITLE__", html.escape(data["title"])).replace("__DATA__", blob)
+    write_atomic(page, text.encode("utf-8"), force=force)
     return page
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    return v
 
 
 _PAGE = r"""<!DOCTYPE html>

@@ -117,7 +117,7 @@ def keep_crop(folder: Path, codec: str, quality: Any, image: np.ndarray, decoded
         save_image(folder / "original.png", _centre(image), force=True)
     save_image(folder / codec / f"{quality}.png", _centre(decoded), force=True)
     # JSON has no infinity (the PSNR of a lossless decode): null
-    write_atomic(folder / codec / f"{quality}.json", json.dumps(_json_safe(measured), allow_nan=False).encode(), force=True)
+    write_atomic(folder / codec / f"{quality}.json", json.dumps(json_safe(measured), allow_nan=False).encode(), force=True)
 
 
 def _key(job: Job) -> str:
@@ -197,14 +197,14 @@ def summarize(rows: list[dict[str, Any]], codec: str) -> dict[str, list]:
     return {k: [p[k] for p in points] for k in keys}
 
 
-def _json_safe(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     # JSON has no NaN or inf (Python would write the non-standard NaN/Infinity); null means "no value".
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, list):
-        return [_json_safe(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     return x
 
 
@@ -220,7 +220,7 @@ def write_codec_json(path: Path, codec: str, results: dict[str, list], data: Pat
                               if k != "quality"}},
         "results": results,
     }
-    path.write_text(json.dumps(_json_safe(doc), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def write_per_image(path: Path, rows: list[dict[str, Any]]) -> None:
