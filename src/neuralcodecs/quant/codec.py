@@ -58,7 +58,7 @@ def pack(codec: nn.Module) -> dict[str, Tensor]:
     out = {}
     for name, w in _quantized(codec).items():
         out[f"{name}.codebook"] = w.codebook.detach().half()
-        out[f"{name}.indices"] = pq.packed_indices(w, pq.index_bits(len(w.codebook)))
+        out[f"{name}.indices"] = pq.packed_indices(w)
     dropped = _entropy_parameter_names(codec)
     for k, v in codec.state_dict().items():
         if ".parametrizations." in k or k in dropped:
@@ -80,11 +80,10 @@ def _stored_weights(codec: nn.Module, state: dict[str, Tensor]):
         target = getattr(module, attr)
         codebook = state[key].float()
         n = target.numel() // codebook.shape[1]
-        index = torch.from_numpy(pq._unpack(state[f"{name}.indices"].numpy().tobytes(), n,
-                                            pq.index_bits(codebook.shape[0])))
+        index = pq.unpacked_indices(state[f"{name}.indices"], n, codebook.shape[0])
         if len(index) != n or int(index.max()) >= codebook.shape[0]:
             raise ValueError(f"{name}: indices that do not fit its codebook")
-        weight = pq._weight(module, codebook, index) if attr == "weight" else pq.PQWeight(codebook, index, target.shape)
+        weight = pq.weight_of(module, codebook, index) if attr == "weight" else pq.PQWeight(codebook, index, target.shape)
         yield module, attr, weight
 
 
@@ -142,7 +141,7 @@ def quantize_gdn(codec: nn.Module, crops: Tensor, cfg: pq.PQConfig, d: int, batc
             codec(crops[i:i + batch])
         handle.remove()
         w = m.gamma_param.detach()
-        blocks, groups = pq._blocks(w, d)
+        blocks, groups = pq.blocks_of(w, d)
         codebook, assign = pq.em(blocks, groups, pq.diagonal_blocks(gram, d), cfg.codewords, cfg.em_iterations,
                                  cfg.seed)
         if d < c and cfg.refine_passes:

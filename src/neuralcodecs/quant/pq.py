@@ -119,7 +119,7 @@ def _as_conv_weight(module: nn.Module, w: Tensor) -> Tensor:
     return w.transpose(0, 1) if isinstance(module, nn.ConvTranspose2d) else w
 
 
-def _blocks(w: Tensor, d: int, conv_groups: int = 1) -> tuple[Tensor, Tensor]:
+def blocks_of(w: Tensor, d: int, conv_groups: int = 1) -> tuple[Tensor, Tensor]:
     """(blocks (n, d), the input group each block reads (n,)) for a conv/linear weight as (out, in, kh, kw):
     each output channel's weights, flattened in (in, kh, kw) order, cut into blocks of d. Groups number the
     d-value slices of the layer's input patches so that groups index Gram matrices. For a grouped conv
@@ -286,7 +286,8 @@ class PQWeight(nn.Module):
         return w.reshape(self.shape)
 
 
-def _weight(module: nn.Module, codebook: Tensor, assign: Tensor) -> PQWeight:
+def weight_of(module: nn.Module, codebook: Tensor, assign: Tensor) -> PQWeight:
+    """The PQWeight of a layer's `weight` (a transposed convolution's in its own layout)."""
     return PQWeight(codebook, assign, module.weight.shape, isinstance(module, nn.ConvTranspose2d))
 
 
@@ -333,14 +334,14 @@ def quantize(model: nn.Module, calibration: Tensor, cfg: PQConfig, batch: int = 
             model(calibration[i:i + batch])
         hook.remove()
         w = _as_conv_weight(m, m.weight.detach())
-        blocks, groups = _blocks(w, d, getattr(m, "groups", 1))
+        blocks, groups = blocks_of(w, d, getattr(m, "groups", 1))
         gram = collect.h
         if full:  # the per-block Gram matrices are the full one's diagonal blocks
             gram = diagonal_blocks(collect.h[0], d)
         codebook, assign = em(blocks, groups, gram, cfg.codewords_of(name), cfg.em_iterations, cfg.seed)
         if full and collect.count >= span:
             assign = refine(codebook, assign, w.reshape(w.shape[0], span), collect.h[0], cfg.refine_passes)
-        parametrize.register_parametrization(m, "weight", _weight(m, codebook, assign), unsafe=True)
+        parametrize.register_parametrization(m, "weight", weight_of(m, codebook, assign), unsafe=True)
         if progress:
             progress(name)
         if after_layer:
@@ -455,9 +456,15 @@ def index_bits(codewords: int) -> int:
     return max(1, math.ceil(math.log2(codewords)))
 
 
-def packed_indices(weight: "PQWeight", bits: int) -> Tensor:
-    """A PQWeight's assignments as the uint8 tensor of bit-packed indices the files store."""
+def packed_indices(weight: "PQWeight") -> Tensor:
+    """A PQWeight's assignments as the uint8 tensor of bit-packed indices the files store (index_bits each)."""
+    bits = index_bits(len(weight.codebook))
     return torch.from_numpy(np.frombuffer(_pack(weight.assign.numpy().astype(np.int64), bits), np.uint8).copy())
+
+
+def unpacked_indices(packed: Tensor, blocks: int, codewords: int) -> Tensor:
+    """packed_indices' tensor back to the `blocks` assignments into a codebook of `codewords` entries (int64)."""
+    return torch.from_numpy(_unpack(packed.numpy().tobytes(), blocks, index_bits(codewords)))
 
 
 def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
@@ -471,7 +478,7 @@ def save(model: nn.Module, model_name: str, cfg: PQConfig) -> bytes:
     for name, w in pq.items():
         bits = index_bits(len(w.codebook))
         state[f"{name}.codebook"] = w.codebook.detach().half()
-        state[f"{name}.indices"] = packed_indices(w, bits)
+        state[f"{name}.indices"] = packed_indices(w)
         meta["layers"][name] = {"shape": list(w.shape), "blocks": len(w.assign), "bits": bits}
     for k, v in model.state_dict().items():
         if stored_as_is(k):
@@ -501,8 +508,8 @@ def load(data: bytes, build: Callable[[str], nn.Module], trainable: bool = False
     full, pq = {}, {}
     for name, info in meta["layers"].items():
         codebook = state.pop(f"{name}.codebook").float()
-        idx = torch.from_numpy(_unpack(state.pop(f"{name}.indices").numpy().tobytes(), info["blocks"], info["bits"]))
-        pq[name] = _weight(model.get_submodule(name), codebook, idx)
+        idx = unpacked_indices(state.pop(f"{name}.indices"), info["blocks"], len(codebook))
+        pq[name] = weight_of(model.get_submodule(name), codebook, idx)
         full[f"{name}.weight"] = pq[name](None).detach()
     full.update({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.load_state_dict(full)
