@@ -195,7 +195,7 @@ def write_tables(rows: list[dict[str, Any]], anchor: str, interval: tuple[float,
     return csv_path, md_path
 
 
-def report(anchor: Curve, ours: list[Curve], references: list[Curve], out_dir: Path
+def write_report(anchor: Curve, ours: list[Curve], references: list[Curve], out_dir: Path
            ) -> tuple[list[dict[str, Any]], tuple[float, float] | None, tuple[Path, Path]]:
     """The BD table of our curves and published ones against `anchor`, RD-AUC over the bpp interval all of
     ours cover, written as bd.csv and bd.md: (rows, interval, files)."""

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .bd import report
+from .bd import write_report
 from .references import Curve, load_curve, load_references
 
 MIN_XMAX = 2.5  # bpp: the range where learned and classical codecs are usually compared
@@ -137,4 +137,4 @@ def plot(jsons: Sequence[str | os.PathLike], out_png: str | os.PathLike,
     draw_rd(ours, refs, out_png, anchor=anchor_curve)
     if anchor_curve is None:
         return [Path(out_png)]
-    return [Path(out_png), *report(anchor_curve, ours, refs, Path(out_png).parent)[2]]
+    return [Path(out_png), *write_report(anchor_curve, ours, refs, Path(out_png).parent)[2]]

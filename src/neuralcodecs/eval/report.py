@@ -23,9 +23,8 @@ from ..metrics import ms_ssim_from_db
 from .bd import bd_table, common_interval
 from .figures import families
 from .references import Curve, load_references, make_curve
-from .sweep import json_safe
+from .sweep import CROP, json_safe
 
-CROP = 256  # side of the decoded crops `eval --crops` keeps (the centre of the image)
 
 
 def _finite(values: Sequence[Any]) -> list[float | None]:

@@ -30,10 +30,11 @@ from ..engine import one_thread_worker
 from ..image import image_files, load_image
 from ..metrics import all_metrics, ms_ssim_db
 from ..registry import create_codec, get_entry, list_codecs
-from .bd import report
+from .bd import write_report
 from .figures import draw_rd
 from .references import Curve, load_curve, load_references, make_curve
 
+CROP = 256  # side of the decoded crops `eval --crops` keeps (the centre of the image)
 METRICS = ("bpp", "psnr-rgb", "ssim-rgb", "ms-ssim-rgb", "ms-ssim-db", "psnr-hvs", "psnr-hvs-m")
 TIMES = ("encoding_time", "decoding_time")
 CSV_COLUMNS = ("codec", "quality", "image", "height", "width", "bytes") + METRICS + TIMES
@@ -99,7 +100,6 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def _centre(image: np.ndarray) -> np.ndarray:
-    from .report import CROP
 
     h, w = image.shape[:2]
     top, left = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
@@ -305,7 +305,7 @@ def evaluate(codecs: Sequence[str], data: str | os.PathLike, out: str | os.PathL
     if anchor_curve is None:
         anchor_curve = next(c for c in ours if c.name == anchor)
 
-    rows_bd, interval, tables = report(anchor_curve, ours, ref_curves, out)
+    rows_bd, interval, tables = write_report(anchor_curve, ours, ref_curves, out)
     files += tables
     draw_rd(ours, ref_curves, out / "rd.png", title=f"{data.name}: {len(images)} images", anchor=anchor_curve)
     files.append(out / "rd.png")
