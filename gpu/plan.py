@@ -51,7 +51,8 @@ QUEUE = [
 # the mean does not, and the device cannot measure which point to keep; README, "Weight averaging") as an update
 # of the shipped file (`export --base`: ~2 MB of 4-bit differences, where a new file would add 7-14 MB to a
 # repository that keeps every version). The others ship whole, in 8 bits.
-# At their targets already (README, "Results on Kodak"): `--codec NAME` trains them instead (`gpu/travel.py slim --codec NAME` keeps their weights), at the learning rates their CPU
+# At their targets already (README, "Results on Kodak"): `--codec NAME` trains them instead
+# (`gpu/travel.py slim --codec NAME` keeps their weights), at the learning rates their CPU
 # fine-tuning runs with.
 EXTRA = [
     ("balle2018", ["--crop", "256", "--batch", "16", "--lr", "1e-5", "--entropy-lr", "1e-4", "--init", "shipped",

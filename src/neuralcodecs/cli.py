@@ -271,7 +271,8 @@ def cmd_demo(args) -> None:
           f"({metrics.bpp(int(target), h, w):.3f} bpp)")
     print(f"{'codec':12s} {'quality':>7s} {'bytes':>7s} {'bpp':>6s} {'PSNR':>6s} {'MS-SSIM':>7s} {'enc s':>6s} {'dec s':>6s}")
     for name in names:
-        sizes = {q: len(create_codec(name, quality=q).encode(image)) for q in get_entry(name).cls.qualities}
+        qualities = get_entry(name).cls.qualities
+        sizes = {q: len(create_codec(name, quality=q).encode(image)) for q in qualities}
         quality = min(sizes, key=lambda q: abs(sizes[q] - target))
         codec = create_codec(name, quality=quality)
         t0 = time.perf_counter()

@@ -72,5 +72,5 @@ class Balle2018(VariableRateCodec):
         self._init_gains(m, GAIN0)
 
     def _latent_codec(self, n: int, m: int, forward_adaptive: bool) -> HyperpriorLatentCodec:
-        return HyperpriorLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, m), [FactorizedPrior(n) for _ in self.lmbdas],
-                                     forward_adaptive)
+        return HyperpriorLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, m),
+                                     [FactorizedPrior(n) for _ in self.lmbdas], forward_adaptive)

@@ -134,12 +134,17 @@ class Coding(NamedTuple):
     """What a hyperprior's encoder codes y with (HyperpriorLatentCodec._coding)."""
     z: Tensor                   # the side information, before rounding
     index: Tensor               # y's scale indexes, int64, forward adaptation's shifts applied: what is coded
-    predicted: Tensor           # the networks' scale indexes before rounding to the table (real-valued, the
-                                # rate point's shift added, forward adaptation's not): what the tables approximate
+    grid: Tensor                # the same before rounding to the table and before forward adaptation's shifts
+                                # (the rate point's added): grid integers (units of 2^-ACT_BITS), float64
     mu: Tensor | None           # y's means (None: zero-mean, a scale hyperprior)
     anchors: Tensor | None      # the values of the first pass (None: one pass)
     delta: np.ndarray | None    # forward adaptation's shifts (None: none written)
     shift_bits: float           # the bits of the shifts' code
+
+    @property
+    def predicted(self) -> Tensor:
+        """The networks' scale indexes, real-valued: what the tables approximate (measurements only)."""
+        return self.grid / 2 ** ACT_BITS
 
 
 class LatentCodec(nn.Module):
@@ -335,7 +340,7 @@ class HyperpriorLatentCodec(LatentCodec):
         grid = self._index_grid(z_hat, log_gain)
         index = self._to_index(grid)
         delta, bits = self._choose_shifts(y, index, None) if self.forward_adaptive else (None, 0.0)
-        return Coding(z, self._shifted(index, delta), grid / 2 ** ACT_BITS, None, None, delta, bits)
+        return Coding(z, self._shifted(index, delta), grid, None, None, delta, bits)
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
         c = self._coding(y, q, log_gain)
@@ -484,7 +489,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
                                   1 - checkerboard(*psi.shape[2:], device=psi.device))
 
     def _coding(self, y: Tensor, q: int, log_gain: Tensor) -> Coding:
-        """Means and indexes over both halves: what the strings code (1: the shifts and the anchors, 2: the rest)."""
+        """Means and indexes over both halves: what the strings code (1: the shifts and the anchors, 2: the
+        rest)."""
         z, z_hat = self._z_hat(y, q, log_gain)
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, grid = self._anchor_params(z_hat, y.shape, shift, q)
@@ -493,7 +499,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         mu, grid = torch.where(a, mu, mu_n), torch.where(a, grid, grid_n)
         index = self._to_index(grid)
         delta, bits = self._choose_shifts(y, index, mu) if self.forward_adaptive else (None, 0.0)
-        return Coding(z, self._shifted(index, delta), grid / 2 ** ACT_BITS, mu, a, delta, bits)
+        return Coding(z, self._shifted(index, delta), grid, mu, a, delta, bits)
 
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
         c = self._coding(y, q, log_gain)

@@ -2,10 +2,10 @@
 
     torchrun --nproc_per_node N -m neuralcodecs train CODEC ...    (gloo on CPUs, nccl on GPUs)
 
-Each process (rank) draws its own crops (its data generator is seeded by the seed, its rank and the step) and the batch is per process, so
-a step sees N x batch crops. After backward every gradient is averaged over the processes (one all-reduce per
-tensor: simpler than DistributedDataParallel's buckets, and it needs no wrapper around the model's own loss),
-so the optimizers, which start from the same weights, stay identical everywhere. Only rank 0 writes checkpoints
+Each process (rank) draws its own crops (its data generator is seeded by the seed, its rank and the step)
+and the batch is per process, so a step sees N x batch crops. After backward every gradient is averaged over
+the processes (one all-reduce per tensor: simpler than DistributedDataParallel's buckets, and it needs no
+wrapper around the model's own loss), so the optimizers, which start from the same weights, stay identical everywhere. Only rank 0 writes checkpoints
 and logs. Without torchrun (WORLD_SIZE unset) `Ranks()` is the one process and every collective is a no-op.
 """
 from __future__ import annotations
