@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import neuralcodecs as nc
-from neuralcodecs.entropy.gaussian import LEVELS
+from neuralcodecs.entropy.conditional import LEVELS
 from neuralcodecs.entropy.latent import FactorizedLatentCodec
 from neuralcodecs.eval import list_images
 
@@ -45,8 +45,8 @@ def measure(codec, image: np.ndarray, q: int) -> dict[str, float]:
         predicted = predicted + torch.from_numpy(c.delta).view(1, -1, 1, 1)
     predicted = predicted.clamp(0, LEVELS - 1)
 
-    def y_bits(index: torch.Tensor) -> float:  # the Gaussian bin masses of round(y - mu) (eval mode)
-        return float(lc.gaussian(y, index, c.mu)[1].sum())
+    def y_bits(index: torch.Tensor) -> float:  # the conditional's bin masses of round(y - mu) (eval mode)
+        return float(lc.conditional(y, index, c.mu)[1].sum())
 
     z_codec = FactorizedLatentCodec(lc.z_priors, forward_adaptive=True)  # z's tables, adaptively chosen
     return {"y_tabulated": y_bits(c.index), "y_predicted_scale": y_bits(predicted),

@@ -337,7 +337,7 @@ def test_range_coder_reaches_the_information_bound(shared):
 def test_scale_indexes_out_of_the_table_are_refused():
     """GaussianConditional groups the scale indexes as bytes after checking their range: -1, LEVELS and 256
     (which a byte would wrap to 0) are refused."""
-    from neuralcodecs.entropy.gaussian import LEVELS, GaussianConditional
+    from neuralcodecs.entropy.conditional import LEVELS, GaussianConditional
 
     g = GaussianConditional()
     y = torch.zeros(1, 1, 2, 2)

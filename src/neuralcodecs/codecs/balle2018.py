@@ -7,6 +7,7 @@ compression with latent-variable models", ICLR 2019.
              z_hat --(learned factorized density of rate point q)--> chunk 1
       z_hat -> h_s (integer network): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> scale index
       y -> round -> y_hat --(Gaussian, scale from a fixed table by that index)--> chunk 2
+                  (conditional, beyond the paper: a logistic of that scale in the Gaussian's place)
                   (forward_adaptive, beyond the paper: per channel a shift of the indexes, written first)
     y_hat * inv_gain[q] -> g_s (balle2017's: 3 x [IGDN, deconv x2-x4]) -> x_hat
 
@@ -27,7 +28,7 @@ from torch import nn
 from ..codec import check_index_quality
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import HyperpriorLatentCodec
-from ..learned import VariableRateCodec, forward_adaptive_setting, refine_setting
+from ..learned import VariableRateCodec, check_conditional, conditional_setting, forward_adaptive_setting, refine_setting
 from ..nn import conv
 from ..nn.integer import IntegerConv, IntegerNetwork
 from ..registry import register
@@ -56,21 +57,24 @@ class Balle2018(VariableRateCodec):
         M: int = 192  # channels of the latent y (balle2017's)
         refine: int = refine_setting()  # encoder-side steps on the latents (learned.LatentRefinement)
         forward_adaptive: bool = forward_adaptive_setting()  # per channel a shift of the scale indexes
+        conditional: str = conditional_setting()  # y's density given its scale: "logistic" or "gaussian"
 
         def __post_init__(self):
             check_index_quality("balle2018", self.quality, len(LMBDAS))
+            check_conditional(self.conditional)
 
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
     lmbdas = LMBDAS
     pad_to = 64
+    free_settings = (*VariableRateCodec.free_settings, "conditional")
 
     def __init__(self, config, name=None, lmbdas=None):
         super().__init__(config, name, lmbdas)
         n, m = config.N, config.M
         self.g_a, self.g_s = analysis_transform(n, m), synthesis_transform(n, m)
-        self.latent_codec = self._latent_codec(n, m, config.forward_adaptive)
+        self.latent_codec = self._latent_codec(n, m, config.forward_adaptive, config.conditional)
         self._init_gains(m, GAIN0)
 
-    def _latent_codec(self, n: int, m: int, forward_adaptive: bool) -> HyperpriorLatentCodec:
+    def _latent_codec(self, n: int, m: int, forward_adaptive: bool, conditional: str) -> HyperpriorLatentCodec:
         return HyperpriorLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, m),
-                                     [FactorizedPrior(n) for _ in self.lmbdas], forward_adaptive)
+                                     [FactorizedPrior(n) for _ in self.lmbdas], forward_adaptive, conditional)

@@ -12,7 +12,8 @@ Minnen, ICLR 2019).
          g_ctx: conv 5x5 (integer); e: 3 x [conv 1x1] with relus (integer)
       mu = mu0 * gain[q], index + log(gain[q]) / LOG_STEP (exact: entropy/latent.py)
       y_hat = round(y - mu) + mu
-      (forward_adaptive, beyond the paper: per channel a shift of the scale indexes, written before the anchors)
+      (forward_adaptive, beyond the paper: per channel a shift of the scale indexes, written before the anchors;
+       conditional, beyond it too: y coded with a logistic of each scale in place of the paper's Gaussian)
     y_hat * inv_gain[q] -> g_s (balle2017's) -> x_hat
 
 The serial raster context of the paper decodes one latent position at a time; the checkerboard's two passes
@@ -30,6 +31,7 @@ from torch import nn
 from ..codec import check_index_quality
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import CheckerboardLatentCodec
+from ..learned import check_conditional
 from ..nn.integer import IntegerConv, IntegerNetwork
 from ..registry import register
 from .balle2017 import LMBDAS
@@ -44,10 +46,11 @@ class Minnen2018(Balle2018):
     class Config(Balle2018.Config):
         def __post_init__(self):
             check_index_quality("minnen2018", self.quality, len(LMBDAS))
+            check_conditional(self.conditional)
 
-    def _latent_codec(self, n: int, m: int, forward_adaptive: bool) -> CheckerboardLatentCodec:
+    def _latent_codec(self, n: int, m: int, forward_adaptive: bool, conditional: str) -> CheckerboardLatentCodec:
         g_ctx = IntegerNetwork(IntegerConv(m, 2 * m, 5, 1))
         e = IntegerNetwork(IntegerConv(4 * m, 640, 1), nn.ReLU(), IntegerConv(640, 512, 1), nn.ReLU(),
                            IntegerConv(512, 2 * m, 1))
         return CheckerboardLatentCodec(hyper_analysis(n, m), hyper_synthesis(n, 2 * m), g_ctx, e,
-                                       [FactorizedPrior(n) for _ in self.lmbdas], forward_adaptive)
+                                       [FactorizedPrior(n) for _ in self.lmbdas], forward_adaptive, conditional)

@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
-from .gaussian import LEVELS, LOG_STEP, GaussianConditional
+from .conditional import (CONDITIONALS, LEVELS, LOG_STEP, GaussianConditional, LogisticConditional,
+                          ScaleConditional)
 from .coder import Decoder, Encoder, pmf_from_counts
 from .model import EntropyModel, bits_of, entropy_models
 from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
@@ -243,9 +244,10 @@ class HyperpriorLatentCodec(LatentCodec):
 
         |y| -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
         z_hat -> h_s (integer network) -> scale index per value of y
-        y -> round -> y_hat --(Gaussian conditional, scale from the table by index)--> string 1
+        y -> round -> y_hat --(the conditional, scale from the table by index)--> string 1
 
-    h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
+    The conditional is the paper's Gaussian or, with the same indexes, a logistic (`conditional`; its heavier
+    tails code the same networks' predictions in fewer bits: entropy/conditional.py). h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
     rounds it to an integer in [0, LEVELS)). z_hat is on the 2^-8 grid of the factorized density's stored
     medians, which is the integer network's input grid, so h_s.exact(z_hat) is exact.
 
@@ -263,13 +265,21 @@ class HyperpriorLatentCodec(LatentCodec):
     n_strings = 2
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, z_priors: Sequence[TabulatedDensity],
-                 forward_adaptive: bool = False):
-        """z_priors: z's density per rate point."""
+                 forward_adaptive: bool = False, conditional: str = "gaussian"):
+        """z_priors: z's density per rate point; conditional: y's, a name in CONDITIONALS."""
         super().__init__()
         self.h_a, self.h_s = h_a, h_s
         self.z_priors = nn.ModuleList(z_priors)
-        self.gaussian = GaussianConditional()
+        if conditional not in CONDITIONALS:
+            raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, not {conditional!r}")
+        self.gaussian = GaussianConditional()  # its tables are in the weights' state whichever conditional codes
+        self.logistic = LogisticConditional() if conditional == "logistic" else None  # exact tables, not stored
         self.forward_adaptive = forward_adaptive
+
+    @property
+    def conditional(self) -> ScaleConditional:
+        """The conditional y is coded (and trained) with."""
+        return self.gaussian if self.logistic is None else self.logistic
 
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
     _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
@@ -280,7 +290,7 @@ class HyperpriorLatentCodec(LatentCodec):
         n, c = y.shape[:2]
         s = symbols(y - means if means is not None else y).reshape(n, c, -1)
         idx = index.detach().cpu().numpy().astype(np.int64).reshape(n, c, -1)
-        cost = np.stack([self.gaussian.symbol_bits(s, np.clip(idx + d, 0, LEVELS - 1)).sum(axis=(0, 2))
+        cost = np.stack([self.conditional.symbol_bits(s, np.clip(idx + d, 0, LEVELS - 1)).sum(axis=(0, 2))
                          for d in range(-SHIFTS, SHIFTS + 1)])  # (shifts, C)
         choice, bits = _adapt(cost, SHIFTS, -np.log2(self._SHIFT_PMF))
         return (None if choice is None else choice - SHIFTS), bits
@@ -328,7 +338,7 @@ class HyperpriorLatentCodec(LatentCodec):
 
     def forward(self, y: Tensor, q: Tensor, log_gain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         z_hat, z_bits = _per_point(self.z_priors, self.h_a(self._hyper_input(y, log_gain)), q)
-        _, y_bits = self.gaussian(y, self.h_s(z_hat) + self._shift(log_gain))
+        _, y_bits = self.conditional(y, self.h_s(z_hat) + self._shift(log_gain))
         return _round_ste(y), {"y": y_bits, "z": z_bits}
 
     def _z_hat(self, y: Tensor, q: int, log_gain: Tensor) -> tuple[Tensor, Tensor]:
@@ -347,7 +357,7 @@ class HyperpriorLatentCodec(LatentCodec):
         enc = Encoder()
         if self.forward_adaptive:
             self._write_shifts(enc, c.delta)
-        self.gaussian.encode(enc, y, c.index)
+        self.conditional.encode(enc, y, c.index)
         return [self.z_priors[q].compress(c.z), enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
@@ -359,11 +369,11 @@ class HyperpriorLatentCodec(LatentCodec):
         dec = Decoder(strings[1])
         if self.forward_adaptive:
             index = self._shifted(index, self._read_shifts(dec, shape[1]))
-        return self.gaussian.decode(dec, index)
+        return self.conditional.decode(dec, index)
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
         c = self._coding(y, q, log_gain)
-        return self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.gaussian.estimate_bits(y, c.index)
+        return self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.conditional.estimate_bits(y, c.index)
 
 
 def checkerboard(h: int, w: int, device=None) -> Tensor:
@@ -400,8 +410,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     n_strings = 3
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
-                 z_priors: Sequence[TabulatedDensity], forward_adaptive: bool = False):
-        super().__init__(h_a, h_s, z_priors, forward_adaptive)
+                 z_priors: Sequence[TabulatedDensity], forward_adaptive: bool = False, conditional: str = "gaussian"):
+        super().__init__(h_a, h_s, z_priors, forward_adaptive, conditional)
         self.g_ctx, self.e = g_ctx, e
         points, channels = len(self.z_priors), g_ctx[0].conv.in_channels
         self.register_buffer("gain_grid", torch.zeros((points, channels), dtype=torch.int64))  # 0: not built
@@ -470,7 +480,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         ctx = self.g_ctx(self._times_real(y_hat_a * a, -log_gain))
         mu_n, index_n = self._params_real(psi, ctx, shift, log_gain)
         mu, index = mu_a * a + mu_n * (1 - a), index_a * a + index_n * (1 - a)
-        _, y_bits = self.gaussian(y, index, mu)
+        _, y_bits = self.conditional(y, index, mu)
         return _round_ste(y - mu) + mu, {"y": y_bits, "z": z_bits}
 
     def _anchor_params(self, z_hat: Tensor, shape, shift: Tensor, q: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -507,8 +517,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         enc = Encoder()
         if self.forward_adaptive:
             self._write_shifts(enc, c.delta)
-        self.gaussian.encode(enc, y[a], index[a], mu[a])
-        return [self.z_priors[q].compress(c.z), enc.to_bytes(), self.gaussian.compress(y[~a], index[~a], mu[~a])]
+        self.conditional.encode(enc, y[a], index[a], mu[a])
+        return [self.z_priors[q].compress(c.z), enc.to_bytes(), self.conditional.compress(y[~a], index[~a], mu[~a])]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
@@ -518,13 +528,13 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         dec = Decoder(strings[1])
         delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
         y_hat = torch.zeros(shape, device=psi.device)
-        y_hat[a] = self.gaussian.decode(dec, self._shifted(self._to_index(grid), delta)[a], mu[a])
+        y_hat[a] = self.conditional.decode(dec, self._shifted(self._to_index(grid), delta)[a], mu[a])
         mu_n, grid_n = self._nonanchor_params(psi, y_hat, shift, q)
-        y_hat[~a] = self.gaussian.decompress(strings[2], self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
+        y_hat[~a] = self.conditional.decompress(strings[2], self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
         return y_hat
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
         c = self._coding(y, q, log_gain)
         a, index, mu = c.anchors, c.index, c.mu
-        return (self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.gaussian.estimate_bits(y[a], index[a], mu[a])
-                + self.gaussian.estimate_bits(y[~a], index[~a], mu[~a]))
+        return (self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.conditional.estimate_bits(y[a], index[a], mu[a])
+                + self.conditional.estimate_bits(y[~a], index[~a], mu[~a]))

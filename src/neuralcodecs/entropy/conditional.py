@@ -1,9 +1,15 @@
-"""A Gaussian conditional: each latent value has its own scale (and mean), predicted by another network.
+"""Conditionals: each latent value has its own scale (and mean), predicted by another network.
 
 Ballé, Minnen, Singh, Hwang, Johnston, "Variational image compression with a scale hyperprior", ICLR 2018:
 y_i ~ N(mu_i, sigma_i^2) convolved with U(-1/2, 1/2), so the mass of a quantization bin is
 
-    p(y_hat) = Phi((y_hat - mu + 1/2) / sigma) - Phi((y_hat - mu - 1/2) / sigma)
+    p(y_hat) = F((y_hat - mu + 1/2) / sigma) - F((y_hat - mu - 1/2) / sigma)
+
+with F the standard normal CDF (GaussianConditional). LogisticConditional (beyond the paper) puts a logistic of
+the same standard deviation in its place: the values fall in its heavier tails often enough that the scale indexes
+the hyperprior codecs' networks learned to predict for a Gaussian code them in fewer bytes (minnen2018 on Kodak:
+1.2 % fewer at all but the lowest rate point; README, "The conditional's shape"), with no retraining and the
+same pixels.
 
 The coder cannot build a table per value, so sigma comes from a fixed table of LEVELS scales spaced
 geometrically from SCALE_MIN to SCALE_MAX, and what decides a value's model is an integer index into it.
@@ -13,11 +19,18 @@ them computes them exactly (nn/integer.py); this module only turns indexes into 
     training:  y -> y + u -------------------------------> bits (sigma from the real-valued index)
     coding:    y -> s = round(y - mu) -> table[index] -> range coder -> bytes -> s -> y_hat = s + mu
 
-The tables are integer counts (16-bit precision) stored as buffers, so they travel with the weights and are
-never recomputed by a decoder (a float64 erfc may differ in the last bit between machines). Values beyond a
-table's range take the escape symbol and are coded exactly (tabulated.py's escape code).
+The tables are integer counts (16-bit precision), the same on every machine: the Gaussian's are stored in the
+weights (a float64 erfc may differ in the last bit between machines, and a count on the edge of its rounding
+would follow it), the logistic's are computed with a proof that their rounding is certain (logistic_tables).
+Values beyond a table's range take the escape symbol and are coded exactly (tabulated.py's escape code).
 """
 from __future__ import annotations
+
+import decimal
+import functools
+import math
+from decimal import Decimal
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,7 +48,7 @@ SCALE_MIN, SCALE_MAX, LEVELS = SCALE_BOUND, 256.0, 64
 # log(SCALE_MAX / SCALE_MIN) / (LEVELS - 1), written out: decoders compute rate points' index shifts from it
 # (latent.py), and a libm's log may differ in the last bit between machines
 LOG_STEP = 0.12305479932808386
-assert LEVELS <= 256  # GaussianConditional._groups sorts the indexes as bytes
+assert LEVELS <= 256  # ScaleConditional._groups sorts the indexes as bytes
 TAIL_MASS = 1e-9
 
 
@@ -46,28 +59,105 @@ def scale_of(index: Tensor) -> Tensor:
     return SCALE_MIN * torch.exp(index * LOG_STEP)
 
 
-def _bin_mass(v: Tensor, scale: Tensor) -> Tensor:
+def _gaussian_mass(v: Tensor, scale: Tensor) -> Tensor:
     """P(v - 1/2 < x < v + 1/2) for x ~ N(0, scale^2), by symmetry on -|v| where the CDF is precise."""
     v = v.abs()
     return normal_cdf((0.5 - v) / scale) - normal_cdf((-0.5 - v) / scale)
 
 
-class GaussianConditional(EntropyModel):
-    """Codes y (any shape) given per-value integer scale indexes and means of the same shape."""
+def _logistic_mass(v: Tensor, scale: Tensor) -> Tensor:
+    """The same for a logistic of standard deviation `scale` (its own scale s = scale sqrt(3) / pi): on -|v|,
+    F(b) - F(a) = e^a expm1(1/s) / ((1 + e^a)(1 + e^b)) with a = (-|v| - 1/2) / s, b = a + 1/s, which does not
+    cancel where F(a) and F(b) are close (wide scales)."""
+    s = scale * (math.sqrt(3.0) / math.pi)
+    a = (-v.abs() - 0.5) / s
+    return torch.exp(a) * torch.expm1(1.0 / s) / ((1.0 + torch.exp(a)) * (1.0 + torch.exp(a + 1.0 / s)))
 
-    def __init__(self):
-        super().__init__()
-        scales = SCALE_MIN * torch.exp(torch.arange(LEVELS, dtype=torch.float64) * LOG_STEP)
-        z = float(-ndtri(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)))
-        half = torch.ceil(scales * z).long()  # symbols -half..half, then the escape
-        tables = []  # level i: the 2 * half[i] + 1 symbols -half..half, then the escape; back to back
+
+def gaussian_tables() -> tuple[Tensor, Tensor]:
+    """(counts int32, halves int32): level i codes the 2 half[i] + 1 symbols -half..half, then the escape; the
+    levels back to back. Computed in float64 with erfc, which may differ in the last bit between machines:
+    weights carry these tables (GaussianConditional)."""
+    scales = SCALE_MIN * torch.exp(torch.arange(LEVELS, dtype=torch.float64) * LOG_STEP)
+    z = float(-ndtri(torch.tensor(TAIL_MASS / 2, dtype=torch.float64)))
+    half = torch.ceil(scales * z).long()
+    tables = []
+    for i in range(LEVELS):
+        kk = torch.arange(-int(half[i]), int(half[i]) + 1, dtype=torch.float64)
+        tail = 2 * normal_cdf(-(half[i] + 0.5) / scales[i])
+        p = torch.cat([_gaussian_mass(kk, scales[i]), tail.view(1)])
+        tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
+    return torch.cat(tables), half.to(torch.int32)
+
+
+_PI = "3.141592653589793238462643383279502884197"  # to 40 digits, for the decimal arithmetic below
+_EDGE = 1e-6  # a count this near a rounding edge (in counts) is settled in exact decimal arithmetic
+
+
+def logistic_levels() -> list[tuple[float, int]]:
+    """Per level, the logistic's own scale s (its standard deviation times sqrt(3) / pi) and the half-width of
+    its table (P(|x| > half) <= TAIL_MASS beyond s ln(2 / TAIL_MASS - 1)), from decimal arithmetic, whose exp,
+    ln and sqrt are correctly rounded: the same on every machine."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        to_s = Decimal(3).sqrt() / Decimal(_PI)
+        reach = (Decimal(2) / Decimal(TAIL_MASS) - 1).ln()
+        levels = []
         for i in range(LEVELS):
-            kk = torch.arange(-int(half[i]), int(half[i]) + 1, dtype=torch.float64)
-            tail = 2 * normal_cdf(-(half[i] + 0.5) / scales[i])
-            p = torch.cat([_bin_mass(kk, scales[i]), tail.view(1)])
-            tables.append(torch.clamp(torch.round(p * 2 ** PRECISION), min=1).to(torch.int32))
-        self.register_buffer("table_counts", torch.cat(tables))
-        self.register_buffer("table_half", half.to(torch.int32))
+            s = Decimal(SCALE_MIN) * (Decimal(i) * Decimal(LOG_STEP)).exp() * to_s
+            levels.append((float(s), int((s * reach).to_integral_value(rounding=decimal.ROUND_CEILING))))
+    return levels
+
+
+@functools.lru_cache(maxsize=1)
+def logistic_tables() -> tuple[Tensor, Tensor]:
+    """gaussian_tables' layout for logistics of the table's standard deviations, the same integers on every
+    machine: the masses come from float64 exp/expm1 (a few ulps: < 1e-9 counts of error), and a count whose
+    value lies within _EDGE of a rounding edge is computed again in 40-digit decimal arithmetic."""
+    tables, levels = [], logistic_levels()
+    for s, half in levels:
+        v = np.arange(-half, half + 1, dtype=np.float64)
+        a = (-np.abs(v) - 0.5) / s
+        mass = np.exp(a) * np.expm1(1.0 / s) / ((1.0 + np.exp(a)) * (1.0 + np.exp(a + 1.0 / s)))
+        x = -(half + 0.5) / s
+        tail = 2.0 * np.exp(x) / (1.0 + np.exp(x))
+        scaled = np.append(mass, tail) * 2.0 ** PRECISION
+        counts = np.rint(scaled)
+        for j in np.flatnonzero(np.abs(scaled - np.floor(scaled) - 0.5) < _EDGE):
+            counts[j] = _exact_count(s, float(v[j]) if j < len(v) else None, half)
+        tables.append(np.maximum(counts, 1).astype(np.int32))
+    return torch.from_numpy(np.concatenate(tables)), torch.tensor([h for _, h in levels], dtype=torch.int32)
+
+
+def _exact_count(s: float, v: float | None, half: int) -> int:
+    """round(mass * 2^PRECISION), half to even, in 40-digit decimal: bin v's mass, or the escape's (v None)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        s_d = Decimal(s)  # the float exactly
+
+        def cdf(x: Decimal) -> Decimal:
+            return 1 / (1 + (-x).exp())
+
+        if v is None:
+            p = 2 * cdf(-(Decimal(half) + Decimal("0.5")) / s_d)
+        else:
+            a = (-abs(Decimal(v)) - Decimal("0.5")) / s_d
+            p = cdf(a + 1 / s_d) - cdf(a)
+        return int((p * 2 ** PRECISION).to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
+
+
+class ScaleConditional(EntropyModel):
+    """Codes y (any shape) given per-value integer scale indexes and means of the same shape. A subclass names its
+    bin masses (`mass`, for training and the model's bits) and its coding tables (`table_counts`, `table_half`,
+    registered by __init__)."""
+
+    mass: Callable[[Tensor, Tensor], Tensor]  # (v, scale) -> P(v - 1/2 < x < v + 1/2) for a centred x
+
+    def __init__(self, tables: tuple[Tensor, Tensor], persistent: bool):
+        super().__init__()
+        counts, half = tables
+        self.register_buffer("table_counts", counts.clone(), persistent=persistent)
+        self.register_buffer("table_half", half.clone(), persistent=persistent)
         # built on first use from the tables, and again after a state loads: the coding tables as probabilities
         # (_table) and symbol_bits' dense table of costs
         self._pmfs: list[tuple[np.ndarray, int]] | None = None
@@ -83,7 +173,7 @@ class GaussianConditional(EntropyModel):
                 y_tilde = y + torch.empty_like(y).uniform_(-0.5, 0.5)
             else:
                 y_tilde = torch.round(y - mu) + mu
-            return y_tilde, bits_of(_bin_mass(y_tilde - mu, scale_of(index.float())))
+            return y_tilde, bits_of(self.mass(y_tilde - mu, scale_of(index.float())))
 
     # -- real coding ----------------------------------------------------------------------------------
     def _groups(self, index: Tensor):
@@ -155,3 +245,25 @@ class GaussianConditional(EntropyModel):
         w = (cols - 1) // 2
         flat = index.astype(np.intp, copy=False) * cols + (np.clip(s, -w, w) + w)
         return np.take(self._costs.ravel(), flat)  # twice as fast as a 2-d fancy index
+
+
+class GaussianConditional(ScaleConditional):
+    """The paper's conditional: a Gaussian per value. Its tables are part of the weights' state."""
+
+    mass = staticmethod(_gaussian_mass)
+
+    def __init__(self):
+        super().__init__(gaussian_tables(), persistent=True)
+
+
+class LogisticConditional(ScaleConditional):
+    """A logistic per value, of the standard deviation the index names (beyond the papers). Its tables are exact
+    on every machine (logistic_tables), so they are built here and not stored."""
+
+    mass = staticmethod(_logistic_mass)
+
+    def __init__(self):
+        super().__init__(logistic_tables(), persistent=False)
+
+
+CONDITIONALS = ("gaussian", "logistic")  # the names codecs' settings give them
