@@ -482,3 +482,21 @@ def test_the_first_coding_converts_the_transforms_to_channels_last_and_later_one
     header, _, chunks = codec_module.open_file(data)
     codec.decode_file(header, chunks)
     assert [p.data_ptr() for p in params] == storage
+
+
+def test_files_leave_out_the_settings_the_weights_fix(photo):
+    """A file's fingerprint names the weights, and the weights fix the architecture (balle2017's N and M): files
+    leave those settings out and the decoder takes them from the weights. A file that states them (files before
+    2026-12-07 do) decodes when they agree, and is refused when they do not, before any network is built."""
+    from neuralcodecs import container
+
+    data = nc.create_codec("balle2017", quality=3).encode(photo)
+    header, _, chunks = nc.codec.open_file(data)
+    assert set(header.settings) == {"quality", "forward_adaptive"}
+    stated = container.pack("balle2017", {**header.settings, "N": 128, "M": 192}, header.fingerprint, photo.shape,
+                            chunks)
+    assert len(stated) == len(data) + len(',"M":192,"N":128')
+    assert np.array_equal(nc.decode(stated), nc.decode(data))
+    wrong = container.pack("balle2017", {**header.settings, "M": 100000}, header.fingerprint, photo.shape, chunks)
+    with pytest.raises(nc.BitstreamError, match="M=192"):
+        nc.decode(wrong)

@@ -94,6 +94,12 @@ class Codec:
         return True
 
     @classmethod
+    def implied_settings(cls, name: str) -> dict:
+        """Settings files of `name` leave out because something else they name fixes them (a learned codec's
+        weights: LearnedCodec); a decoder takes them from here."""
+        return {}
+
+    @classmethod
     def from_config(cls, config: Any, name: str) -> "Codec":
         """A codec ready to code (learned codecs load their shipped weights here)."""
         return cls(config, name=name)
@@ -168,13 +174,19 @@ class Codec:
         """The number of chunks its files have (None: progressive, 1 up to its quality's steps)."""
         return None if self.progressive else 1
 
+    @property
+    def legacy_chunks(self) -> tuple[int, ...]:
+        """Other numbers of chunks that files of an earlier layout of this codec have, and it still decodes."""
+        return ()
+
     def decode_file(self, header: container.Header, chunks: list[bytes]) -> np.ndarray:
         try:
             cc = self._coded_channels(header.channels)
         except ValueError as e:
             raise BitstreamError(f"corrupted file: {e}") from None
         expected = self.n_chunks
-        if (len(chunks) != expected) if expected is not None else not 1 <= len(chunks) <= self.config.quality:
+        if ((len(chunks) != expected and len(chunks) not in self.legacy_chunks) if expected is not None
+                else not 1 <= len(chunks) <= self.config.quality):
             raise BitstreamError(f"corrupted file: {len(chunks)} chunks, {self.name} at these settings writes "
                                  f"{expected if expected is not None else f'1 to {self.config.quality}'}")
         ph, pw = padded_shape(header.height, header.width, self.pad_to, self.min_side)
@@ -247,7 +259,8 @@ def _decoder(name: str, settings_json: str) -> Codec:
         # settings newer than the file: the value it was made with (the name's own settings stay the name's)
         older = {f.name: f.metadata[FILE_DEFAULT] for f in dataclasses.fields(entry.cls.Config)
                  if FILE_DEFAULT in f.metadata and f.name not in entry.defaults}
-        settings = {**older, **json.loads(settings_json)}
+        # and those the codec's weights fix, which files leave out (files from before 2026-12-07 hold them)
+        settings = {**entry.cls.implied_settings(name), **older, **json.loads(settings_json)}
         return entry.cls.from_config(entry.config(settings), name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None

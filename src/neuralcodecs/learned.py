@@ -74,16 +74,29 @@ class LearnedCodec(Codec, nn.Module):
     free_settings: ClassVar[tuple[str, ...]] = ("quality",)
 
     @classmethod
+    def _free(cls) -> set[str]:
+        """The settings the weights do not fix: the free ones and those only the encoder reads."""
+        return {*cls.free_settings, *(f.name for f in dataclasses.fields(cls.Config) if f.metadata.get("encoder_only"))}
+
+    @classmethod
+    def implied_settings(cls, name: str) -> dict:
+        """The settings `name`'s shipped weights fix (architecture): files leave them out (`settings`), since the
+        fingerprint in every file names the weights."""
+        entry = weights.manifest().get(name)
+        if entry is None:
+            return {}
+        shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
+        return {k: v for k, v in shipped.items() if k not in cls._free()}
+
+    @classmethod
     def from_config(cls, config: Any, name: str) -> "LearnedCodec":
         """A ready coder: shipped weights (with their coding tables) loaded, eval mode, CPU."""
         entry = weights.manifest().get(name)
         if entry is None:  # before anything is built: the settings could ask for any size of network
             raise ValueError(f"no trained weights are shipped for {name} (train them with `neuralcodecs train "
                              f"{name}` and `neuralcodecs export`)")
-        shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
-        # the weights fix every setting but the free ones and those only the encoder reads
-        free = {*cls.free_settings, *(f.name for f in dataclasses.fields(config) if f.metadata.get("encoder_only"))}
-        wrong = {k: v for k, v in dataclasses.asdict(config).items() if k not in free and v != shipped.get(k)}
+        shipped = cls.implied_settings(name)
+        wrong = {k: v for k, v in dataclasses.asdict(config).items() if k in shipped and v != shipped[k]}
         if wrong:
             raise ValueError(f"{name}'s shipped weights have " + ", ".join(f"{k}={shipped[k]!r}" for k in wrong)
                              + "; asked for " + ", ".join(f"{k}={v!r}" for k, v in wrong.items()))
@@ -93,6 +106,11 @@ class LearnedCodec(Codec, nn.Module):
         recorded = bytes.fromhex(entry["fingerprint"]) if entry.get("fingerprint") else None
         model.load_weights(weights.shipped_state(name), fingerprint=recorded)
         return model.eval()
+
+    @property
+    def settings(self) -> dict:
+        """Codec.settings but for those the weights fix (implied_settings)."""
+        return {k: v for k, v in super().settings.items() if k in self._free()}
 
     @classmethod
     def trained(cls, name: str) -> bool:
@@ -181,9 +199,9 @@ def forward_adaptive_setting() -> Any:
 def conditional_setting() -> Any:
     """The Config field `conditional` of a hyperprior codec: the shape of y's density given the scale index its
     networks predict, "logistic" (the default: about 1.2 % fewer bytes from the same networks, README) or the
-    papers' "gaussian", which files from before it existed were made with (codec.FILE_DEFAULT). The decoder reads it; the
-    weights do not fix it (free_settings)."""
-    return dataclasses.field(default="logistic", metadata={FILE_DEFAULT: "gaussian"})
+    papers' "gaussian". The encoder's choice: a file names it in its string (entropy/latent.py), and files from
+    before it existed were made with the Gaussian, so only the encoder reads the setting (codec.ENCODER_ONLY)."""
+    return dataclasses.field(default="logistic", metadata=ENCODER_ONLY)
 
 
 def check_conditional(value: Any) -> None:
@@ -385,6 +403,11 @@ class VariableRateCodec(LearnedCodec):
     @property
     def n_chunks(self) -> int:
         return self.latent_codec.n_strings
+
+    @property
+    def legacy_chunks(self) -> tuple[int, ...]:
+        legacy = self.latent_codec.legacy_strings
+        return () if legacy is None else (legacy,)
 
     @torch.no_grad()
     def decode_chunks(self, chunks: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:

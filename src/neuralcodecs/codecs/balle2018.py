@@ -4,11 +4,12 @@ compression with latent-variable models", ICLR 2019.
 
     x -> g_a (balle2017's: 3 x [conv /2-/4, GDN]) -> y * gain[q]
       |y| -> h_a: [conv 3x3, relu] [conv 5x5 /2, relu] [conv 5x5 /2] -> z -> round -> z_hat
-             z_hat --(learned factorized density of rate point q)--> chunk 1
+             z_hat --(learned factorized density of rate point q)--> z
       z_hat -> h_s (integer network): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> scale index
-      y -> round -> y_hat --(Gaussian, scale from a fixed table by that index)--> chunk 2
+      y -> round -> y_hat --(Gaussian, scale from a fixed table by that index)--> y
                   (conditional, beyond the paper: a logistic of that scale in the Gaussian's place)
                   (forward_adaptive, beyond the paper: per channel a shift of the indexes, written first)
+      the file's one chunk, a range-coded string: [conditional | z | shifts | y]
     y_hat * inv_gain[q] -> g_s (balle2017's: 3 x [IGDN, deconv x2-x4]) -> x_hat
 
 The transforms have balle2017's shape, so training starts from its shipped transforms and gains
@@ -66,7 +67,6 @@ class Balle2018(VariableRateCodec):
     qualities: ClassVar[tuple] = tuple(range(1, len(LMBDAS) + 1))
     lmbdas = LMBDAS
     pad_to = 64
-    free_settings = (*VariableRateCodec.free_settings, "conditional")
 
     def __init__(self, config, name=None, lmbdas=None):
         super().__init__(config, name, lmbdas)

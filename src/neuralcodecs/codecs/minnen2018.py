@@ -5,15 +5,16 @@ Minnen, ICLR 2019).
 
     x -> g_a (balle2017's) -> y * gain[q]
       y / gain[q] -> h_a: [conv 3x3, relu] [conv 5x5 /2, relu] [conv 5x5 /2] -> z -> round
-                                                                   --(factorized, point q)--> chunk 1
+                                                                   --(factorized, point q)--> z
       z_hat -> h_s (integer): [deconv 5x5 x2, relu] [deconv 5x5 x2, relu] [conv 3x3] -> psi (2M channels)
-      anchors (checkerboard half of y):  (mu0, scale index) = e(psi, 0)                           --> chunk 2
-      the rest:                          (mu0, scale index) = e(psi, g_ctx(y_hat anchors / gain[q])) --> chunk 3
+      anchors (checkerboard half of y):  (mu0, scale index) = e(psi, 0)                           --> anchors
+      the rest:                          (mu0, scale index) = e(psi, g_ctx(y_hat anchors / gain[q])) --> the rest
          g_ctx: conv 5x5 (integer); e: 3 x [conv 1x1] with relus (integer)
       mu = mu0 * gain[q], index + log(gain[q]) / LOG_STEP (exact: entropy/latent.py)
       y_hat = round(y - mu) + mu
       (forward_adaptive, beyond the paper: per channel a shift of the scale indexes, written before the anchors;
        conditional, beyond it too: y coded with a logistic of each scale in place of the paper's Gaussian)
+      the file's one chunk, a range-coded string: [conditional | z | shifts | anchors | the rest]
     y_hat * inv_gain[q] -> g_s (balle2017's) -> x_hat
 
 The serial raster context of the paper decodes one latent position at a time; the checkerboard's two passes

@@ -152,9 +152,10 @@ class LatentCodec(nn.Module):
     """Base: see the module docstring. `n_strings` is how many strings (chunks) compress() returns."""
 
     n_strings = 1
+    legacy_strings: int | None = None  # how many strings files of an earlier layout hold (still decoded)
 
     def check_strings(self, strings: list[bytes]) -> None:
-        if len(strings) != self.n_strings:
+        if len(strings) not in (self.n_strings, self.legacy_strings):
             raise BitstreamError(f"corrupted file: {len(strings)} chunks where this codec writes {self.n_strings}")
 
     def entropy_models(self) -> list[EntropyModel]:
@@ -242,44 +243,74 @@ class FactorizedLatentCodec(LatentCodec):
 class HyperpriorLatentCodec(LatentCodec):
     """Scale hyperprior (Ballé et al. 2018):
 
-        |y| -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
+        |y| -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> z's part of the string
         z_hat -> h_s (integer network) -> scale index per value of y
-        y -> round -> y_hat --(the conditional, scale from the table by index)--> string 1
+        y -> round -> y_hat --(the conditional, scale from the table by index)--> y's part
 
-    The conditional is the paper's Gaussian or, with the same indexes, a logistic (`conditional`; its heavier
-    tails code the same networks' predictions in fewer bits: entropy/conditional.py). h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
+    The conditional is the paper's Gaussian or, with the same indexes, a logistic (the encoder's setting
+    `conditional`, one symbol at the start of the string; its heavier tails code the same networks' predictions in
+    fewer bits: entropy/conditional.py). One range-coded string holds it all, in the order the decoder needs it:
+
+        [conditional | z | shifts (forward adaptation, below) | y]
+
+    (files before 2026-12-07 hold z and [shifts | y] in two strings, y coded with the Gaussian: one string saves a
+    chunk's length and checksum and a coder's flush, about 11 bytes a file). h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
     rounds it to an integer in [0, LEVELS)). z_hat is on the 2^-8 grid of the factorized density's stored
     medians, which is the integer network's input grid, so h_s.exact(z_hat) is exact.
 
     Forward adaptation (`forward_adaptive`, beyond the papers; FactorizedLatentCodec's idea for a hyperprior):
     h_s's scales fit the training images on average, and one image's channel is often coded in fewer bits with
     all its scale indexes moved by the same integer. The encoder picks that shift per channel and writes it at
-    the start of the first string of y:
+    before y:
 
         delta[c] = argmin_d  bits(y_c | clamp(indexes + d, 0, LEVELS - 1)) + bits(d | ~0.3^|d|),  |d| <= SHIFTS
-        string 1: [flag | delta (one symbol per channel) | y]   (flag 0: no shifts, when they do not pay)
+        shifts: [flag | delta (one symbol per channel)]   (flag 0: no shifts, when they do not pay)
 
     Indexes and shifts are integers, so the decoder's tables are the encoder's on any machine.
     """
 
-    n_strings = 2
+    n_strings = 1
+    legacy_strings = 2
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, z_priors: Sequence[TabulatedDensity],
                  forward_adaptive: bool = False, conditional: str = "gaussian"):
-        """z_priors: z's density per rate point; conditional: y's, a name in CONDITIONALS."""
+        """z_priors: z's density per rate point; conditional: the one y is coded (and trained) with, a name in
+        CONDITIONALS (a decoder reads every one)."""
         super().__init__()
         self.h_a, self.h_s = h_a, h_s
         self.z_priors = nn.ModuleList(z_priors)
         if conditional not in CONDITIONALS:
             raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, not {conditional!r}")
-        self.gaussian = GaussianConditional()  # its tables are in the weights' state whichever conditional codes
-        self.logistic = LogisticConditional() if conditional == "logistic" else None  # exact tables, not stored
+        self.gaussian = GaussianConditional()  # its tables are in the weights' state
+        self.logistic = LogisticConditional()  # its exact tables are built, not stored
+        self.coded_with = CONDITIONALS.index(conditional)
         self.forward_adaptive = forward_adaptive
+
+    def conditionals(self) -> tuple[ScaleConditional, ...]:
+        """Every conditional, in CONDITIONALS' order (the symbol a string starts with)."""
+        return self.gaussian, self.logistic
 
     @property
     def conditional(self) -> ScaleConditional:
         """The conditional y is coded (and trained) with."""
-        return self.gaussian if self.logistic is None else self.logistic
+        return self.conditionals()[self.coded_with]
+
+    # -- the string's head: which conditional, z, the shifts -------------------------------------------
+    _WHICH_PMF = np.full(len(CONDITIONALS), 1.0 / len(CONDITIONALS))
+    _WHICH_BITS = float(np.log2(len(CONDITIONALS)))
+
+    def _write_head(self, enc: Encoder, q: int, c: Coding) -> None:
+        enc.categorical(np.array([self.coded_with]), self._WHICH_PMF)
+        self.z_priors[q].encode(enc, c.z)
+        if self.forward_adaptive:
+            self._write_shifts(enc, c.delta)
+
+    def _read_head(self, dec: Decoder, shape: tuple[int, ...], q: int
+                   ) -> tuple[ScaleConditional, Tensor, np.ndarray | None]:
+        """What _write_head wrote: (the conditional, z_hat, the shifts or None)."""
+        conditional = self.conditionals()[int(dec.categorical(1, self._WHICH_PMF)[0])]
+        z_hat = self.z_priors[q].decode(dec, self._z_shape(shape, q))
+        return conditional, z_hat, self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
 
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
     _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
@@ -355,25 +386,28 @@ class HyperpriorLatentCodec(LatentCodec):
     def compress(self, y: Tensor, q: int, log_gain: Tensor) -> list[bytes]:
         c = self._coding(y, q, log_gain)
         enc = Encoder()
-        if self.forward_adaptive:
-            self._write_shifts(enc, c.delta)
+        self._write_head(enc, q, c)
         self.conditional.encode(enc, y, c.index)
-        return [self.z_priors[q].compress(c.z), enc.to_bytes()]
+        return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
-        z_hat = self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
+        if len(strings) == self.legacy_strings:  # z's string, then [shifts | y] with the Gaussian
+            conditional, z_hat = self.gaussian, self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
+            dec = Decoder(strings[1])
+            delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
+        else:
+            dec = Decoder(strings[0])
+            conditional, z_hat, delta = self._read_head(dec, shape, q)
         index = self._to_index(self._index_grid(z_hat, log_gain))
         if tuple(index.shape) != tuple(shape):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(index.shape)} for y of {shape}")
-        dec = Decoder(strings[1])
-        if self.forward_adaptive:
-            index = self._shifted(index, self._read_shifts(dec, shape[1]))
-        return self.conditional.decode(dec, index)
+        return conditional.decode(dec, self._shifted(index, delta))
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
         c = self._coding(y, q, log_gain)
-        return self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.conditional.estimate_bits(y, c.index)
+        return (self._WHICH_BITS + self.z_priors[q].estimate_bits(c.z) + c.shift_bits
+                + self.conditional.estimate_bits(y, c.index))
 
 
 def checkerboard(h: int, w: int, device=None) -> Tensor:
@@ -386,10 +420,12 @@ def checkerboard(h: int, w: int, device=None) -> Tensor:
 class CheckerboardLatentCodec(HyperpriorLatentCodec):
     """Mean-scale hyperprior with a checkerboard context (Minnen, Ballé, Toderici 2018; He et al. 2021):
 
-        y -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> string 0
+        y -> h_a -> z -> round -> z_hat --(factorized density of rate point q)--> z
         z_hat -> h_s (integer) -> psi
-        anchors:     (mu0, index) = e(psi, 0)                           y_hat[anchors]     --> string 1
-        non-anchors: (mu0, index) = e(psi, g_ctx(y_hat * anchors / g))  y_hat[non-anchors] --> string 2
+        anchors:     (mu0, index) = e(psi, 0)                           y_hat[anchors]     --> anchors
+        non-anchors: (mu0, index) = e(psi, g_ctx(y_hat * anchors / g))  y_hat[non-anchors] --> the rest
+        one string: [conditional | z | shifts | anchors | the rest]   (before 2026-12-07 three: z, [shifts |
+        anchors] and the rest, with the Gaussian)
         (mu = mu0 * g, index + the rate point's shift; y and y_hat in the gained units of rate point q)
 
     e (the entropy parameters) and g_ctx (a 5x5 convolution over the decoded anchors) are integer networks,
@@ -407,7 +443,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     times g < 2^(GAIN_BITS + 12)).
     """
 
-    n_strings = 3
+    legacy_strings = 3
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
                  z_priors: Sequence[TabulatedDensity], forward_adaptive: bool = False, conditional: str = "gaussian"):
@@ -499,8 +535,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
                                   1 - checkerboard(*psi.shape[2:], device=psi.device))
 
     def _coding(self, y: Tensor, q: int, log_gain: Tensor) -> Coding:
-        """Means and indexes over both halves: what the strings code (1: the shifts and the anchors, 2: the
-        rest)."""
+        """Means and indexes over both halves: what the string codes after its head (the anchors, then the rest)."""
         z, z_hat = self._z_hat(y, q, log_gain)
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, grid = self._anchor_params(z_hat, y.shape, shift, q)
@@ -515,26 +550,33 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         c = self._coding(y, q, log_gain)
         a, index, mu = c.anchors, c.index, c.mu
         enc = Encoder()
-        if self.forward_adaptive:
-            self._write_shifts(enc, c.delta)
+        self._write_head(enc, q, c)
         self.conditional.encode(enc, y[a], index[a], mu[a])
-        return [self.z_priors[q].compress(c.z), enc.to_bytes(), self.conditional.compress(y[~a], index[~a], mu[~a])]
+        self.conditional.encode(enc, y[~a], index[~a], mu[~a])
+        return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
         self.check_strings(strings)
-        z_hat = self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
+        if len(strings) == self.legacy_strings:  # z's string, [shifts | anchors], the rest; with the Gaussian
+            conditional, z_hat = self.gaussian, self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
+            dec = Decoder(strings[1])
+            delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
+        else:
+            dec = Decoder(strings[0])
+            conditional, z_hat, delta = self._read_head(dec, shape, q)
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, grid = self._anchor_params(z_hat, shape, shift, q)
-        dec = Decoder(strings[1])
-        delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
         y_hat = torch.zeros(shape, device=psi.device)
-        y_hat[a] = self.conditional.decode(dec, self._shifted(self._to_index(grid), delta)[a], mu[a])
+        y_hat[a] = conditional.decode(dec, self._shifted(self._to_index(grid), delta)[a], mu[a])
         mu_n, grid_n = self._nonanchor_params(psi, y_hat, shift, q)
-        y_hat[~a] = self.conditional.decompress(strings[2], self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
+        if len(strings) == self.legacy_strings:
+            dec = Decoder(strings[2])
+        y_hat[~a] = conditional.decode(dec, self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
         return y_hat
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
         c = self._coding(y, q, log_gain)
         a, index, mu = c.anchors, c.index, c.mu
-        return (self.z_priors[q].estimate_bits(c.z) + c.shift_bits + self.conditional.estimate_bits(y[a], index[a], mu[a])
+        return (self._WHICH_BITS + self.z_priors[q].estimate_bits(c.z) + c.shift_bits
+                + self.conditional.estimate_bits(y[a], index[a], mu[a])
                 + self.conditional.estimate_bits(y[~a], index[~a], mu[~a]))

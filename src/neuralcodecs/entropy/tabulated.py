@@ -205,17 +205,24 @@ class TabulatedDensity(EntropyModel):
 
     def compress(self, y: Tensor) -> bytes:
         """Entropy-code round(y - m) of y (NCHW, any N); `decompress` needs the same shape."""
-        counts, offsets, sizes, medians = self.tables()
         enc = Encoder()
-        encode_channels(enc, self.symbols(y, medians), counts, offsets)
+        self.encode(enc, y)
         return enc.to_bytes()
+
+    def encode(self, enc: Encoder, y: Tensor) -> None:
+        """compress() into an encoder that may hold other symbols before and after."""
+        counts, offsets, _, medians = self.tables()
+        encode_channels(enc, self.symbols(y, medians), counts, offsets)
 
     def decompress(self, data: bytes, shape: Sequence[int]) -> Tensor:
         """bytes from `compress` and the latent shape (N, C, H, W) -> y_hat, float32 on the module's device."""
+        return self.decode(Decoder(data), shape)
+
+    def decode(self, dec: Decoder, shape: Sequence[int]) -> Tensor:
+        """What encode() coded, read from a decoder at that point of its string."""
         shape = self.check_shape(shape)
-        counts, offsets, sizes, medians = self.tables()
-        y_hat = decode_channels(Decoder(data), shape, counts, offsets, medians)
-        return y_hat.to(self.table_medians.device)
+        counts, offsets, _, medians = self.tables()
+        return decode_channels(dec, shape, counts, offsets, medians).to(self.table_medians.device)
 
     def estimate_bits(self, y: Tensor) -> float:
         """Bits the tables assign to round(y - m), escapes included: what `compress` should produce."""
