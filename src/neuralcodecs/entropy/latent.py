@@ -312,6 +312,18 @@ class HyperpriorLatentCodec(LatentCodec):
         z_hat = self.z_priors[q].decode(dec, self._z_shape(shape, q))
         return conditional, z_hat, self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
 
+    def _open(self, strings: list[bytes], shape: tuple[int, ...], q: int
+              ) -> tuple[Decoder, ScaleConditional, Tensor, np.ndarray | None]:
+        """A file's strings read up to y: (the decoder at y's start, the conditional, z_hat, the shifts or None).
+        The earlier layout (legacy_strings): z's own string, then one that starts with the shifts; the Gaussian."""
+        self.check_strings(strings)
+        if len(strings) == self.legacy_strings:
+            z_hat = self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
+            dec = Decoder(strings[1])
+            return dec, self.gaussian, z_hat, self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
+        dec = Decoder(strings[0])
+        return (dec, *self._read_head(dec, shape, q))
+
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
     _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
 
@@ -391,14 +403,7 @@ class HyperpriorLatentCodec(LatentCodec):
         return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
-        self.check_strings(strings)
-        if len(strings) == self.legacy_strings:  # z's string, then [shifts | y] with the Gaussian
-            conditional, z_hat = self.gaussian, self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
-            dec = Decoder(strings[1])
-            delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
-        else:
-            dec = Decoder(strings[0])
-            conditional, z_hat, delta = self._read_head(dec, shape, q)
+        dec, conditional, z_hat, delta = self._open(strings, shape, q)
         index = self._to_index(self._index_grid(z_hat, log_gain))
         if tuple(index.shape) != tuple(shape):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(index.shape)} for y of {shape}")
@@ -556,14 +561,7 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
-        self.check_strings(strings)
-        if len(strings) == self.legacy_strings:  # z's string, [shifts | anchors], the rest; with the Gaussian
-            conditional, z_hat = self.gaussian, self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
-            dec = Decoder(strings[1])
-            delta = self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
-        else:
-            dec = Decoder(strings[0])
-            conditional, z_hat, delta = self._read_head(dec, shape, q)
+        dec, conditional, z_hat, delta = self._open(strings, shape, q)
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, grid = self._anchor_params(z_hat, shape, shift, q)
         y_hat = torch.zeros(shape, device=psi.device)
