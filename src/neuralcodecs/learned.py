@@ -76,7 +76,8 @@ class LearnedCodec(Codec, nn.Module):
     @classmethod
     def _free(cls) -> set[str]:
         """The settings the weights do not fix: the free ones and those only the encoder reads."""
-        return {*cls.free_settings, *(f.name for f in dataclasses.fields(cls.Config) if f.metadata.get("encoder_only"))}
+        encoder_only = (f.name for f in dataclasses.fields(cls.Config) if f.metadata.get("encoder_only"))
+        return {*cls.free_settings, *encoder_only}
 
     @classmethod
     def implied_settings(cls, name: str) -> dict:
@@ -205,7 +206,7 @@ def conditional_setting() -> Any:
 
 
 def check_conditional(value: Any) -> None:
-    """conditional_setting's check, before anything is built (a file's settings are untrusted)."""
+    """conditional_setting's check (in Config.__post_init__: before anything is built)."""
     if value not in CONDITIONALS:
         raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, got {value!r}")
 

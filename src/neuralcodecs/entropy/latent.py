@@ -254,14 +254,16 @@ class HyperpriorLatentCodec(LatentCodec):
         [conditional | z | shifts (forward adaptation, below) | y]
 
     (files before 2026-12-07 hold z and [shifts | y] in two strings, y coded with the Gaussian: one string saves a
-    chunk's length and checksum and a coder's flush, about 11 bytes a file). h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
+    chunk's length and checksum and a coder's flush, about 11 bytes a file).
+
+    h_s's last layer gives one real number per value of y: its scale index (training uses it as is; coding
     rounds it to an integer in [0, LEVELS)). z_hat is on the 2^-8 grid of the factorized density's stored
     medians, which is the integer network's input grid, so h_s.exact(z_hat) is exact.
 
     Forward adaptation (`forward_adaptive`, beyond the papers; FactorizedLatentCodec's idea for a hyperprior):
     h_s's scales fit the training images on average, and one image's channel is often coded in fewer bits with
-    all its scale indexes moved by the same integer. The encoder picks that shift per channel and writes it at
-    before y:
+    all its scale indexes moved by the same integer. The encoder picks that shift per channel and writes the
+    shifts before y:
 
         delta[c] = argmin_d  bits(y_c | clamp(indexes + d, 0, LEVELS - 1)) + bits(d | ~0.3^|d|),  |d| <= SHIFTS
         shifts: [flag | delta (one symbol per channel)]   (flag 0: no shifts, when they do not pay)
@@ -451,7 +453,8 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
     legacy_strings = 3
 
     def __init__(self, h_a: nn.Module, h_s: IntegerNetwork, g_ctx: IntegerNetwork, e: IntegerNetwork,
-                 z_priors: Sequence[TabulatedDensity], forward_adaptive: bool = False, conditional: str = "gaussian"):
+                 z_priors: Sequence[TabulatedDensity], forward_adaptive: bool = False,
+                 conditional: str = "gaussian"):
         super().__init__(h_a, h_s, z_priors, forward_adaptive, conditional)
         self.g_ctx, self.e = g_ctx, e
         points, channels = len(self.z_priors), g_ctx[0].conv.in_channels
