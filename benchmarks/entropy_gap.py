@@ -5,12 +5,12 @@ measured by the model's bits (no training, no file written).
 
 - Scales: y coded with the scale its network predicts (the real-valued index, before rounding to one of the
   LEVELS tabulated scales), and with tables twice as fine (the index rounded to halves), against the
-  tabulated scales of the codec. Bits of y's symbols under the Gaussian bin masses, forward adaptation's
-  shifts applied to every variant.
+  tabulated scales of the codec. Bits of y's symbols under the bin masses of the codec's conditional (the
+  Gaussian's or the logistic's), forward adaptation's shifts applied to every variant.
 - z with forward adaptation: per channel the cheapest of the rate points' z tables (FactorizedLatentCodec's
   choices, their side information counted), against the rate point's own tables.
-(The bits of forward adaptation's shifts of y's scale indexes are recorded too: y + z + shifts is the codec's
-estimate.)
+(The bits of forward adaptation's shifts of y's scale indexes are recorded too: y + z + shifts, and one bit that
+names the conditional, is the codec's estimate.)
 
 Images are cut to multiples of 64 pixels from the top left. Prints a table per rate point and writes
 entropy_gap.json.

@@ -81,6 +81,25 @@ def test_logistic_tables_are_exact_and_not_stored():
         assert exact == counts[starts[i]:starts[i + 1]].tolist()
 
 
+
+def test_logistic_tables_settled_in_decimal_are_the_same_under_any_decimal_context(monkeypatch):
+    """The decimal path (every count within _EDGE of a rounding edge; on these levels none is, so here every count
+    takes it) gives the fast path's integers, and a caller's decimal context (traps, precision) changes nothing."""
+    import decimal
+
+    from neuralcodecs.entropy import conditional
+
+    counts, half = logistic_tables()
+    starts = np.concatenate([[0], np.cumsum(2 * half.numpy().astype(np.int64) + 2)])
+    levels = logistic_levels()
+    monkeypatch.setattr(conditional, "_EDGE", 1.0)
+    monkeypatch.setattr(conditional, "logistic_levels", lambda: [levels[i] for i in (0, 5, 17)])
+    with decimal.localcontext(decimal.Context(prec=3, traps=[decimal.Inexact, decimal.Rounded])):
+        slow, slow_half = conditional.logistic_tables.__wrapped__()
+    assert slow_half.tolist() == [int(half[i]) for i in (0, 5, 17)]
+    assert slow.tolist() == np.concatenate([counts[starts[i]:starts[i + 1]].numpy() for i in (0, 5, 17)]).tolist()
+
+
 @pytest.mark.parametrize("name", ["balle2018", "minnen2018"])
 def test_decoded_z_lies_on_the_integer_networks_input_grid(name, photo):
     """h_s.exact(z_hat) needs z_hat on the 2^-ACT_BITS grid: the z a shipped codec decodes from a real string
@@ -473,3 +492,19 @@ def test_the_conditional_changes_the_bytes_not_the_pixels(name):
         assert np.array_equal(other.decode_file(header, chunks), nc.decode(data))
     with pytest.raises(ValueError, match="conditional"):
         nc.create_codec(name, conditional="laplace")
+
+
+
+@pytest.mark.parametrize("name, wrong", [("balle2018", 3), ("minnen2018", 2)])
+def test_hyperprior_files_of_a_chunk_count_no_layout_has_are_refused(name, wrong, photo):
+    """One string now, two (balle2018) or three (minnen2018) in the earlier layout: any other count is a
+    BitstreamError before anything is decoded."""
+    import neuralcodecs as nc
+    from neuralcodecs import container
+
+    data = nc.encode(photo, name, quality=3)
+    header, _, chunks = nc.codec.open_file(data)
+    assert len(chunks) == 1
+    bad = container.pack(name, header.settings, header.fingerprint, photo.shape, chunks * wrong)
+    with pytest.raises(nc.BitstreamError, match="chunks"):
+        nc.decode(bad)

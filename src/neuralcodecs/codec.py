@@ -259,8 +259,9 @@ def _decoder(name: str, settings_json: str) -> Codec:
         # settings newer than the file: the value it was made with (the name's own settings stay the name's)
         older = {f.name: f.metadata[FILE_DEFAULT] for f in dataclasses.fields(entry.cls.Config)
                  if FILE_DEFAULT in f.metadata and f.name not in entry.defaults}
-        # and those the codec's weights fix, which files leave out (files from before 2026-12-07 hold them)
-        settings = {**entry.cls.implied_settings(name), **older, **json.loads(settings_json)}
+        # and those the codec's weights fix, which files leave out (files from before 2026-12-07 hold them): what
+        # the weights fix is never a value older files had
+        settings = {**older, **entry.cls.implied_settings(name), **json.loads(settings_json)}
         return entry.cls.from_config(entry.config(settings), name=name)
     except (TypeError, ValueError) as e:
         raise BitstreamError(f"file has settings that {name} cannot decode ({e})") from None

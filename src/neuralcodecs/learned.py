@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from . import container, weights
 from .codec import ENCODER_ONLY, FILE_DEFAULT, Codec, check_number
-from .entropy.conditional import CONDITIONALS
 from .entropy.latent import LatentCodec
 from .entropy.model import EntropyModel, entropy_models
 from .image import from_tensor, to_tensor
@@ -86,7 +85,7 @@ class LearnedCodec(Codec, nn.Module):
         entry = weights.manifest().get(name)
         if entry is None:
             return {}
-        shipped = {**dataclasses.asdict(cls.Config()), **entry.get("settings", {})}
+        shipped = {**dataclasses.asdict(cls.Config()), **get_entry(name).defaults, **entry.get("settings", {})}
         return {k: v for k, v in shipped.items() if k not in cls._free()}
 
     @classmethod
@@ -200,15 +199,11 @@ def forward_adaptive_setting() -> Any:
 def conditional_setting() -> Any:
     """The Config field `conditional` of a hyperprior codec: the shape of y's density given the scale index its
     networks predict, "logistic" (the default: about 1.2 % fewer bytes from the same networks, README) or the
-    papers' "gaussian". The encoder's choice: a file names it in its string (entropy/latent.py), and files from
-    before it existed were made with the Gaussian, so only the encoder reads the setting (codec.ENCODER_ONLY)."""
+    papers' "gaussian". Files leave it out (codec.ENCODER_ONLY): a file's string names its conditional
+    (entropy/latent.py), and files from before it existed were made with the Gaussian. Training reads it too: a
+    run trains its rate term with the conditional of its settings (a run resumed from before it existed, with
+    the logistic from then on)."""
     return dataclasses.field(default="logistic", metadata=ENCODER_ONLY)
-
-
-def check_conditional(value: Any) -> None:
-    """conditional_setting's check (in Config.__post_init__: before anything is built)."""
-    if value not in CONDITIONALS:
-        raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, got {value!r}")
 
 
 def refine_setting() -> Any:

@@ -27,9 +27,11 @@ from typing import ClassVar
 from torch import nn
 
 from ..codec import check_index_quality
+from ..entropy.conditional import check_conditional
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import HyperpriorLatentCodec
-from ..learned import VariableRateCodec, check_conditional, conditional_setting, forward_adaptive_setting, refine_setting
+from ..learned import (VariableRateCodec, conditional_setting, forward_adaptive_setting,
+                       refine_setting)
 from ..nn import conv
 from ..nn.integer import IntegerConv, IntegerNetwork
 from ..registry import register

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..codec import check_index_quality
+from ..entropy.conditional import check_conditional
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.latent import CheckerboardLatentCodec
-from ..learned import check_conditional
 from ..nn.integer import IntegerConv, IntegerNetwork
 from ..registry import register
 from .balle2017 import LMBDAS

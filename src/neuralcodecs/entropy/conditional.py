@@ -8,8 +8,7 @@ y_i ~ N(mu_i, sigma_i^2) convolved with U(-1/2, 1/2), so the mass of a quantizat
 with F the standard normal CDF (GaussianConditional). LogisticConditional (beyond the paper) puts a logistic of
 the same standard deviation in its place: the values fall in its heavier tails often enough that the scale indexes
 the hyperprior codecs' networks learned to predict for a Gaussian code them in fewer bytes (minnen2018 on Kodak:
-1.2 % fewer at all but the lowest rate point; README, "The conditional's shape"), with no retraining and the
-same pixels.
+1.2-1.5 % fewer at every rate point; README, "The conditional's shape"), with no retraining and the same pixels.
 
 The coder cannot build a table per value, so sigma comes from a fixed table of LEVELS scales spaced
 geometrically from SCALE_MIN to SCALE_MAX, and what decides a value's model is an integer index into it.
@@ -94,12 +93,19 @@ _PI = "3.141592653589793238462643383279502884197"  # to 40 digits, for the decim
 _EDGE = 1e-6  # a count this near a rounding edge (in counts) is settled in exact decimal arithmetic
 
 
+def _decimal_context() -> decimal.Context:
+    """40 digits, rounding half to even, every field set here: a caller's own context (its traps, its exponent
+    range) must not change, or stop, what the tables are."""
+    return decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999, capitals=1,
+                           clamp=0, flags=[], traps=[decimal.InvalidOperation, decimal.DivisionByZero,
+                                                     decimal.Overflow])
+
+
 def logistic_levels() -> list[tuple[float, int]]:
     """Per level, the logistic's own scale s (its standard deviation times sqrt(3) / pi) and the half-width of
     its table (P(|x| > half) <= TAIL_MASS beyond s ln(2 / TAIL_MASS - 1)), from decimal arithmetic, whose exp,
     ln and sqrt are correctly rounded: the same on every machine."""
-    with decimal.localcontext() as ctx:
-        ctx.prec = 40
+    with decimal.localcontext(_decimal_context()):
         to_s = Decimal(3).sqrt() / Decimal(_PI)
         reach = (Decimal(2) / Decimal(TAIL_MASS) - 1).ln()
         levels = []
@@ -131,8 +137,7 @@ def logistic_tables() -> tuple[Tensor, Tensor]:
 
 def _exact_count(s: float, v: float | None, half: int) -> int:
     """round(mass * 2^PRECISION), half to even, in 40-digit decimal: bin v's mass, or the escape's (v None)."""
-    with decimal.localcontext() as ctx:
-        ctx.prec = 40
+    with decimal.localcontext(_decimal_context()):
         s_d = Decimal(s)  # the float exactly
 
         def cdf(x: Decimal) -> Decimal:
@@ -266,4 +271,12 @@ class LogisticConditional(ScaleConditional):
         super().__init__(logistic_tables(), persistent=False)
 
 
-CONDITIONALS = ("gaussian", "logistic")  # the names codecs' settings give them
+# The names codecs' settings give them, in the order of the symbol a hyperprior codec's string starts with
+# (entropy/latent.py: one bit, 0 the Gaussian, 1 the logistic): the order is part of the file format.
+CONDITIONALS = ("gaussian", "logistic")
+
+
+def check_conditional(value: object) -> None:
+    """A conditional's name, checked before anything is built from it (codecs' Config, the latent codecs)."""
+    if value not in CONDITIONALS:
+        raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, got {value!r}")

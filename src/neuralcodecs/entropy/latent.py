@@ -5,16 +5,15 @@ latent_codecs). A transform codec is g_a, g_s, per-rate-point gains, and one of 
                              with forward adaptation, per channel the cheapest of the points' tables
                              strings: [y] (forward adaptive: [the choices, then y])
     HyperpriorLatentCodec    side information z = h_a(|y|) coded first with a factorized density, then y with
-                             a Gaussian whose scales h_s(z_hat) predicts (Ballé et al. 2018); h_s is an integer
-                             network so encoder and decoder agree bit for bit on any machine; with forward
-                             adaptation, per channel a shift of the scale indexes
-                             strings: [z, y] (forward adaptive: [z, the shifts then y])
+                             a Gaussian (or a logistic) whose scales h_s(z_hat) predicts (Ballé et al. 2018); h_s
+                             is an integer network so encoder and decoder agree bit for bit on any machine; with
+                             forward adaptation, per channel a shift of the scale indexes
+                             string: [conditional | z | shifts | y]
     CheckerboardLatentCodec  mean-scale hyperprior with a two-pass checkerboard context (Minnen et al. 2018,
                              He et al. 2021): z first; then the anchor half of y from the hyperprior alone; then
                              the other half with a context of the decoded anchors; all entropy parameters
                              from integer networks
-                             strings: [z, y anchors, y non-anchors] (forward adaptive: the shifts before
-                             the anchors)
+                             string: [conditional | z | shifts | y anchors | y non-anchors]
 
 Every latent codec takes y already multiplied by its rate point's gain, the rate point q and that point's
 per-channel log-gains (N, C):
@@ -46,7 +45,7 @@ from torch import Tensor, nn
 from ..errors import BitstreamError
 from ..nn.integer import ACT_BITS, CLIP, IntegerNetwork, quantize_activation
 from .conditional import (CONDITIONALS, LEVELS, LOG_STEP, GaussianConditional, LogisticConditional,
-                          ScaleConditional)
+                          ScaleConditional, check_conditional)
 from .coder import Decoder, Encoder, pmf_from_counts
 from .model import EntropyModel, bits_of, entropy_models
 from .tabulated import TabulatedDensity, channel_bits, channel_symbols, decode_channels, encode_channels, symbols
@@ -156,7 +155,8 @@ class LatentCodec(nn.Module):
 
     def check_strings(self, strings: list[bytes]) -> None:
         if len(strings) not in (self.n_strings, self.legacy_strings):
-            raise BitstreamError(f"corrupted file: {len(strings)} chunks where this codec writes {self.n_strings}")
+            legacy = f" (its earlier files {self.legacy_strings})" if self.legacy_strings else ""
+            raise BitstreamError(f"corrupted file: {len(strings)} chunks where this codec writes {self.n_strings}{legacy}")
 
     def entropy_models(self) -> list[EntropyModel]:
         return entropy_models(self)
@@ -281,15 +281,14 @@ class HyperpriorLatentCodec(LatentCodec):
         super().__init__()
         self.h_a, self.h_s = h_a, h_s
         self.z_priors = nn.ModuleList(z_priors)
-        if conditional not in CONDITIONALS:
-            raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, not {conditional!r}")
+        check_conditional(conditional)
         self.gaussian = GaussianConditional()  # its tables are in the weights' state
         self.logistic = LogisticConditional()  # its exact tables are built, not stored
         self.coded_with = CONDITIONALS.index(conditional)
         self.forward_adaptive = forward_adaptive
 
-    def conditionals(self) -> tuple[ScaleConditional, ...]:
-        """Every conditional, in CONDITIONALS' order (the symbol a string starts with)."""
+    def conditionals(self) -> tuple[ScaleConditional, ScaleConditional]:
+        """Every conditional, in CONDITIONALS' order: the bit a string starts with picks one."""
         return self.gaussian, self.logistic
 
     @property
@@ -297,12 +296,9 @@ class HyperpriorLatentCodec(LatentCodec):
         """The conditional y is coded (and trained) with."""
         return self.conditionals()[self.coded_with]
 
-    # -- the string's head: which conditional, z, the shifts -------------------------------------------
-    _WHICH_PMF = np.full(len(CONDITIONALS), 1.0 / len(CONDITIONALS))
-    _WHICH_BITS = float(np.log2(len(CONDITIONALS)))
-
+    # -- the string's head: which conditional (one bit), z, the shifts -------------------------------
     def _write_head(self, enc: Encoder, q: int, c: Coding) -> None:
-        enc.categorical(np.array([self.coded_with]), self._WHICH_PMF)
+        enc.categorical(np.array([self.coded_with]), _FLAG)
         self.z_priors[q].encode(enc, c.z)
         if self.forward_adaptive:
             self._write_shifts(enc, c.delta)
@@ -310,21 +306,23 @@ class HyperpriorLatentCodec(LatentCodec):
     def _read_head(self, dec: Decoder, shape: tuple[int, ...], q: int
                    ) -> tuple[ScaleConditional, Tensor, np.ndarray | None]:
         """What _write_head wrote: (the conditional, z_hat, the shifts or None)."""
-        conditional = self.conditionals()[int(dec.categorical(1, self._WHICH_PMF)[0])]
+        conditional = self.conditionals()[int(dec.categorical(1, _FLAG)[0])]
         z_hat = self.z_priors[q].decode(dec, self._z_shape(shape, q))
         return conditional, z_hat, self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
 
     def _open(self, strings: list[bytes], shape: tuple[int, ...], q: int
-              ) -> tuple[Decoder, ScaleConditional, Tensor, np.ndarray | None]:
-        """A file's strings read up to y: (the decoder at y's start, the conditional, z_hat, the shifts or None).
-        The earlier layout (legacy_strings): z's own string, then one that starts with the shifts; the Gaussian."""
+              ) -> tuple[list[Decoder], ScaleConditional, Tensor, np.ndarray | None]:
+        """A file's strings read up to y: (a decoder for each pass over y, at its start; the conditional; z_hat;
+        the shifts or None). The earlier layout (legacy_strings): z's own string, then one string per pass, the
+        first starting with the shifts; the Gaussian."""
         self.check_strings(strings)
         if len(strings) == self.legacy_strings:
             z_hat = self.z_priors[q].decompress(strings[0], self._z_shape(shape, q))
-            dec = Decoder(strings[1])
-            return dec, self.gaussian, z_hat, self._read_shifts(dec, shape[1]) if self.forward_adaptive else None
+            passes = [Decoder(s) for s in strings[1:]]
+            delta = self._read_shifts(passes[0], shape[1]) if self.forward_adaptive else None
+            return passes, self.gaussian, z_hat, delta
         dec = Decoder(strings[0])
-        return (dec, *self._read_head(dec, shape, q))
+        return [dec] * (self.legacy_strings - 1), *self._read_head(dec, shape, q)
 
     # -- forward adaptation: per-channel shifts of the scale indexes ------------------------------------
     _SHIFT_PMF = _distance_pmf(np.abs(np.arange(-SHIFTS, SHIFTS + 1)))  # symbol d + SHIFTS: shift d
@@ -405,7 +403,7 @@ class HyperpriorLatentCodec(LatentCodec):
         return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
-        dec, conditional, z_hat, delta = self._open(strings, shape, q)
+        (dec,), conditional, z_hat, delta = self._open(strings, shape, q)
         index = self._to_index(self._index_grid(z_hat, log_gain))
         if tuple(index.shape) != tuple(shape):
             raise BitstreamError(f"corrupted file: side information of shape {tuple(index.shape)} for y of {shape}")
@@ -413,7 +411,7 @@ class HyperpriorLatentCodec(LatentCodec):
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
         c = self._coding(y, q, log_gain)
-        return (self._WHICH_BITS + self.z_priors[q].estimate_bits(c.z) + c.shift_bits
+        return (1.0 + self.z_priors[q].estimate_bits(c.z) + c.shift_bits
                 + self.conditional.estimate_bits(y, c.index))
 
 
@@ -564,20 +562,18 @@ class CheckerboardLatentCodec(HyperpriorLatentCodec):
         return [enc.to_bytes()]
 
     def decompress(self, strings: list[bytes], shape: tuple[int, ...], q: int, log_gain: Tensor) -> Tensor:
-        dec, conditional, z_hat, delta = self._open(strings, shape, q)
+        (anchors, rest), conditional, z_hat, delta = self._open(strings, shape, q)
         shift = self._shift(log_gain, exact=True)
         psi, a, mu, grid = self._anchor_params(z_hat, shape, shift, q)
         y_hat = torch.zeros(shape, device=psi.device)
-        y_hat[a] = conditional.decode(dec, self._shifted(self._to_index(grid), delta)[a], mu[a])
+        y_hat[a] = conditional.decode(anchors, self._shifted(self._to_index(grid), delta)[a], mu[a])
         mu_n, grid_n = self._nonanchor_params(psi, y_hat, shift, q)
-        if len(strings) == self.legacy_strings:
-            dec = Decoder(strings[2])
-        y_hat[~a] = conditional.decode(dec, self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
+        y_hat[~a] = conditional.decode(rest, self._shifted(self._to_index(grid_n), delta)[~a], mu_n[~a])
         return y_hat
 
     def estimate_bits(self, y: Tensor, q: int, log_gain: Tensor) -> float:
         c = self._coding(y, q, log_gain)
         a, index, mu = c.anchors, c.index, c.mu
-        return (self._WHICH_BITS + self.z_priors[q].estimate_bits(c.z) + c.shift_bits
+        return (1.0 + self.z_priors[q].estimate_bits(c.z) + c.shift_bits
                 + self.conditional.estimate_bits(y[a], index[a], mu[a])
                 + self.conditional.estimate_bits(y[~a], index[~a], mu[~a]))

@@ -291,7 +291,7 @@ def channel_bits(s: np.ndarray, costs: tuple[np.ndarray, np.ndarray, np.ndarray]
     return bits.sum(axis=1)
 
 
-# -- coding integers with a table and an escape (here and in the Gaussian conditional) ---------------
+# -- coding integers with a table and an escape (here and in the conditionals, conditional.py) ------
 # A table's pmf covers [lo, lo + len(pmf) - 2] and its last entry is the escape symbol; values outside the
 # range take it and are then coded exactly (below).
 
